@@ -57,9 +57,11 @@ def mlm_head_params(config: ModelConfig) -> int:
     return _dense(config.units, e) + _layer_norm(e) + config.vocab_size
 
 
-def classifier_params(config: ModelConfig, num_labels: int) -> int:
-    """Classification/regression head: on the pooler, or Bort's own Dense(tanh) without one."""
-    own_pooler = 0 if config.use_pooler else _dense(config.units, config.units)
+def classifier_params(config: ModelConfig, num_labels: int, pooling: str = "cls") -> int:
+    """Classification/regression head: on the pooler, or Bort's own Dense(tanh) without one;
+    with mean pooling only the output layer."""
+    own_pooler = 0 if config.use_pooler or pooling == "mean" else _dense(config.units,
+                                                                          config.units)
     return own_pooler + _dense(config.units, num_labels)
 
 

@@ -62,11 +62,13 @@ def test_heads_count_equals_built_heads():
                              vocab_size=50, max_length=8, embed_size=8, use_pooler=use_pooler)
         net = BertNetwork(config)
         mlm, clf = MaskedLMModel(net), SequenceClassifier(net, 3)
-        for block in (mlm, clf):
+        mean = SequenceClassifier(net, 3, pooling="mean")
+        for block in (mlm, clf, mean):
             block.initialize(mx.init.Normal(0.02))
         size = lambda block: sum(p.data().size for p in named_parameters(block).values())
         assert size(mlm) - count_params(config) == mlm_head_params(config)
         assert size(clf) - count_params(config) == classifier_params(config, 3)
+        assert size(mean) - count_params(config) == classifier_params(config, 3, "mean") == 51
 
 
 def test_flops_scale_with_length():

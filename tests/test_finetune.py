@@ -158,3 +158,28 @@ def test_unknown_task_and_empty_folder(tiny_model, tmp_path):
     proc = cli("--task", "SST-2", "--model", str(tiny_model), "--data-dir", str(tmp_path))
     assert proc.returncode == 2 and "empty data folder" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_mean_pooling_head_trains_freezes_the_pooler_and_reloads(tiny_model, glue_dir, tmp_path):
+    from bortkit.agora.teacher import CheckpointClassifier
+    from bortkit.checkpoint import read_state
+    from bortkit.finetune import FinetuneArgs, Finetuner
+    from bortkit.tasks import get_task
+    run = Finetuner(FinetuneArgs(task="STS-B", model=str(tiny_model), data_dir=str(glue_dir),
+                                 output_dir=str(tmp_path), pooling="mean", max_steps=3,
+                                 max_train_examples=32, max_eval_examples=16, batch_size=8,
+                                 progress=False))
+    result = run.run()
+    before, after = read_state(tiny_model), read_state(tmp_path / "best")
+    assert after.meta["_head"]["pooling"] == "mean" and "head.dense.weight" not in after.tensors
+    for name in ("pooler.dense.weight", "pooler.dense.bias"):  # unused, so frozen
+        np.testing.assert_array_equal(after.tensors[name], before.tensors[name])
+    moved = after.tensors["encoder.0.ffn.ffn_1.weight"] - before.tensors["encoder.0.ffn.ffn_1.weight"]
+    assert np.abs(moved).max() > 0  # the encoder did train
+    reloaded = CheckpointClassifier(tmp_path / "best", get_task("STS-B"))
+    scores = reloaded.logits(run.dev_examples)[:, 0]
+    assert result["best_step"] == result["steps"] == 3  # one evaluation: best = last weights
+    np.testing.assert_allclose(scores, run.predict(run.dev), atol=1e-5)
+    with pytest.raises(Exception, match="pooling"):
+        FinetuneArgs(task="STS-B", model="m", data_dir="d", output_dir="o",
+                     pooling="max").validate()

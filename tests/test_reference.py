@@ -98,3 +98,25 @@ def test_padded_positions_against_float64(outputs, reference, minilm_dir):
         assert np.abs(ours[:, b] - exact).max() < TOL
         hf_error = max(hf_error, np.abs(reference["hidden_states"][:, b] - exact).max())
     print(f"float32 Hugging Face reference vs float64: max |diff| {hf_error:.2e}")
+
+
+def test_mean_pooling_head_reads_the_sentence_embedding(minilm_dir, reference):
+    """pooling="mean" feeds the head the mean over real tokens of the last hidden states
+    (the sentence-transformers embedding); an identity output layer exposes it."""
+    import mxnet as mx
+    from bortkit.checkpoint import read_state
+    from bortkit.checkpoint.core import assign
+    from bortkit.model import BertNetwork, SequenceClassifier
+    state = read_state(minilm_dir)
+    units = state.config.units
+    clf = SequenceClassifier(BertNetwork(state.config, prefix="bert_"), units, pooling="mean")
+    clf.initialize(mx.init.Normal(0.02))
+    assert "head.out.weight" in assign(clf, state)  # a new head; no pooler-fed dense
+    clf.head.out.weight.set_data(mx.nd.array(np.eye(units)))
+    clf.head.out.bias.set_data(mx.nd.zeros(units))
+    clf.hybridize()
+    got = clf(*(mx.nd.array(reference[k]) for k in ("input_ids", "token_type_ids",
+                                                     "attention_mask"))).asnumpy()
+    mask = reference["attention_mask"][:, :, None]
+    want = (reference["hidden_states"][-1] * mask).sum(1) / mask.sum(1)
+    assert got.shape == want.shape and np.abs(got - want).max() < TOL

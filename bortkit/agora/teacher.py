@@ -45,7 +45,8 @@ class CheckpointClassifier:
         self.max_length = max_length or head.get("max_length", 128)
         self.tokenizer = load_tokenizer(state.tokenizer_dir)
         network = BertNetwork(state.config, prefix="bert_")
-        self.net = SequenceClassifier(network, task.num_labels, prefix="clf_")
+        self.net = SequenceClassifier(network, task.num_labels,
+                                      pooling=head.get("pooling", "cls"), prefix="clf_")
         self.net.initialize(mx.init.Normal(0.02))
         assign(self.net, state)
         self.net.hybridize(static_alloc=True)

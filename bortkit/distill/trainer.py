@@ -105,6 +105,8 @@ class PretrainingArguments:
     eval_batches: int = 0                      # 0 = the whole held-out set
     checkpoint_every: int = 100                # 0 = only at the end
     log_every: int = 10
+    baseline_eval: bool = True                 # held-out loss of teacher and untrained student
+    save_weights: bool = True                  # False: no checkpoint or final weights (scoring)
     seed: int = 0
     resume: bool = False
     progress: bool = True
@@ -676,12 +678,12 @@ class PretrainingRun:
         teacher_eval = None
         if self.teacher is not None and self.plan.adapt_teacher:
             self.adapt_teacher()
-        if self.teacher is not None and self.plan.eval_data is not None:
+        if self.teacher is not None and self.plan.eval_data is not None and args.baseline_eval:
             teacher_eval = self.evaluate(self.teacher)
             self.log.write("teacher_eval", step=start, **teacher_eval)
             self._say(f"teacher held-out: MLM loss {teacher_eval['mlm_loss']:.4f}, accuracy "
                       f"{teacher_eval['mlm_accuracy']:.4f}", always=True)
-        if start == 0:
+        if start == 0 and args.baseline_eval:
             self.eval_results(0)
         step = start
         tokens_seen, clock = 0.0, time.perf_counter()
@@ -730,17 +732,18 @@ class PretrainingRun:
 
     def _finish(self, step: int, teacher_eval: Optional[dict]) -> dict:
         final_eval = self.eval_results(step)
-        self._save_checkpoint(step)
+        if self.args.save_weights:
+            self._save_checkpoint(step)
         results = {"steps": step, "workers": self.workers.size, "eval": final_eval,
                    "teacher_eval": teacher_eval}
-        if self.workers.is_root:
-            config = self.plan.student_config
-            save_pretrained(self.student, self.out / FINAL, config=config,
+        if self.workers.is_root and self.args.save_weights:
+            save_pretrained(self.student, self.out / FINAL, config=self.plan.student_config,
                             source=self.plan.train_data.tokenizer_dir, seed=self.args.seed,
                             meta={"_pretraining": {"steps": step, "teacher": self.args.teacher,
                                                    "objective": describe(
                                                        self.weights, self.teacher is not None,
                                                        self.plan.layer_map)}})
+        if self.workers.is_root:
             records = _latest_per_step(read_jsonl(self.out / LOG))
             plot_curves(records, self.out / "loss_curve.png",
                         series=(("train", "loss"), ("train", "mlm"), ("eval", "mlm_loss")),
@@ -748,7 +751,8 @@ class PretrainingRun:
             from ..io import write_json
             write_json(self.out / "results.json", results)
             self.log.write("done", **results)
-            self._say(f"done: {step} steps; the student is in {self.out / FINAL}", always=True)
+            where = f"; the student is in {self.out / FINAL}" if self.args.save_weights else ""
+            self._say(f"done: {step} steps{where}", always=True)
         return results
 
 

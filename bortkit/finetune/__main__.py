@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation steps")
     p.add_argument("--optimizer", default="bertadam", choices=("bertadam", "adamw", "lamb"))
+    p.add_argument("--pooling", default="cls", choices=("cls", "mean"),
+                   help="sentence vector for the head: [CLS]/pooler, or the mean over tokens "
+                        "(for mean-pooled sentence encoders such as all-MiniLM-L6-v2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (overrides --seed)")
     p.add_argument("--eval-every", type=int, default=0, help="steps; 0 = once per epoch")

@@ -74,6 +74,7 @@ class FinetuneArgs:
     progress: bool = True
     max_steps: Optional[int] = None   # optimizer steps of the run; overrides epochs when set
     distributed: bool = False         # Horovod data parallelism (launch with horovodrun)
+    pooling: str = "cls"              # sentence vector: "cls" ([CLS]/pooler) or "mean" of tokens
 
     def validate(self) -> None:
         checks = [("learning_rate", self.learning_rate > 0), ("batch_size", self.batch_size > 0),
@@ -82,26 +83,12 @@ class FinetuneArgs:
                   ("early_stopping", self.early_stopping >= 0),
                   ("warmup_ratio", 0 <= self.warmup_ratio <= 1),
                   ("weight_decay", self.weight_decay >= 0),
-                  ("max_steps", self.max_steps is None or self.max_steps > 0)]
+                  ("max_steps", self.max_steps is None or self.max_steps > 0),
+                  ("pooling", self.pooling in ("cls", "mean"))]
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"--{name.replace('_', '-')} is out of range: "
                                   f"{getattr(self, name)!r}")
-
-
-class _WholeBlock:
-    """The classifier seen as one block by ``save_pretrained``, which unwraps anything with a
-    ``network`` attribute (meant for :class:`~bortkit.model.Model`) and would otherwise
-    save the encoder without the task head."""
-
-    def __init__(self, block):
-        self._block = block
-
-    def collect_params(self, *args):
-        return self._block.collect_params(*args)
-
-    def _collect_params_with_prefix(self, prefix=""):
-        return self._block._collect_params_with_prefix(prefix)
 
 
 @dataclass
@@ -166,9 +153,12 @@ class Finetuner:
         config = self.state.config
         self.config = config
         network = BertNetwork(config, prefix="bert_")
-        self.net = SequenceClassifier(network, self.task.num_labels, prefix="clf_")
+        self.net = SequenceClassifier(network, self.task.num_labels, pooling=a.pooling,
+                                      prefix="clf_")
         self.net.initialize(mx.init.Normal(0.02))
         missing = assign(self.net, self.state)
+        if a.pooling == "mean" and config.use_pooler:  # the pooler takes no part: freeze it
+            network.pooler.collect_params().setattr("grad_req", "null")
         if self.task.kind == "regression" and "head.out.bias" in missing:
             # Start a new regression head at the mean target: Adam moves a bias by about
             # the learning rate per step, far too slowly to travel to e.g. STS-B's 2.7.
@@ -250,7 +240,7 @@ class Finetuner:
     def _head_meta(self) -> dict:
         return {"_head": {"task": self.task.name, "kind": self.task.kind,
                           "num_labels": self.task.num_labels, "labels": list(self.task.labels),
-                          "max_length": self.args.max_length}}
+                          "max_length": self.args.max_length, "pooling": self.args.pooling}}
 
     def _record_evaluation(self, step: int, run: RunState, log: JsonlLog) -> bool:
         """Evaluate, keep the best, checkpoint; return True when training should stop."""
@@ -261,7 +251,7 @@ class Finetuner:
         if improved:
             run.best_score, run.best_step, run.bad_evaluations = main, step, 0
             if self.is_writer:
-                save_pretrained(_WholeBlock(self.net), self.out / "best", config=self.config,
+                save_pretrained(self.net, self.out / "best", config=self.config,
                                 tokenizer=self.tokenizer, meta=self._head_meta(),
                                 seed=self.args.seed)
         else:
@@ -269,7 +259,7 @@ class Finetuner:
         log.write("eval", step=step, improved=improved, **scores)
         if self.is_writer:
             state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
-            save_training_state(self.out / "checkpoint", _WholeBlock(self.net), self.config,
+            save_training_state(self.out / "checkpoint", self.net, self.config,
                                 self.trainer, state, tokenizer=self.tokenizer,
                                 meta=self._head_meta())
         stop = bool(self.args.early_stopping) and run.bad_evaluations >= self.args.early_stopping

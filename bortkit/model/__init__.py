@@ -1,3 +1,10 @@
 """MXNet Gluon model code: the only part of bortkit that touches the framework."""
 from .bert import (BertNetwork, EncoderOutput, MaskedLMModel, Model,  # noqa: F401
                    SequenceClassifier)
+
+import warnings as _warnings
+
+# Heads that skip a part of the network (an MLM model never reads the pooler; mean pooling
+# never reads it either) leave parameters out of the graph on purpose; Gluon warns about
+# each one at the first call. Those parameters are frozen or simply unused.
+_warnings.filterwarnings("ignore", message=r"Parameter .* is not used by any computation")

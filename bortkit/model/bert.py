@@ -109,16 +109,19 @@ class MaskedLMModel(HybridBlock):
 class SequenceClassifier(HybridBlock):
     """Network + :class:`ClassificationHead`: (B, T) inputs -> (B, C) logits or scores."""
 
-    def __init__(self, network: BertNetwork, num_labels: int, **kwargs):
+    def __init__(self, network: BertNetwork, num_labels: int, pooling: str = "cls", **kwargs):
         super().__init__(**kwargs)
         self.num_labels = num_labels
         with self.name_scope():
             self.network = network
-            self.head = ClassificationHead(network.config, num_labels, prefix="head_")
+            self.head = ClassificationHead(network.config, num_labels, pooling=pooling,
+                                           prefix="head_")
 
     def hybrid_forward(self, F, input_ids, token_type_ids, attention_mask):
         sequence, pooled, _, _ = self.network.run(F, input_ids, token_type_ids, attention_mask)
-        return self.head(sequence if pooled is None else pooled)
+        if pooled is None:
+            pooled = F.zeros((1, 1))  # a placeholder the head ignores without a pooler
+        return self.head(sequence, pooled, attention_mask)
 
 
 @dataclass

@@ -192,15 +192,23 @@ class MaskedLMHead(HybridBlock):
 
 
 class ClassificationHead(HybridBlock):
-    """Sentence-level classifier or regressor on the first token.
+    """Sentence-level classifier or regressor. C = 1 regresses.
 
-    With a pooler: dropout(pooled) -> Dense(C). Without (Bort): h[:, 0] -> dropout ->
-    Dense(U, tanh) -> dropout -> Dense(C), as Bort's fine-tuning head. C = 1 regresses.
+    ``pooling="cls"``: with a pooler, dropout(pooled) -> Dense(C); without one (Bort),
+    h[:, 0] -> dropout -> Dense(U, tanh) -> dropout -> Dense(C), as Bort's fine-tuning head.
+    ``pooling="mean"``: the mean of h over the real (unpadded) tokens -> dropout -> Dense(C),
+    for encoders trained as mean-pooled sentence encoders (sentence-transformers' MiniLM),
+    whose [CLS] vector and pooler were never trained.
     """
 
-    def __init__(self, config: ModelConfig, num_labels: int, **kwargs):
+    POOLINGS = ("cls", "mean")
+
+    def __init__(self, config: ModelConfig, num_labels: int, pooling: str = "cls", **kwargs):
         super().__init__(**kwargs)
-        self._own_pooler = not config.use_pooler
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
+        self._own_pooler = pooling == "cls" and not config.use_pooler
         with self.name_scope():
             self.dropout = nn.Dropout(config.dropout)
             if self._own_pooler:
@@ -208,9 +216,16 @@ class ClassificationHead(HybridBlock):
                                       prefix="dense_")
             self.out = nn.Dense(num_labels, in_units=config.units, prefix="out_")
 
-    def hybrid_forward(self, F, features):
-        """``features``: pooled (B, U) with a pooler, else the sequence (B, T, U)."""
-        if self._own_pooler:
-            first = F.squeeze(F.slice_axis(features, axis=1, begin=0, end=1), axis=1)
-            features = self.dense(self.dropout(first))
+    def hybrid_forward(self, F, sequence, pooled, mask):
+        """``sequence`` (B, T, U); ``pooled`` (B, U) (ignored unless pooling is "cls" with a
+        pooler); ``mask`` (B, T), 1 at real tokens."""
+        if self.pooling == "mean":
+            weights = F.expand_dims(mask, axis=2)                          # (B, T, 1)
+            total = F.sum(F.broadcast_mul(sequence, weights), axis=1)      # (B, U)
+            features = F.broadcast_div(total, F.sum(weights, axis=1))      # (B, U)
+        elif self._own_pooler:
+            first = F.squeeze(F.slice_axis(sequence, axis=1, begin=0, end=1), axis=1)
+            features = self.dense(self.dropout(first))                     # (B, U)
+        else:
+            features = pooled                                              # (B, U)
         return self.out(self.dropout(features))

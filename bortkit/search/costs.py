@@ -54,10 +54,10 @@ class MeasuredLatency:
 
     batch_size: int = 1
     seq_length: int = 128
-    repeats: int = 5
+    repeats: int = 7
     warmup: int = 2
-    _layers: dict = field(default_factory=dict, repr=False)
-    _embeddings: dict = field(default_factory=dict, repr=False)
+    depths: tuple = (1, 3)            # probe depths; the layer time is the slope between them
+    _timings: dict = field(default_factory=dict, repr=False)
 
     def _time(self, config: ModelConfig) -> float:
         from ..model import Model
@@ -77,20 +77,24 @@ class MeasuredLatency:
         return arch_config({**arch, "num_layers": num_layers, "vocab_size": 512,
                             "max_length": max(self.seq_length, 8), "pad_token_id": 0})
 
-    def embedding_ms(self, arch: Mapping) -> float:
-        key = (arch["units"], arch.get("embed_size"))
-        if key not in self._embeddings:
-            # one thin layer, minus that layer's share, leaves embeddings + fixed overhead
-            one = self._time(self._probe(arch, 1))
-            self._embeddings[key] = max(0.0, one - self.layer_ms(arch))
-        return self._embeddings[key]
+    def _depth_ms(self, arch: Mapping, depth: int) -> float:
+        """Median ms of a ``depth``-layer model of this layer shape (cached)."""
+        key = (arch["num_heads"], arch["units"], arch["ffn_units"], arch.get("embed_size"), depth)
+        if key not in self._timings:
+            self._timings[key] = self._time(self._probe(arch, depth))
+        return self._timings[key]
 
     def layer_ms(self, arch: Mapping) -> float:
-        key = (arch["num_heads"], arch["units"], arch["ffn_units"])
-        if key not in self._layers:
-            two, one = self._time(self._probe(arch, 2)), self._time(self._probe(arch, 1))
-            self._layers[key] = max(1e-3, two - one)
-        return self._layers[key]
+        # The slope between a shallow and a deeper probe: two depths apart, the noise of
+        # each median weighs half as much as in a difference of neighbouring depths.
+        low, high = self.depths
+        slope = (self._depth_ms(arch, high) - self._depth_ms(arch, low)) / (high - low)
+        return max(1e-3, slope)
+
+    def embedding_ms(self, arch: Mapping) -> float:
+        """Embeddings + fixed overhead: the shallow probe minus its layers."""
+        low = self.depths[0]
+        return max(0.0, self._depth_ms(arch, low) - low * self.layer_ms(arch))
 
     def __call__(self, arch: Mapping) -> float:
         return self.embedding_ms(arch) + arch["num_layers"] * self.layer_ms(arch)

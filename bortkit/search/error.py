@@ -112,10 +112,10 @@ class DistillationError:
             student_config=str(run_dir / "student.json"), teacher=str(self.teacher_dir),
             max_steps=self.steps, batch_size=self.batch_size, learning_rate=5e-4,
             warmup_ratio=0.1, eval_every=0, eval_batches=self.eval_batches,
-            checkpoint_every=0, seed=self.seed, progress=False))
-        # keep the log and figures, drop the weights: a search trains many candidates
-        for heavy in ("final", "checkpoint"):
-            shutil.rmtree(run_dir / heavy, ignore_errors=True)
+            checkpoint_every=0, seed=self.seed, progress=False,
+            # only the held-out loss after training counts; a search trains many candidates,
+            # so it keeps their logs and curves but writes no weights
+            baseline_eval=False, save_weights=False))
         write_json(run_dir / "error.json", {"arch": dict(arch), "eval": results["eval"]})
         return float(results["eval"]["mlm_loss"])
 
