@@ -5,6 +5,8 @@ from .bert import (BertNetwork, EncoderOutput, MaskedLMModel, Model,  # noqa: F4
 import warnings as _warnings
 
 # Heads that skip a part of the network (an MLM model never reads the pooler; mean pooling
-# never reads it either) leave parameters out of the graph on purpose; Gluon warns about
-# each one at the first call. Those parameters are frozen or simply unused.
+# never reads it either; models without token types never read token_type_ids) leave
+# parameters and inputs out of the graph on purpose; Gluon warns about each one at the
+# first call. Those parameters are frozen or simply unused.
 _warnings.filterwarnings("ignore", message=r"Parameter .* is not used by any computation")
+_warnings.filterwarnings("ignore", message=r"The .*-th input to HybridBlock is not used")
