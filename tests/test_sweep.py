@@ -350,15 +350,50 @@ def test_sigkilled_worker_trial_is_rerun_from_its_checkpoint(tiny_model, glue_di
         list(range(4, 41, 4))
 
 
-@pytest.mark.slow
-@pytest.mark.distributed
-@pytest.mark.xfail(strict=False, reason="known race (issue 6, open): one run in a fresh clone "
-                   "had rank 0 allreduce after rank 1 left on a prune; passes otherwise")
-def test_horovod_ranks_train_the_same_trial_and_stop_together(tiny_model, glue_dir, tmp_path):
+def _horovodrun() -> str:
     horovodrun = shutil.which("horovodrun") or str(Path(sys.executable).parent / "horovodrun")
     if not Path(horovodrun).exists():
         pytest.skip("horovodrun not installed")
-    command = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo",
+    return horovodrun
+
+
+LATE_RANK = """
+import json, time
+from bortkit.sweep.distributed import HorovodCoordinator
+coordinator = HorovodCoordinator()
+if coordinator.rank == 1:
+    time.sleep(2)  # a slow rank: still evaluating when rank 0 shares
+got, waited = [], []
+for number in range(3):  # one name, shared again at once, as "job" is between trials
+    start = time.monotonic()
+    got.append(coordinator.share({"number": number} if coordinator.rank == 0 else None, "job"))
+    waited.append(time.monotonic() - start)
+print("RESULT " + json.dumps({"rank": coordinator.rank, "got": got, "waited": waited}), flush=True)
+"""  # and rank 0 exits right away, as after the last share of a sweep
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_horovod_share_waits_for_every_rank(tmp_path):
+    # Issue 6: rank 0 left share() before rank 1 joined, exited, and Horovod's shutdown at
+    # exit failed rank 1's pending broadcast (or a second share of the name clashed).
+    script = tmp_path / "late_rank.py"
+    script.write_text(LATE_RANK)
+    proc = subprocess.run([_horovodrun(), "-np", "2", "-H", "localhost:2", "--gloo",
+                           sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = {r["rank"]: r for r in (json.loads(line.split("RESULT ", 1)[1])
+                                      for line in proc.stdout.splitlines() if "RESULT " in line)}
+    expected = [{"number": n} for n in range(3)]
+    assert sorted(results) == [0, 1] and results[0]["got"] == results[1]["got"] == expected
+    assert results[0]["waited"][0] > 1.5  # rank 0 waited for the late rank 1
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_horovod_ranks_train_the_same_trial_and_stop_together(tiny_model, glue_dir, tmp_path):
+    command = [_horovodrun(), "-np", "2", "-H", "localhost:2", "--gloo",
                *sweep_command(tiny_model, glue_dir, tmp_path, "hvd", 2, "--pruner", "threshold",
                               "--prune-below", "1.01", "--prune-warmup", "2",
                               "--set", "max_steps=10")]

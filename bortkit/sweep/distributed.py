@@ -9,7 +9,10 @@ gradient allreduce: optuna#4835, optuna-examples#101).
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
+
+import numpy as np
 
 
 class LocalCoordinator:
@@ -32,8 +35,32 @@ class HorovodCoordinator:
         self.rank, self.size = hvd.rank(), hvd.size()
 
     def share(self, obj: Any, name: str) -> Any:
-        # Every rank must call this in the same order with the same name.
-        return self._hvd.broadcast_object(obj, root_rank=0, name=f"bortkit.sweep.{name}")
+        """Rank 0's ``obj`` on every rank; returns on each rank only once all ranks joined.
+
+        Every rank must call this in the same order with the same name. Horovod's own
+        ``broadcast_object`` does not wait on the root: its broadcasts stay queued in MXNet's
+        asynchronous engine, so rank 0 went on at once. After the last share of a sweep it
+        exited, and Horovod's shutdown at exit cancelled the broadcast a slower rank had not
+        joined yet ("Horovod has been shut down" on rank 1); two quick shares of one name
+        clashed the same way ("same name as another tensor that is currently being
+        processed"). Waiting on every rank makes each share a barrier.
+        """
+        import mxnet as mx
+        key = f"bortkit.sweep.{name}"
+        data = pickle.dumps(obj) if self.rank == 0 else b""
+        size = self._broadcast(mx.nd.array([len(data)], dtype="int32"), key + ".size")
+        size = int(size.asscalar())
+        payload = mx.nd.array(np.frombuffer(data, np.uint8), dtype="uint8") if self.rank == 0 \
+            else mx.nd.empty((size,), dtype="uint8")
+        payload = self._broadcast(payload, key + ".data")
+        return obj if self.rank == 0 else pickle.loads(payload.asnumpy().tobytes())
+
+    def _broadcast(self, array, name: str):
+        """Broadcast ``array`` in place from rank 0 and wait until it is done, root included
+        (a broadcast completes only when every rank has joined it)."""
+        self._hvd.broadcast_(array, root_rank=0, name=name)
+        array.wait_to_read()
+        return array
 
 
 def launched_by_horovod() -> bool:

@@ -222,6 +222,8 @@ class Sweep:
         while True:
             trial = self.next_trial() if self.coordinator.rank == 0 else None
             job = self._job(trial) if trial is not None else None
+            # Also a barrier (HorovodCoordinator.share waits on every rank): after the last
+            # share, None, no rank exits while another still waits for it.
             job = self.coordinator.share(job, "job")
             if job is None:
                 break
