@@ -319,7 +319,8 @@ class Finetuner:
             result["submission"] = str(self.predict_test())
         write_json(self.out / "result.json", result)
         log.write("done", best_step=run.best_step, best=result["best"])
-        plot_curves(read_jsonl(self.out / "log.jsonl"), self.out / "learning_curve.png",
+        records = _this_run(read_jsonl(self.out / "log.jsonl"))
+        plot_curves(records, self.out / "learning_curve.png",
                     series=(("train", "loss"), ("eval", "main")),
                     title=f"{self.task.name} seed {self.args.seed}")
         return result
@@ -332,6 +333,13 @@ class Finetuner:
         features = featurize(self.task, examples, self.tokenizer, self.args.max_length)
         return write_predictions(self.task, examples, self.predict(features),
                                  self.out / "submission")
+
+
+def _this_run(records: list) -> list:
+    """The records from the last fresh start on: a new run in an old directory appends to
+    its log (nothing written is lost) but plots only itself."""
+    starts = [i for i, r in enumerate(records) if r.get("event") == "start"]
+    return records[starts[-1]:] if starts else records
 
 
 def _horovod_rank_size() -> tuple[int, int]:
