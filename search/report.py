@@ -64,7 +64,7 @@ def plot_tradeoff(result: SearchResult) -> bytes:
     from matplotlib.figure import Figure
 
     trained = [c for c in result.candidates if c.trained]
-    fig = Figure(figsize=(7.5, 5.0), dpi=120)
+    fig = Figure(figsize=(7.5, 5.6), dpi=120)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     points = ax.scatter([c.params for c in trained], [c.error for c in trained],
@@ -87,7 +87,9 @@ def plot_tradeoff(result: SearchResult) -> bytes:
                  f"candidates trained")
     ax.xaxis.set_major_formatter(lambda value, _: format_count(value))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    # below the axes: inside, it hid the trained points of the upper half
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
