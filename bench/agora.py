@@ -15,7 +15,10 @@ half, which neither method ever sees.
 - **plain**: one fine-tuning run on the 500 examples with the standard setting θ0 for the
   whole budget, evaluated on E six times: ``final`` (last weights) and ``best`` (the best
   checkpoint on E);
-- **Agora**: Θ = θ0 and two other learning rates; D = the 500 examples, E = the dev half.
+- **Agora**: Θ = θ0 and two other learning rates; D = the 500 examples, E = the dev half;
+  4 rounds (3, 2, 1, 1 candidates), 8 draws of g around each error on E, up to 2 replays.
+  Each θ's rounds form one fine-tuning run (one warmup and decay), so the surviving θ
+  trains 4/7 of the budget and the pruned ones the rest.
 
 ``--protocol train-holdout``. E is 20 % of the 500 training examples (Agora trains on the
 other 400, plain on all 500); scores are on the whole dev split. Plain's ``best`` picks its
@@ -38,6 +41,7 @@ from common import configure_threads, format_table, median, write_results  # noq
 REPO = Path(__file__).resolve().parents[1]
 THETA0 = {"learning_rate": 1e-4, "batch_size": 16, "weight_decay": 0.01, "warmup_ratio": 0.1}
 OTHER_RATES = (5e-5, 2e-4)
+AGORA = {"rounds": 4, "per_error": 8, "replays": 2, "evals_per_round": 1}
 MAX_LENGTH = 64
 
 
@@ -112,11 +116,11 @@ def agora(student: Path, teacher: Path, data: Path, out: Path, seed: int, budget
               "train-holdout": {"eval_source": "train", "eval_fraction": 0.2}}[protocol]
     result = Agora(AgoraArgs(task="SST-2", student=str(student), teacher=str(teacher),
                              data_dir=str(data), output_dir=str(out), thetas=thetas,
-                             budget=budget, rounds=4, per_error=8, seed=seed,
-                             resume=True, **source)).run()
+                             budget=budget, seed=seed, resume=True, **AGORA,
+                             **source)).run()
     return {"final": result["best"]["accuracy"], "steps": result["steps"],
             "winner": result["theta"], "generated": result["generated_examples"],
-            "rounds": [{k: h[k] for k in ("round", "attempt", "scores", "replayed")}
+            "rounds": [{k: h.get(k) for k in ("round", "attempt", "scores", "replayed", "pruned")}
                        for h in result["rounds"]]}
 
 
@@ -131,7 +135,9 @@ def main() -> None:
     parser.add_argument("--train-examples", type=int, default=500)
     parser.add_argument("--student-layers", type=int, default=2)
     parser.add_argument("--teacher-steps", type=int, default=150)
-    parser.add_argument("--quick", action="store_true", help="one seed, budget 120")
+    parser.add_argument("--quick", action="store_true",
+                        help="one seed, budget 120: checks the plumbing only (120 steps leave "
+                             "both methods at the majority class)")
     args = parser.parse_args()
     configure_threads()
     from bortkit.agora import truncate_layers
@@ -192,6 +198,7 @@ def main() -> None:
         "teacher": "all-MiniLM-L6-v2 fine-tuned on the same examples",
         "teacher_accuracy": teacher_acc, "budget_steps": budget, "theta0": THETA0,
         "agora_thetas_learning_rates": [THETA0["learning_rate"], *OTHER_RATES],
+        "agora_settings": AGORA,
         "seeds": seeds, "runs": runs, "summary": summary, "quick": args.quick,
         "seconds": round(time.time() - start, 1)},
         path=None if not args.quick else Path(work) / f"{name}.json")

@@ -11,23 +11,11 @@ import optuna
 import pytest
 
 from bortkit.agora import Agora, AgoraArgs, CheckpointClassifier, Perturbation, truncate_layers
-from bortkit.checkpoint import read_state, save_pretrained
-from bortkit.config import ModelConfig
+from bortkit.checkpoint import read_state
 from bortkit.errors import CheckpointError, ConfigError
 from bortkit.finetune import FinetuneArgs, Finetuner
-from bortkit.model import Model
 from bortkit.tasks import Example, get_task
-from bortkit.tokenizers import load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, minilm_dir):
-    """A small random model with the real MiniLM WordPiece vocabulary."""
-    config = ModelConfig(num_layers=2, num_heads=2, units=32, ffn_units=64, vocab_size=30522,
-                         max_length=128)
-    path = tmp_path_factory.mktemp("tiny") / "model"
-    save_pretrained(Model(config), path, config=config, tokenizer=load_tokenizer(minilm_dir))
-    return path
+from bortkit.train import read_jsonl
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +26,25 @@ def tiny_teacher(tiny_model, glue_dir, tmp_path_factory):
                            output_dir=str(out), max_train_examples=64, max_eval_examples=16,
                            max_steps=4, batch_size=16, max_length=32, progress=False)).run()
     return out / "best"
+
+
+@pytest.fixture(scope="module")
+def two_class_teacher(tiny_teacher, glue_dir, tmp_path_factory):
+    """``tiny_teacher`` with its head's bias moved so that it splits SST-2 sentences about
+    evenly between the classes (a few steps leave it on one class, and Agora keeps the
+    generated data only in D's class shares)."""
+    from safetensors.numpy import load_file, save_file
+    path = tmp_path_factory.mktemp("two-class") / "teacher"
+    shutil.copytree(tiny_teacher, path)
+    examples = get_task("SST-2").read(glue_dir, "train")[:200]
+    logits = CheckpointClassifier(path, get_task("SST-2"), max_length=32).logits(examples)
+    tensors = load_file(str(path / "model.safetensors"))
+    tensors["head.out.bias"] = tensors["head.out.bias"] + \
+        np.array([0, -np.median(logits[:, 1] - logits[:, 0])], np.float32)
+    save_file(tensors, str(path / "model.safetensors"), metadata={"format": "bortkit"})
+    labels = CheckpointClassifier(path, get_task("SST-2"), max_length=32).label(examples)
+    assert 0.3 < labels.mean() < 0.7
+    return path
 
 
 # --------------------------------------------------------------------------- g
@@ -122,21 +129,29 @@ class ScriptedAgora(Agora):
         super().__init__(args, **kwargs)
         self.scores, self.checkpoint, self.calls = scores, checkpoint, []
 
-    def _train(self, index, model, steps, train, run_dir):
-        self.calls.append({"theta": index, "model": model, "steps": steps,
+    def _train(self, index, start, steps, planned, train, run_dir):
+        begin = 0 if start is None else \
+            json.loads((Path(start) / "state.json").read_text())["run"]["step"]
+        self.calls.append({"theta": index, "start": start, "steps": steps,
+                           "schedule_end": begin + planned,
                            "guids": [ex.guid for ex in train], "run_dir": run_dir,
                            "texts": {ex.text_a for ex in train if ex.guid.startswith("agora-")}})
-        shutil.copytree(self.checkpoint, run_dir / "best")
+        shutil.copytree(self.checkpoint, run_dir / "checkpoint")
+        (run_dir / "checkpoint" / "state.json").write_text(
+            json.dumps({"run": {"step": begin + steps}}))
         score = self.scores.pop(0)
-        return {"best": {"main": score, "accuracy": score}, "steps": steps}
+        return {"evaluations": [{"main": score}], "steps": begin + steps}
 
-    def _errors(self, models):
-        return [0, 1, 2]
+    def _logits(self, models):
+        """Every candidate gets E's first three examples wrong, the rest right."""
+        gold = np.array([ex.label for ex in self.e])
+        predicted = np.where(np.arange(len(gold)) < 3, 1 - gold, gold)
+        return {i: np.eye(2)[predicted] for i in models}
 
 
-class OnesTeacher:
+class AlternatingTeacher:
     def label(self, examples):
-        return np.ones(len(examples), int)
+        return np.arange(len(examples)) % 2
 
 
 def _args(tmp_path, glue_dir, teacher, **kw):
@@ -153,7 +168,7 @@ def test_rounds_prune_replay_and_spend_the_budget(tmp_path, glue_dir, tiny_teach
                 0.72, 0.71,      # round 2 again: better; θ1 is pruned
                 0.74]            # round 3: θ0 alone
     agora = ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher), list(scripted),
-                          tiny_teacher, teacher=OnesTeacher())
+                          tiny_teacher, teacher=AlternatingTeacher())
     result = agora.run()
     calls = agora.calls
     assert [c["theta"] for c in calls] == [0, 1, 2, 0, 1, 0, 1, 0]
@@ -163,42 +178,75 @@ def test_rounds_prune_replay_and_spend_the_budget(tmp_path, glue_dir, tiny_teach
             result["rounds"]] == [(1, 0, False, 2), (2, 0, True, None), (2, 1, False, 1),
                                   (3, 0, False, None)]
     assert result["winner"] == 0 and result["e_score"] == 0.74
-    # D: 32 of the 40 examples (E holds 8); each later round adds 3 errors x 2 draws
-    assert [len(c["guids"]) for c in calls] == [32] * 3 + [38] * 4 + [44]
+    # D: 32 of the 40 examples (E holds 8), then the generated examples kept so far
+    data = tmp_path / "run" / "data"
+    added = {name: [json.loads(l) for l in (data / f"{name}.jsonl").read_text().splitlines()]
+             for name in ("round-1-attempt-0", "round-1-attempt-1", "round-2-attempt-0")}
+    assert [len(c["guids"]) for c in calls] == \
+        [32] * 3 + [32 + len(added["round-1-attempt-0"])] * 2 + \
+        [32 + len(added["round-1-attempt-1"])] * 2 + \
+        [32 + len(added["round-1-attempt-1"]) + len(added["round-2-attempt-0"])]
     assert calls[3]["texts"] and calls[3]["texts"] != calls[5]["texts"]  # drawn again
-    generated = [json.loads(l) for l in (tmp_path / "run" / "data" / "round-1-attempt-1.jsonl")
-                 .read_text().splitlines()]
+    d_labels = [ex.label for ex in agora.d]
     e_guids = set(json.loads((tmp_path / "run" / "split.json").read_text())["evaluation"])
-    assert all(ex["label"] == 1 for ex in generated)  # the teacher's labels
-    assert {ex["guid"].split("-", 2)[2].split("~")[0] for ex in generated} <= e_guids
-    # each round continues from the previous round's best weights of the same θ
-    assert calls[3]["model"] == str(calls[0]["run_dir"] / "best")
-    assert calls[5]["model"] == calls[3]["model"]  # the replay restarts from the same weights
-    assert calls[7]["model"] == str(calls[5]["run_dir"] / "best")
+    for examples in added.values():
+        assert 0 < len(examples) <= 6  # 3 errors x 2 draws, thinned to D's class shares
+        share = sum(ex["label"] for ex in examples) / len(examples)
+        assert abs(share - np.mean(d_labels)) <= 0.5 / len(examples) + 1e-9
+        assert {ex["guid"].split("-", 2)[2].split("~")[0] for ex in examples} <= e_guids
+    # a θ's rounds are one run: each goes on from the θ's last training state, the replay
+    # too, and the learning-rate schedule is planned to the θ's last step if never pruned
+    # (150 = 3 rounds x 50 steps; after the replay 100 + 16 + 16, then 116 + 18)
+    assert calls[0]["start"] is None
+    assert calls[3]["start"] == str(calls[0]["run_dir"] / "checkpoint")
+    assert calls[5]["start"] == str(calls[3]["run_dir"] / "checkpoint")
+    assert calls[7]["start"] == str(calls[5]["run_dir"] / "checkpoint")
+    assert [c["schedule_end"] for c in calls] == [150] * 5 + [132, 132, 134]
     assert (tmp_path / "run" / "best" / "model.safetensors").exists()
+    assert not (tmp_path / "run" / "best" / "state.json").exists()  # weights only
     assert set(result["best"]) == {"accuracy", "main"}
 
     resumed = ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher, resume=True), [],
-                            tiny_teacher, teacher=OnesTeacher())
+                            tiny_teacher, teacher=AlternatingTeacher())
     assert resumed.run() == result and resumed.calls == []
     with pytest.raises(ConfigError, match="holds an Agora run already"):
         ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher), [], tiny_teacher).run()
+    state_file = tmp_path / "run" / "agora_state.json"
+    state_file.write_text(json.dumps({k: v for k, v in json.loads(state_file.read_text()).items()
+                                      if k != "trained"}))
+    with pytest.raises(ConfigError, match="written by an older bortkit"):
+        ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher, resume=True), [],
+                      tiny_teacher).run()
 
 
 def test_on_round_can_stop_the_run(tmp_path, glue_dir, tiny_teacher):
     seen = []
     agora = ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher), [0.6, 0.7, 0.5],
-                          tiny_teacher, teacher=OnesTeacher(),
+                          tiny_teacher, teacher=AlternatingTeacher(),
                           on_round=lambda r, score: seen.append((r, score)) or True)
     result = agora.run()
     assert seen == [(1, 0.7)] and result["stopped_early"] and result["steps"] == 150
     assert result["winner"] == 1  # the best survivor of the last round
 
 
+def test_pruning_breaks_ties_by_cross_entropy_on_e(tmp_path, glue_dir):
+    agora = Agora(_args(tmp_path, glue_dir, "teacher"))
+    agora.e = [Example(f"e{i}", "text", None, label, i) for i, label in enumerate([0, 0, 0, 1])]
+    majority = np.array([[2.0, 0.0]] * 4)      # 3 of 4 right, sure of itself: CE 0.63
+    hesitant = np.array([[0.5, 0.0]] * 4)      # 3 of 4 right, hesitant: CE 0.60
+    logits = {0: majority, 1: hesitant, 2: np.array([[0.0, 0.0]] * 4)}  # θ2: CE log 2
+    assert agora._prune({0: 0.75, 1: 0.75, 2: 0.75}, logits) == 2
+    assert agora._prune({0: 0.75, 1: 0.75, 2: 0.8}, logits) == 0
+    assert agora._prune({0: 0.75, 1: 0.75}, {0: majority, 1: majority}) == 1  # the later θ
+    assert agora._prune({0: 0.5, 1: 0.75}, {0: majority, 1: hesitant}) == 0  # score first
+    assert agora._errors({0: majority, 1: logits[2]}) == [3]
+    assert agora._errors({0: majority, 1: -majority}) == [0, 1, 2, 3]
+
+
 def test_evaluation_set_from_the_dev_split(tmp_path, glue_dir, tiny_teacher):
     args = _args(tmp_path, glue_dir, tiny_teacher, eval_source="dev", eval_fraction=0.5)
     agora = ScriptedAgora(args, [0.6, 0.7, 0.5, 0.8, 0.7, 0.9], tiny_teacher,
-                          teacher=OnesTeacher())
+                          teacher=AlternatingTeacher())
     result = agora.run()
     assert len(agora.calls[0]["guids"]) == 40  # D: the whole (40-example) training subset
     assert result["eval_examples"] == 16 and result["report_examples"] == 16
@@ -236,8 +284,9 @@ def agora_cli(*args):
 
 
 @pytest.mark.slow
-def test_cli_end_to_end_and_resume(tiny_model, tiny_teacher, glue_dir, tmp_path):
-    common = ["--task", "SST-2", "--student", str(tiny_model), "--teacher", str(tiny_teacher),
+def test_cli_end_to_end_and_resume(tiny_model, two_class_teacher, glue_dir, tmp_path):
+    common = ["--task", "SST-2", "--student", str(tiny_model), "--teacher",
+              str(two_class_teacher),
               "--data-dir", str(glue_dir), "--output-dir", str(tmp_path / "run"),
               "--student-layers", "1", "--theta", "learning_rate=3e-4,batch_size=8",
               "--theta", "learning_rate=1e-4,batch_size=8", "--set", "max_length=32",
@@ -246,10 +295,27 @@ def test_cli_end_to_end_and_resume(tiny_model, tiny_teacher, glue_dir, tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["steps"] == 30 and len(result["rounds"]) >= 2
-    assert result["generated_examples"] > 0 and 0 <= result["best"]["accuracy"] <= 1
+    assert result["rounds"][0]["errors"] > 0 and 0 <= result["best"]["accuracy"] <= 1
+    used = json.loads((tmp_path / "run" / "agora_state.json").read_text())["generated"]
+    generated = [json.loads(line) for p in used for line in Path(p).read_text().splitlines()]
+    assert result["generated_examples"] == len(generated) > 0
+    d_labels = [ex.label for ex in get_task("SST-2").read(glue_dir, "train")
+                if ex.guid in json.loads((tmp_path / "run" / "split.json").read_text())["train"]]
+    assert abs(np.mean([ex["label"] for ex in generated]) - np.mean(d_labels)) < 0.1
     assert read_state(tmp_path / "run" / "best").config.num_layers == 1
     logs = sorted((tmp_path / "run").glob("round-*/attempt-*/theta-*/log.jsonl"))
-    assert sum(1 for p in logs if p.parent.name == "theta-0") >= 2
+    # 3 candidate-rounds of 10 steps; the survivor's two rounds are one 20-step run: round 2
+    # resumes at step 10, and the learning rate (warmup 2 steps) decays to 0 at step 20 only
+    survivor = f"theta-{result['winner']}"
+    first, second = (read_jsonl(tmp_path / "run" / f"round-{r}" / "attempt-0" / survivor /
+                                "log.jsonl") for r in (1, 2))
+    peak = (3e-4, 1e-4)[result["winner"]]
+    lr_at_10 = next(e["lr"] for e in first if e["event"] == "train" and e["step"] == 10)
+    assert lr_at_10 == pytest.approx(peak * 10 / 18)
+    assert [e["step"] for e in second if e["event"] == "resume"] == [10]
+    assert [e["step"] for e in second if e["event"] == "train"] == [20]
+    assert second[-1]["event"] == "done"
+    assert next(e["lr"] for e in second if e["event"] == "train") == pytest.approx(0)
     again = agora_cli(*common, "--resume")
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "result.json").read_text())["best"] == result["best"]
@@ -281,3 +347,14 @@ def test_sweep_runs_agora_trials(tiny_model, tiny_teacher, glue_dir, tmp_path):
     assert trial.value == result["best"]["main"] and result["steps"] == 12
     assert sorted(trial.intermediate_values) == [1, 2]  # one report per round
     assert (tmp_path / "sweep" / "best_model" / "model.safetensors").exists()
+
+
+def test_generated_examples_keep_the_class_shares_of_d():
+    from bortkit.agora.loop import keep_class_shares
+    reference = [Example(str(i), "a", None, int(i < 45), i) for i in range(100)]  # 45 % ones
+    new = [Example(f"g{i}", "b", None, int(i % 4 == 0), i) for i in range(200)]  # 25 % ones
+    kept = keep_class_shares(new, reference, np.random.RandomState(0))
+    assert sum(ex.label for ex in kept) == 50 and len(kept) in (110, 111)  # all 50 ones
+    assert [ex.guid for ex in kept] == sorted((ex.guid for ex in kept), key=lambda g: int(g[1:]))
+    assert keep_class_shares([ex for ex in new if ex.label == 0], reference,
+                             np.random.RandomState(0)) == []

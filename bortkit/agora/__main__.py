@@ -2,7 +2,7 @@
 
 Fine-tunes the small model STUDENT on a task with scarce data by Agora: rounds of training
 every surviving hyperparameter setting θ on the current data D, scoring on a held-out part E
-of the training data, re-doing rounds that did not improve (replay), pruning the worst θ,
+of the training data, repeating rounds that did not improve (replay), pruning the worst θ,
 and adding inputs generated near E's errors and labelled by TEACHER (a checkpoint
 fine-tuned on the task). Θ is ``--num-thetas`` settings drawn from ``--space`` (default: the
 Bort README grid), or the ``--theta`` settings given. The budget is in optimizer steps over
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-source", default="train", choices=("train", "dev"),
                    help="hold E out of the training split (default) or take it from the dev "
                         "split, reporting on the rest of dev")
-    p.add_argument("--evals-per-round", type=int, default=2)
+    p.add_argument("--evals-per-round", type=int, default=1,
+                   help="evaluations on E per candidate and round (the last at its end)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-train-examples", type=int)
     p.add_argument("--max-eval-examples", type=int)
