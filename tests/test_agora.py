@@ -205,6 +205,10 @@ def test_rounds_prune_replay_and_spend_the_budget(tmp_path, glue_dir, tiny_teach
     assert (tmp_path / "run" / "best" / "model.safetensors").exists()
     assert not (tmp_path / "run" / "best" / "state.json").exists()  # weights only
     assert set(result["best"]) == {"accuracy", "main"}
+    # replaced and pruned θs' weights are deleted; only the survivor's last state is left
+    left = sorted((tmp_path / "run").glob("round-*/attempt-*/theta-*/checkpoint"))
+    assert left == [calls[7]["run_dir"] / "checkpoint"]
+    assert len(list((tmp_path / "run").glob("round-*/attempt-*/theta-*"))) == 8  # logs stay
 
     resumed = ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher, resume=True), [],
                             tiny_teacher, teacher=AlternatingTeacher())

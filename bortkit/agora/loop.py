@@ -35,7 +35,8 @@ Run directory::
     data/round-R-attempt-A.jsonl       generated examples with the teacher's labels
     round-R/attempt-A/theta-I/         one round of a θ's fine-tuning run (bortkit.finetune
                                        layout); its checkpoint/ (weights, optimizer, step)
-                                       starts the θ's next round
+                                       starts the θ's next round, and is deleted once no
+                                       surviving θ goes on from it (logs and results stay)
     best/                              the winner (a fine-tuned checkpoint with its head)
     result.json, log.jsonl
 """
@@ -399,7 +400,20 @@ class Agora:
             if not self._round(state, log):
                 break
             write_json(self.out / STATE, state)
+            self._drop_replaced_weights(state)
         return self._finish(state, log)
+
+    def _drop_replaced_weights(self, state: dict) -> None:
+        """Delete the weights of run directories no surviving θ goes on from (replaced by a
+        later round, or pruned): each holds weights and optimizer state, ~3x the model, and
+        a run would otherwise keep |Θ| x rounds of them. Logs and results stay. Called only
+        after the state that no longer points at them is on disk."""
+        keep = {Path(state["models"][str(i)]).resolve() for i in state["alive"]
+                if state["models"][str(i)]}
+        for run_dir in self.out.glob("round-*/attempt-*/theta-*"):
+            if (run_dir / "checkpoint").resolve() not in keep:
+                for name in ("checkpoint", "best"):
+                    shutil.rmtree(run_dir / name, ignore_errors=True)
 
     def _finish(self, state: dict, log: JsonlLog) -> dict:
         last = state["history"][-1]  # the scores of the weights the candidates hold
