@@ -7,13 +7,29 @@ One *step* is forward, backward, global-norm clipping at 1.0 and an Adam-type up
 
 ``bortkit``
     the code path of ``python -m bortkit.distill`` without a teacher
-    (:class:`bortkit.distill.trainer.PretrainingRun`: hybridized static graphs, BERTAdam);
+    (:class:`bortkit.distill.trainer.PretrainingRun`: hybridized static graphs, BERTAdam,
+    the fused CPU kernels of :mod:`bortkit.model.kernels` when they build); each step ends
+    with ``mx.nd.waitall()``, so MXNet's asynchronous work is inside the step's time;
 ``torch``
     ``BertForMaskedLM`` split as bortkit computes it: encoder, gather the masked positions,
-    MLM head on those only, weighted cross entropy; ``torch.optim.AdamW``;
+    MLM head on those only, weighted cross entropy; ``clip_grad_norm_`` and
+    ``torch.optim.AdamW`` with its defaults (on CPU: a loop over parameters);
+``torch_fused_adamw``
+    the same with ``AdamW(fused=True)``, PyTorch's one-kernel CPU optimizer (not the
+    default), for reference;
 ``torch_hf_labels``
     the usual Hugging Face recipe, ``BertForMaskedLM(..., labels=...)`` with -100 on
     unmasked tokens, which runs the vocabulary projection on every position.
+
+The comparison is kept fair: the same architecture (``BertConfig`` from the student's
+config; Bort's shape has no token types, so PyTorch's type embedding is a zero row), the
+same initial weights (the initial losses must agree to 1e-3 or nothing is timed), the same
+batches in the same order, the same work per step (bortkit and ``torch`` both project
+only the masked positions onto the vocabulary; dropout 0.1 on both; BERTAdam and AdamW do
+the same per-element work, AdamW's bias correction being two scalars), and the same compute
+threads (``OMP_NUM_THREADS`` for MXNet, ``torch.set_num_threads`` for PyTorch, default:
+all usable cores; ``OMP_WAIT_POLICY=PASSIVE`` unless set, as on a shared machine spinning
+OpenMP threads slow down both frameworks several-fold).
 
 Tokens/s counts real (non-padding) input tokens. Contenders run in one process with the
 same threads and take turns (``bench/common.py``); ratios are medians of per-round ratios::
@@ -35,7 +51,7 @@ import common  # bench/common.py: the script's directory is first on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "data" / "corpus" / "wikitext-2-raw" / "wiki.valid.raw"
-CONTENDERS = ("bortkit", "torch", "torch_hf_labels")
+CONTENDERS = ("bortkit", "torch", "torch_fused_adamw", "torch_hf_labels")
 LOSS_TOLERANCE = 1e-3  # |initial loss difference| accepted before timing
 
 
@@ -125,6 +141,8 @@ def torch_contenders(model, batches: list):
     import torch
     import torch.nn.functional as F
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01)
+    fused = torch.optim.AdamW(model.parameters(), lr=1e-4, eps=1e-6, weight_decay=0.01,
+                              fused=True)
     units = model.config.hidden_size
     tensors = []
     for b in batches:
@@ -147,7 +165,7 @@ def torch_contenders(model, batches: list):
         nll = F.cross_entropy(logits, t["labels"], reduction="none")
         return (nll * t["weights"]).sum() / t["weights"].sum()
 
-    def stepper(loss_fn):
+    def stepper(loss_fn, optimizer=optimizer):
         counter = iter(range(10 ** 9))
 
         def step():
@@ -170,7 +188,8 @@ def torch_contenders(model, batches: list):
         with torch.no_grad():
             return float(masked_loss(tensors[0]))
 
-    return {"torch": stepper(masked_loss), "torch_hf_labels": stepper(hf_labels)}, initial_loss
+    return {"torch": stepper(masked_loss), "torch_fused_adamw": stepper(masked_loss, fused),
+            "torch_hf_labels": stepper(hf_labels)}, initial_loss
 
 
 def bortkit_contender(run, batches: list):
@@ -184,7 +203,9 @@ def bortkit_contender(run, batches: list):
         inv_masked, inv_tokens, _ = run._inverse_counts([batch])
         terms = run._forward_backward(batch, inv_masked, inv_tokens)
         run._apply_gradients(run.trainer, run.params, 1.0)
-        return float(terms[0].asscalar())
+        loss = float(terms[0].asscalar())
+        mx.nd.waitall()  # the update too: MXNet runs asynchronously, PyTorch does not
+        return loss
 
     def initial_loss():
         nd = _arrays(batches[0], run.ctx)
@@ -224,14 +245,18 @@ def bench_config(name: str, shards: Path, tmp: Path, args) -> dict:
     if abs(a - b) > LOSS_TOLERANCE:
         raise SystemExit(f"{name}: the two models disagree ({a} vs {b}); not timing them")
     calls = {"bortkit": ours, **torch_calls}
+    load_before = os.getloadavg()
     seconds = common.interleave(calls, rounds=args.rounds, warmup=args.warmup,
                                 min_seconds=args.min_seconds)
-    rates = {k: [tokens / s for s in v] for k, v in seconds.items()}
+    rates = {k: [tokens / s for s in v.wall] for k, v in seconds.items()}
     result = {"config": name, "student": run.plan.student_config.to_dict(),
+              "load_average": {"before": load_before, "after": os.getloadavg()},
               "batch_size": args.batch_size, "length": args.length,
               "real_tokens_per_batch": tokens, "initial_loss": {"bortkit": a, "torch": b},
               "tokens_per_s": {k: common.median(v) for k, v in rates.items()},
               "tokens_per_s_samples": rates,
+              "cpu_seconds_per_1k_tokens": {k: 1000 * common.median(v.cpu) / tokens
+                                            for k, v in seconds.items()},
               "ratio_vs_torch": {k: common.paired_ratio(rates[k], rates["torch"])
                                  for k in rates}}
     if args.profile:
@@ -243,10 +268,13 @@ def bench_config(name: str, shards: Path, tmp: Path, args) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     threads = common.configure_threads(args.threads)
     import torch
     torch.set_num_threads(int(threads["OMP_NUM_THREADS"]))
-    print(f"threads: {threads}", flush=True)
+    from bortkit.model import kernels
+    print(f"threads: {threads}; bortkit: {kernels.status()}; load average "
+          f"{os.getloadavg()[0]:.2f}", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-pretrain-") as tmp:
         shards = make_shards(args.corpus, Path(tmp), args.length)
@@ -255,7 +283,8 @@ def main(argv=None) -> None:
     rows = [[r["config"], name, round(r["tokens_per_s"][name]),
              r["ratio_vs_torch"][name]] for r in results for name in CONTENDERS]
     print(common.format_table(["config", "contender", "tokens/s", "x torch"], rows))
-    path = common.write_results("pretrain", {"cases": results}, args.out)
+    path = common.write_results("pretrain", {"cases": results, "bortkit_ops": kernels.status(),
+                                             "load_average": os.getloadavg()}, args.out)
     print(f"wrote {path}")
 
 

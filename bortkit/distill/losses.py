@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import ConfigError
+from ..model import kernels
 
 KD_MODES = ("correct", "bort")
 LOG_EPS = 1e-12  # inside log() of probabilities, as MXNet's KLDivLoss
@@ -41,7 +42,7 @@ def masked_lm_loss(F, logits, labels, weights, inv_count):
     ``logits`` (M, V), ``labels`` (M,), ``weights`` (M,) with 0 for padding entries,
     ``inv_count`` (1,): 1 / the number of masked tokens the loss is averaged over.
     """
-    nll = -F.pick(F.log_softmax(logits, axis=-1), labels, axis=-1)        # (M,)
+    nll = kernels.softmax_nll(F, logits, labels)                           # (M,)
     return F.broadcast_mul(F.sum(nll * weights), inv_count)
 
 

@@ -37,8 +37,9 @@ from ..checkpoint import named_parameters, read_state, save_pretrained
 from ..checkpoint.core import assign
 from ..config import ModelConfig, configs_dir, load_config
 from ..errors import BortkitError, CheckpointError, ConfigError, DataError
-from ..model import BertNetwork, MaskedLMModel
-from ..train import (JsonlLog, LinearSchedule, global_grad_norm, load_training_state,
+from ..model import BertNetwork, MaskedLMModel, kernels
+from ..train import (JsonlLog, LinearSchedule, global_grad_norm, global_grad_norm_nd,
+                     load_training_state,
                      make_trainer, plot_curves, read_jsonl, save_training_state,
                      seed_everything, seed_step, zero_grad)
 from ..train.optim import OPTIMIZERS
@@ -534,17 +535,28 @@ class PretrainingRun:
         return (mx.nd.array([size / max(masked, 1.0)], ctx=self.ctx),
                 mx.nd.array([size / max(tokens, 1.0)], ctx=self.ctx), tokens)
 
-    def _apply_gradients(self, trainer, params: dict, max_norm: float) -> float:
+    def _apply_gradients(self, trainer, params: dict, max_norm: float):
         """Allreduce, clip to ``max_norm`` (global norm of the averaged gradient), update;
-        return that norm."""
+        return that norm (a float, or a (1,) NDArray to read only when it is logged)."""
         trainer.allreduce_grads()
         # update(b) multiplies the gradients by trainer._scale / b, where _scale is 1, or
         # 1/workers when Horovod sums instead of averaging. Clipping rides on the same
         # rescaling instead of another pass over the gradients.
         scale = float(trainer._scale)
-        norm = global_grad_norm(params) * scale
-        clip = max_norm / (norm + 1e-8) if 0 < max_norm < norm else 1.0
-        trainer.update(1.0 / clip)
+        optimizer = trainer._optimizer
+        if getattr(optimizer, "supports_device_scale", False) and kernels.available():
+            # The clip factor stays on the device: no wait for the backward pass here, so
+            # the host queues the update while the gradients are still being computed.
+            norm = global_grad_norm_nd(params) * scale
+            if max_norm > 0:
+                optimizer.device_scale = mx.nd.where(
+                    norm > max_norm, max_norm / (norm + 1e-8), mx.nd.ones_like(norm))
+            trainer.update(1.0)
+            optimizer.device_scale = None
+        else:
+            norm = global_grad_norm(params) * scale
+            clip = max_norm / (norm + 1e-8) if 0 < max_norm < norm else 1.0
+            trainer.update(1.0 / clip)
         if self.args.accumulate > 1:
             zero_grad(params)
         return norm
@@ -714,6 +726,8 @@ class PretrainingRun:
                 mean = workers.sum(sums.asnumpy(), "terms") / (workers.size * window)
                 record = dict(zip(("loss", "mlm", "kd", "hidden", "attention"),
                                   map(float, mean)))
+                if isinstance(norm, mx.nd.NDArray):
+                    norm = float(norm.asscalar())
                 self.log.write("train", step=step, lr=lr, grad_norm=norm,
                                tokens_per_second=tokens_seen / max(elapsed, 1e-9), **record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")

@@ -10,7 +10,8 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..config import ModelConfig
 from ..errors import BortkitError
-from .blocks import MASK_FILL, ClassificationHead, Embeddings, EncoderLayer, MaskedLMHead, Pooler
+from .blocks import (ClassificationHead, Embeddings, EncoderLayer, LayerNorm, MaskedLMHead,
+                     Pooler)
 
 
 class BertNetwork(HybridBlock):
@@ -33,8 +34,8 @@ class BertNetwork(HybridBlock):
                 for i in range(config.num_layers):
                     self.encoder.add(EncoderLayer(config, prefix=f"layer{i}_"))
             if config.layer_norm_position == "pre":
-                self.final_norm = nn.LayerNorm(epsilon=config.layer_norm_eps,
-                                               in_channels=config.units, prefix="final_norm_")
+                self.final_norm = LayerNorm(epsilon=config.layer_norm_eps,
+                                            in_channels=config.units, prefix="final_norm_")
             if config.use_pooler:
                 self.pooler = Pooler(config.units, prefix="pooler_")
 
@@ -44,11 +45,9 @@ class BertNetwork(HybridBlock):
         x = self.embeddings(input_ids, token_type_ids)                  # (B, T, U)
         hidden = [x] if collect_hidden else []
         attentions = []
-        # (B, T) -> (B, 1, 1, T): 0 for real keys, MASK_FILL for padding.
-        mask_bias = F.expand_dims(F.expand_dims((1.0 - attention_mask) * MASK_FILL, 1), 1)
         x = F.transpose(x, axes=(1, 0, 2))                              # (T, B, U)
         for layer in self.encoder:
-            x, probs = layer(x, mask_bias)
+            x, probs = layer(x, attention_mask)
             if collect_hidden:
                 hidden.append(F.transpose(x, axes=(1, 0, 2)))
             if collect_attentions:

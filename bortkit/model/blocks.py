@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import math
 
+from mxnet import symbol
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import ModelConfig
+from . import kernels
 
 MASK_FILL = -1e4  # added to attention scores of padded keys; exp() of it is 0 in float32
 
@@ -31,6 +33,14 @@ def activation(F, x, kind: str):
     if kind == "identity":
         return x
     return F.Activation(x, act_type=kind)  # relu, tanh, sigmoid
+
+
+class LayerNorm(nn.LayerNorm):
+    """Gluon's LayerNorm over the last axis (same parameters, ``gamma`` and ``beta``),
+    computed by the fused kernel of :mod:`bortkit.model.kernels` when it is available."""
+
+    def hybrid_forward(self, F, data, gamma, beta):
+        return kernels.layer_norm(F, data, gamma, beta, self._epsilon)
 
 
 class Embeddings(HybridBlock):
@@ -51,7 +61,7 @@ class Embeddings(HybridBlock):
             if config.type_vocab_size:
                 self.token_type_embed = nn.Embedding(config.type_vocab_size, e,
                                                      prefix="token_type_embed_")
-            self.layer_norm = nn.LayerNorm(epsilon=config.layer_norm_eps, in_channels=e)
+            self.layer_norm = LayerNorm(epsilon=config.layer_norm_eps, in_channels=e)
             self.dropout = nn.Dropout(config.dropout)
             if config.factorized_embeddings:
                 self.projection = nn.Dense(config.units, flatten=False, in_units=e)
@@ -61,7 +71,10 @@ class Embeddings(HybridBlock):
         if self._config.position_embedding == "learned":
             positions = F.contrib.arange_like(input_ids, axis=1,
                                               start=self._config.position_offset)  # (T,)
-            x = F.broadcast_add(x, F.expand_dims(self.position_embed(positions), axis=0))
+            # Looked up per token, (B, T) -> (B, T, E): the gradient of the table is then a
+            # scatter-add, much cheaper in MXNet than broadcast_add's reduction over B.
+            positions = F.broadcast_like(F.expand_dims(positions, axis=0), input_ids)
+            x = x + self.position_embed(positions)
         if self._config.type_vocab_size:
             x = x + self.token_type_embed(token_type_ids)
         x = self.dropout(self.layer_norm(x))
@@ -73,14 +86,15 @@ class Embeddings(HybridBlock):
 class MultiHeadSelfAttention(HybridBlock):
     """Scaled dot-product self-attention with H heads and an output projection.
 
-    (T, B, U) hidden states and a (B, 1, 1, T) additive key mask ->
-    (T, B, U) output and (B, H, T, T) attention probabilities.
+    (T, B, U) hidden states and the (B, T) attention mask (1 keep, 0 padding) ->
+    (T, B, U) output and (B, H, T, T) attention probabilities. Padded keys get
+    :data:`MASK_FILL` added to their scores.
     """
 
     def __init__(self, config: ModelConfig, **kwargs):
         super().__init__(**kwargs)
         self._heads = config.num_heads
-        u = config.units
+        self._units = u = config.units
         with self.name_scope():
             self.query = nn.Dense(u, flatten=False, in_units=u, prefix="query_")
             self.key = nn.Dense(u, flatten=False, in_units=u, prefix="key_")
@@ -93,15 +107,26 @@ class MultiHeadSelfAttention(HybridBlock):
         relative-position or convolution terms here."""
         return F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=self._heads)
 
-    def hybrid_forward(self, F, x, mask_bias):
+    def projections(self, F, x):
+        """(T, B, U) -> (T, B, 3U) laid out (T, B, H, 3, d), the fused kernels' layout: the
+        query, key and value weights are interleaved per head into one (3U, U) matrix, so
+        the three projections are one matrix product (and one in the backward pass)."""
+        h, u = self._heads, self._units
+
+        def interleaved(name, shape):  # (U, U) or (U,) per projection -> (3U, U) or (3U,)
+            tensors = [getattr(dense, name) for dense in (self.query, self.key, self.value)]
+            tensors = [t.var() if F is symbol else t.data(x.context) for t in tensors]
+            return F.concat(*[t.reshape((h, 1, -1) + shape) for t in tensors],
+                            dim=1).reshape((3 * u,) + shape)
+
+        return F.FullyConnected(x, interleaved("weight", (u,)), interleaved("bias", ()),
+                                num_hidden=3 * u, flatten=False)
+
+    def hybrid_forward(self, F, x, attention_mask):
         h = self._heads
-        # Interleave per head: (T, B, H, 3, d) -> (T, B, 3U), the fused kernels' layout.
-        q = self.query(x).reshape((0, 0, h, 1, -1))
-        k = self.key(x).reshape((0, 0, h, 1, -1))
-        v = self.value(x).reshape((0, 0, h, 1, -1))
-        qkv = F.concat(q, k, v, dim=3).reshape((0, 0, -1))
+        qkv = self.projections(F, x)                                    # (T, B, 3U)
         scores = self.scores(F, qkv).reshape((-4, -1, h, -2))           # (B, H, T, T)
-        probs = F.softmax(F.broadcast_add(scores, mask_bias), axis=-1)
+        probs = F.softmax(kernels.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
         context = F.contrib.interleaved_matmul_selfatt_valatt(
             qkv, self.dropout(probs).reshape((-3, -2)), heads=h)        # (T, B, U)
         return self.output(context), probs
@@ -137,18 +162,18 @@ class EncoderLayer(HybridBlock):
         u, eps = config.units, config.layer_norm_eps
         with self.name_scope():
             self.attention = ATTENTION_BLOCKS[config.attention](config, prefix="attention_")
-            self.attention_norm = nn.LayerNorm(epsilon=eps, in_channels=u,
-                                               prefix="attention_norm_")
+            self.attention_norm = LayerNorm(epsilon=eps, in_channels=u,
+                                            prefix="attention_norm_")
             self.ffn = FeedForward(config, prefix="ffn_")
-            self.ffn_norm = nn.LayerNorm(epsilon=eps, in_channels=u, prefix="ffn_norm_")
+            self.ffn_norm = LayerNorm(epsilon=eps, in_channels=u, prefix="ffn_norm_")
             self.dropout = nn.Dropout(config.dropout)
 
-    def hybrid_forward(self, F, x, mask_bias):
+    def hybrid_forward(self, F, x, attention_mask):
         if self._pre_norm:
-            attended, probs = self.attention(self.attention_norm(x), mask_bias)
+            attended, probs = self.attention(self.attention_norm(x), attention_mask)
             x = x + self.dropout(attended)
             return x + self.dropout(self.ffn(self.ffn_norm(x))), probs
-        attended, probs = self.attention(x, mask_bias)
+        attended, probs = self.attention(x, attention_mask)
         x = self.attention_norm(x + self.dropout(attended))
         return self.ffn_norm(x + self.dropout(self.ffn(x))), probs
 
@@ -179,8 +204,8 @@ class MaskedLMHead(HybridBlock):
         with self.name_scope():
             self.transform = nn.Dense(e, flatten=False, in_units=config.units,
                                       prefix="transform_")
-            self.layer_norm = nn.LayerNorm(epsilon=config.layer_norm_eps, in_channels=e,
-                                           prefix="layer_norm_")
+            self.layer_norm = LayerNorm(epsilon=config.layer_norm_eps, in_channels=e,
+                                        prefix="layer_norm_")
         # Sharing the embedding's ParameterDict ties `decoder.weight` to the word table;
         # `decoder.bias` is a new parameter of this head.
         self.decoder = nn.Dense(config.vocab_size, flatten=False, in_units=e,

@@ -1,7 +1,8 @@
 """Optimizers and learning-rate schedules shared by fine-tuning and pretraining.
 
 - ``bertadam``: GluonNLP's BERTAdam, Adam with decoupled weight decay and no bias correction
-  (what BERT, GluonNLP and Bort trained with).
+  (what BERT, GluonNLP and Bort trained with), as :class:`FusedBERTAdam`: the same update in
+  one fused kernel per parameter (:mod:`bortkit.model.kernels`) when it is available.
 - ``adamw``: Loshchilov & Hutter's AdamW with bias correction (registered below).
 - ``lamb``: MXNet's LAMB (You et al.), layer-wise trust ratio, for large batches.
 
@@ -15,8 +16,11 @@ from dataclasses import dataclass
 
 import gluonnlp  # noqa: F401  (registers the 'bertadam' optimizer)
 import mxnet as mx
+import numpy as np
+from gluonnlp.optimizer import BERTAdam
 
 from ..errors import ConfigError
+from ..model import kernels
 
 OPTIMIZERS = ("bertadam", "adamw", "lamb")
 
@@ -48,6 +52,56 @@ class AdamW(mx.optimizer.Optimizer):
         weight[:] = weight - lr * (m_hat / (mx.nd.sqrt(v_hat) + self.epsilon) + wd * weight)
 
 
+class FusedBERTAdam(BERTAdam):
+    """GluonNLP's BERTAdam (the same arithmetic as MXNet's ``adamw_update``), one fused C++
+    kernel per parameter: several times faster on CPU than MXNet's kernel.
+
+    ``device_scale``, when set to a (1,) NDArray, multiplies every gradient on top of
+    ``rescale_grad`` and is read on the device: gradient clipping can compute its factor
+    without waiting for the gradients on the host (:func:`global_grad_norm_nd`). Falls back
+    to BERTAdam (which ignores ``device_scale``) without the kernels, for float16 or with
+    ``clip_gradient``.
+    """
+
+    supports_device_scale = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device_scale = None
+        if kernels.available():
+            self.aggregate_num = 1 << 30  # one call for all parameters, no per-group loop
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state["device_scale"] = None   # a per-step value, not optimizer state
+        return state
+
+    def _update_impl(self, indices, weight, grad, state, multi_precision=False):
+        if not isinstance(indices, (tuple, list)):
+            indices, weight, grad, state = [indices], [weight], [grad], [state]
+        fused = (kernels.available() and not multi_precision and not self.clip_gradient
+                 and all(w.stype == "default" and g.stype == "default" and w.dtype == np.float32
+                         for w, g in zip(weight, grad)))
+        if not fused:
+            if self.device_scale is not None:
+                raise RuntimeError("device_scale needs the fused kernels")
+            return super()._update_impl(indices, weight, grad, state, multi_precision)
+        self._update_count(indices)
+        lrs, wds = self._get_lrs(indices), self._get_wds(indices)
+        rescale = self.rescale_grad
+        if isinstance(rescale, mx.nd.NDArray):
+            rescale = rescale.as_in_context(weight[0].context)
+        if self.device_scale is not None:
+            scale = self.device_scale.as_in_context(weight[0].context) * rescale
+        elif isinstance(rescale, mx.nd.NDArray):
+            scale = rescale
+        else:
+            scale = mx.nd.full((1,), rescale, ctx=weight[0].context)
+        for w, g, (mean, var), lr, wd in zip(weight, grad, state, lrs, wds):
+            kernels.adamw_update(w, g, mean, var, scale, lr=lr, wd=wd, beta1=self.beta1,
+                                 beta2=self.beta2, epsilon=self.epsilon)
+
+
 def no_decay(name: str) -> bool:
     """LayerNorm scales/shifts and biases are not decayed."""
     return name.endswith(("gamma", "beta", "bias"))
@@ -74,6 +128,8 @@ def make_trainer(params: dict, optimizer: str = "bertadam", learning_rate: float
         if param.grad_req != "null":
             param.grad_req = "add" if accumulate > 1 else "write"
     kwargs = {"learning_rate": learning_rate, "wd": weight_decay, "epsilon": epsilon}
+    if optimizer == "bertadam":
+        optimizer, kwargs = FusedBERTAdam(**kwargs), None
     # A dict: both trainers order it by key, the same on every rank (Horovod would try to
     # sort a list of Parameters, which do not compare).
     ordered = {name: params[name] for name in sorted(params)}
@@ -100,6 +156,14 @@ def global_grad_norm(params: dict) -> float:
     if not grads:
         return 0.0
     return math.sqrt(float(mx.nd.add_n(*[mx.nd.dot(g, g) for g in grads]).asscalar()))
+
+
+def global_grad_norm_nd(params: dict) -> mx.nd.NDArray:
+    """:func:`global_grad_norm` as a (1,) NDArray, without waiting for the gradients."""
+    grads = [p.grad().reshape((-1,)) for p in params.values() if p.grad_req != "null"]
+    if not grads:
+        return mx.nd.zeros((1,))
+    return mx.nd.sqrt(mx.nd.add_n(*[mx.nd.dot(g, g) for g in grads]))
 
 
 def clip_global_norm(params: dict, max_norm: float) -> float:

@@ -1,0 +1,119 @@
+"""The fused CPU kernels (bortkit.model.kernels) against MXNet's own operators."""
+import numpy as np
+import mxnet as mx
+import pytest
+from mxnet import autograd
+
+from bortkit.model import kernels
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason=kernels.status())
+
+
+def _grads(fn, *arrays, head=None):
+    xs = [mx.nd.array(a) for a in arrays]
+    for x in xs:
+        x.attach_grad()
+    with autograd.record():
+        y = fn(*xs)
+    y.backward(None if head is None else mx.nd.array(head))
+    return y.asnumpy(), [x.grad.asnumpy() for x in xs]
+
+
+def test_layer_norm_forward_is_mxnets_and_backward_matches():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(64, 384)) * 2 + 1).astype(np.float32)
+    g, b = rng.normal(size=(2, 384)).astype(np.float32)
+    np.testing.assert_array_equal(
+        mx.nd.bortkit_layer_norm(mx.nd.array(x), mx.nd.array(g), mx.nd.array(b), eps=1e-12)[0]
+        .asnumpy(), mx.nd.LayerNorm(mx.nd.array(x), mx.nd.array(g), mx.nd.array(b), eps=1e-12)
+        .asnumpy())
+    dy = rng.normal(size=x.shape).astype(np.float32)
+    ours = _grads(lambda *a: kernels.layer_norm(mx.nd, *a, 1e-5), x, g, b, head=dy)
+    theirs = _grads(lambda *a: mx.nd.LayerNorm(*a, eps=1e-5), x, g, b, head=dy)
+    for a, t in zip([ours[0]] + ours[1], [theirs[0]] + theirs[1]):
+        np.testing.assert_allclose(a, t, rtol=1e-4, atol=1e-4)
+
+
+def test_mask_scores_and_softmax_nll_match_mxnet():
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(2, 3, 5, 5)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
+    bias = ((1 - mask) * -1e4)[:, None, None, :]
+    np.testing.assert_array_equal(
+        kernels.mask_scores(mx.nd, mx.nd.array(scores), mx.nd.array(mask), -1e4).asnumpy(),
+        scores + bias)
+    logits = (rng.normal(size=(7, 50)) * 5).astype(np.float32)
+    labels = rng.integers(0, 50, 7).astype(np.float32)
+    head = rng.normal(size=7).astype(np.float32)
+    ours = _grads(lambda x: kernels.softmax_nll(mx.nd, x, mx.nd.array(labels)), logits, head=head)
+    theirs = _grads(lambda x: -mx.nd.pick(mx.nd.log_softmax(x), mx.nd.array(labels)), logits,
+                    head=head)
+    np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-5)
+    np.testing.assert_allclose(ours[1][0], theirs[1][0], rtol=1e-5, atol=1e-7)
+
+
+def test_adamw_matches_mxnet_and_skips_non_finite_scale():
+    rng = np.random.default_rng(2)
+    w, g, m = rng.normal(size=(3, 1000)).astype(np.float32)
+    v = np.abs(rng.normal(size=1000)).astype(np.float32)
+    ours = [mx.nd.array(a) for a in (w, g, m, v)]
+    theirs = [mx.nd.array(a) for a in (w, g, m, v)]
+    scale = mx.nd.array([0.5])
+    kernels.adamw_update(*ours, scale, lr=1e-3, wd=0.01, beta1=0.9, beta2=0.999, epsilon=1e-6)
+    mx.nd.contrib.adamw_update(*theirs, scale, lr=1.0, eta=1e-3, wd=0.01, beta1=0.9,
+                               beta2=0.999, epsilon=1e-6, out=theirs[0])
+    for a, b in zip(ours[::2] + ours[3:], theirs[::2] + theirs[3:]):  # w, m, v (MXNet's
+        np.testing.assert_allclose(a.asnumpy(), b.asnumpy(), rtol=1e-6, atol=1e-6)  # also
+    np.testing.assert_array_equal(ours[1].asnumpy(), g)  # overwrites its grad; ours does not
+    before = ours[0].asnumpy()
+    kernels.adamw_update(*ours, mx.nd.array([np.inf]), lr=1e-3, wd=0.01, beta1=0.9,
+                         beta2=0.999, epsilon=1e-6)
+    np.testing.assert_array_equal(ours[0].asnumpy(), before)
+
+
+def test_layer_norm_gradients_accumulate_with_grad_req_add():
+    """Library operators ignore the request type; kernels.layer_norm must not."""
+    from mxnet.gluon import nn
+    from bortkit.model.blocks import LayerNorm
+    x = mx.nd.array(np.random.default_rng(3).normal(size=(4, 8)))
+    grads = []
+    for block in (LayerNorm(in_channels=8), nn.LayerNorm(in_channels=8)):
+        block.initialize()
+        block.hybridize(static_alloc=True)
+        block.gamma.grad_req = block.beta.grad_req = "add"
+        for _ in range(2):
+            with autograd.record():
+                y = block(x)
+            y.backward()
+        grads.append(block.gamma.grad().asnumpy())
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-5, atol=1e-6)
+
+
+_ENCODE = """
+import sys, numpy as np, bortkit
+from bortkit.model import kernels
+ref = dict(np.load(sys.argv[1]))
+out = bortkit.from_pretrained(sys.argv[2]).encode(ref["input_ids"], ref["token_type_ids"],
+                                                  ref["attention_mask"])
+np.save(sys.argv[3], out.last_hidden_state)
+print(kernels.available())
+"""
+
+
+def test_without_kernels_the_model_is_the_same(minilm_dir, shared_dir, tmp_path):
+    """BORTKIT_KERNELS=0 (or no compiler) falls back to MXNet's operators: same outputs."""
+    import os
+    import subprocess
+    import sys
+    reference = shared_dir / "reference" / "minilm_hf_reference.npz"
+    outputs = {}
+    for switch in ("1", "0"):
+        path = tmp_path / f"kernels-{switch}.npy"
+        proc = subprocess.run([sys.executable, "-c", _ENCODE, str(reference), str(minilm_dir),
+                               str(path)], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "BORTKIT_KERNELS": switch})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.split()[-1] == ("True" if switch == "1" else "False")
+        outputs[switch] = np.load(path)
+    mask = np.load(reference)["attention_mask"].astype(bool)
+    assert np.abs(outputs["1"] - outputs["0"])[mask].max() < 1e-4
