@@ -1,6 +1,7 @@
 """Fine-tune the pretrained all-MiniLM-L6-v2 on real GLUE data on this CPU.
 
     python bench/glue.py [--glue-dir ../shared/data/glue] [--out runs/bench-glue] [--quick]
+                         [--tasks SST-2,STS-B] [--pooling cls|mean]
 
 Runs SST-2 (full 67,349-example train set, 1 epoch, [CLS] pooler head) and STS-B (full
 5,749-example train set, 3 epochs, mean-pooling head: all-MiniLM-L6-v2 is a mean-pooled
@@ -39,10 +40,13 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "runs" / "bench-glue"))
     parser.add_argument("--tasks", default=",".join(RUNS))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--pooling", choices=("cls", "mean"),
+                        help="the head's pooling for every task (default: per task, above)")
     args = parser.parse_args()
     rows = []
     for task in args.tasks.split(","):
         knobs, metric, target = RUNS[task]
+        knobs = {**knobs, **({"pooling": args.pooling} if args.pooling else {})}
         run = FinetuneArgs(task=task, model=str(bundled_minilm()), data_dir=args.glue_dir,
                            output_dir=str(Path(args.out) / task), seed=0,
                            max_train_examples=2000 if args.quick else None, **knobs)

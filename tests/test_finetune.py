@@ -1,6 +1,5 @@
 """Fine-tuning harness: real learning on real GLUE data, crash/resume, bad input, outputs."""
 import json
-import os
 import shutil
 import signal
 import subprocess

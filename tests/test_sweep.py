@@ -13,16 +13,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bortkit.checkpoint import save_pretrained
-from bortkit.config import ModelConfig
 from bortkit.errors import ConfigError
 from bortkit.finetune import FinetuneArgs
-from bortkit.model import Model
 from bortkit.sweep import BORT_README_SPACE, Sweep, SweepArgs, load_space, write_report
 from bortkit.sweep.space import FINETUNE_PARAMS, apply_overrides
 from bortkit.sweep.study import (ResumeFailedTrial, counted_trials, open_storage,
                                  recover_dead_trials, worker_identity)
-from bortkit.tokenizers import load_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["--set", "max_train_examples=32", "--set", "max_eval_examples=16",

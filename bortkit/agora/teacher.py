@@ -12,8 +12,7 @@ from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..checkpoint import read_state
-from ..checkpoint.core import assign
+from ..checkpoint import classifier_from_state, read_state
 from ..errors import CheckpointError
 from ..finetune.data import eval_batches, featurize, make_batch
 from ..tasks import Example, Task
@@ -28,8 +27,6 @@ class CheckpointClassifier:
 
     def __init__(self, path: os.PathLike | str, task: Task, max_length: Optional[int] = None,
                  batch_size: int = 64):
-        import mxnet as mx
-        from ..model import BertNetwork, SequenceClassifier
         from ..tokenizers import load_tokenizer
         state = read_state(path)
         head = state.meta.get("_head")
@@ -44,11 +41,7 @@ class CheckpointClassifier:
         self.task, self.batch_size = task, batch_size
         self.max_length = max_length or head.get("max_length", 128)
         self.tokenizer = load_tokenizer(state.tokenizer_dir)
-        network = BertNetwork(state.config, prefix="bert_")
-        self.net = SequenceClassifier(network, task.num_labels,
-                                      pooling=head.get("pooling", "cls"), prefix="clf_")
-        self.net.initialize(mx.init.Normal(0.02))
-        assign(self.net, state)
+        self.net, _ = classifier_from_state(state, task.num_labels, head.get("pooling", "cls"))
         self.net.hybridize(static_alloc=True)
 
     def logits(self, examples: Sequence[Example]) -> np.ndarray:

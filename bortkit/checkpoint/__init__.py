@@ -1,3 +1,3 @@
 """Checkpoint formats: bortkit directories, Hugging Face directories, GluonNLP .params."""
-from .core import (State, assign, export_huggingface, from_pretrained,  # noqa: F401
-                   named_parameters, read_state, save_pretrained)
+from .core import (State, assign, classifier_from_state, export_huggingface,  # noqa: F401
+                   from_pretrained, named_parameters, read_state, save_pretrained)

@@ -268,6 +268,21 @@ def from_pretrained(path: os.PathLike | str, config: Optional[ModelConfig] = Non
     return model
 
 
+def classifier_from_state(state: State, num_labels: int, pooling: str = "cls") -> tuple:
+    """A :class:`~bortkit.model.SequenceClassifier` holding ``state``'s weights; returns
+    ``(classifier, names the state did not provide)`` (a new task head). With mean pooling
+    the pooler takes no part, so it is frozen."""
+    import mxnet as mx
+    from ..model import BertNetwork, SequenceClassifier
+    network = BertNetwork(state.config, prefix="bert_")
+    classifier = SequenceClassifier(network, num_labels, pooling=pooling, prefix="clf_")
+    classifier.initialize(mx.init.Normal(0.02))
+    missing = assign(classifier, state)
+    if pooling == "mean" and state.config.use_pooler:
+        network.pooler.collect_params().setattr("grad_req", "null")
+    return classifier, missing
+
+
 # --------------------------------------------------------------------------- writing
 def provenance(seed: Optional[int] = None, source: Optional[str] = None, **extra) -> dict:
     return {"bortkit_version": __version__, "command": " ".join(sys.argv), "seed": seed,

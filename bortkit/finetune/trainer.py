@@ -19,7 +19,6 @@ all ranks see, so that every rank can resume from the same checkpoint.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,12 +29,11 @@ import numpy as np
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
-from ..checkpoint import read_state, save_pretrained
+from ..checkpoint import classifier_from_state, read_state, save_pretrained
 from ..checkpoint.core import assign
 from ..errors import BortkitError, ConfigError
 from ..io import write_json
 from ..metrics import task_scores
-from ..model import BertNetwork, SequenceClassifier
 from ..tasks import Example, Task, get_task, write_predictions
 from ..tokenizers import load_tokenizer
 from ..train import (JsonlLog, LinearSchedule, clip_global_norm, load_training_state,
@@ -152,13 +150,7 @@ class Finetuner:
         seed_everything(a.seed)
         config = self.state.config
         self.config = config
-        network = BertNetwork(config, prefix="bert_")
-        self.net = SequenceClassifier(network, self.task.num_labels, pooling=a.pooling,
-                                      prefix="clf_")
-        self.net.initialize(mx.init.Normal(0.02))
-        missing = assign(self.net, self.state)
-        if a.pooling == "mean" and config.use_pooler:  # the pooler takes no part: freeze it
-            network.pooler.collect_params().setattr("grad_req", "null")
+        self.net, missing = classifier_from_state(self.state, self.task.num_labels, a.pooling)
         if self.task.kind == "regression" and "head.out.bias" in missing:
             # Start a new regression head at the mean target: Adam moves a bias by about
             # the learning rate per step, far too slowly to travel to e.g. STS-B's 2.7.

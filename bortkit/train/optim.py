@@ -14,10 +14,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import gluonnlp  # noqa: F401  (registers the 'bertadam' optimizer)
 import mxnet as mx
 import numpy as np
-from gluonnlp.optimizer import BERTAdam
+from gluonnlp.optimizer import BERTAdam  # importing it registers "bertadam"
 
 from ..errors import ConfigError
 from ..model import kernels
@@ -152,18 +151,20 @@ def global_grad_norm(params: dict) -> float:
     (``NDArray.norm``) on CPU, and accurate where ``norm``/``multi_sum_sq`` lose about 1% on
     arrays of millions of entries (float32 accumulation).
     """
+    squares = _squared_grad_sum(params)
+    return 0.0 if squares is None else math.sqrt(float(squares.asscalar()))
+
+
+def _squared_grad_sum(params: dict):
+    """The sum of all squared gradient entries as a (1,) NDArray (None without gradients)."""
     grads = [p.grad().reshape((-1,)) for p in params.values() if p.grad_req != "null"]
-    if not grads:
-        return 0.0
-    return math.sqrt(float(mx.nd.add_n(*[mx.nd.dot(g, g) for g in grads]).asscalar()))
+    return mx.nd.add_n(*[mx.nd.dot(g, g) for g in grads]) if grads else None
 
 
 def global_grad_norm_nd(params: dict) -> mx.nd.NDArray:
     """:func:`global_grad_norm` as a (1,) NDArray, without waiting for the gradients."""
-    grads = [p.grad().reshape((-1,)) for p in params.values() if p.grad_req != "null"]
-    if not grads:
-        return mx.nd.zeros((1,))
-    return mx.nd.sqrt(mx.nd.add_n(*[mx.nd.dot(g, g) for g in grads]))
+    squares = _squared_grad_sum(params)
+    return mx.nd.zeros((1,)) if squares is None else mx.nd.sqrt(squares)
 
 
 def clip_global_norm(params: dict, max_norm: float) -> float:
