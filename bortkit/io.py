@@ -14,8 +14,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+
+
+def current_umask() -> int:
+    """The process umask now (a user may change it after import; there is no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -24,7 +29,7 @@ def atomic_write(path: os.PathLike | str, mode: str = "w", **kwargs) -> Iterator
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: give the usual mode
     try:
         with os.fdopen(fd, mode, **kwargs) as fh:
             yield fh
@@ -50,7 +55,7 @@ def atomic_directory(path: os.PathLike | str) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_UMASK)
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         yield tmp
         old = None

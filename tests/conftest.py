@@ -43,3 +43,16 @@ def tiny_model(tmp_path_factory, minilm_dir) -> Path:
     path = tmp_path_factory.mktemp("tiny") / "model"
     save_pretrained(Model(config), path, config=config, tokenizer=load_tokenizer(minilm_dir))
     return path
+
+
+@pytest.fixture(scope="session")
+def finetuned_sst2(tmp_path_factory, tiny_model, glue_dir) -> Path:
+    """A run directory of the tiny model fine-tuned a few steps on real SST-2 rows with the
+    public ``bortkit.finetune.finetune`` (its ``best/`` holds the task head)."""
+    from bortkit.finetune import finetune
+
+    out = tmp_path_factory.mktemp("sst2") / "run"
+    finetune(task="SST-2", model=str(tiny_model), data_dir=str(glue_dir), output_dir=str(out),
+             max_train_examples=96, max_eval_examples=48, max_steps=6, batch_size=16,
+             learning_rate=3e-4, max_length=40, progress=False)
+    return out

@@ -14,7 +14,6 @@ process never leaves half a checkpoint.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 import sys
@@ -27,8 +26,10 @@ import numpy as np
 from .. import __version__
 from ..config import ModelConfig, from_dict, load_config
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_directory, write_json
-from .names import gluonnlp_names, huggingface_names
+from ..io import atomic_directory, atomic_write, write_json
+from .heads import EmbeddingSpec, TaskHead, read_json, sentence_transformers_embedding
+from .names import gluonnlp_names, huggingface_head_names, huggingface_names
+from .resolve import resolve_model_path
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -51,11 +52,7 @@ class State:
 
 # --------------------------------------------------------------------------- reading
 def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"cannot read JSON ({err.__class__.__name__}: {err})",
-                              path=path) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise CheckpointError("expected a JSON object", path=path)
     return data
@@ -75,7 +72,8 @@ def _is_huggingface(config: dict) -> bool:
     return "model_type" in config or "hidden_size" in config
 
 
-def config_from_huggingface(hf: dict, path: Path, has_pooler: bool) -> ModelConfig:
+def config_from_huggingface(hf: dict, path: Path, has_pooler: bool,
+                            has_token_types: bool = True) -> ModelConfig:
     """Translate a Hugging Face BERT/RoBERTa ``config.json`` into a :class:`ModelConfig`."""
     model_type = hf.get("model_type", "bert")
     if model_type not in ("bert", "roberta"):
@@ -95,7 +93,8 @@ def config_from_huggingface(hf: dict, path: Path, has_pooler: bool) -> ModelConf
         units=hf["hidden_size"], ffn_units=hf["intermediate_size"],
         embed_size=hf.get("embedding_size", hf["hidden_size"]),
         vocab_size=hf["vocab_size"], max_length=hf.get("max_position_embeddings", 512),
-        type_vocab_size=hf.get("type_vocab_size", 2), activation=activations[act],
+        type_vocab_size=hf.get("type_vocab_size", 2) if has_token_types else 0,
+        activation=activations[act],
         position_offset=pad + 1 if model_type == "roberta" else 0,
         layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
         dropout=hf.get("hidden_dropout_prob", 0.1),
@@ -126,11 +125,40 @@ def _read_huggingface(directory: Path, hf: dict) -> State:
                .replace("LayerNorm.beta", "LayerNorm.bias"): v
                for k, v in raw.items() if k.startswith(prefix)}
     tensors.update({k: v for k, v in raw.items() if k.startswith(("cls.", "lm_head."))})
-    config = config_from_huggingface(hf, directory / CONFIG,
-                                     has_pooler="pooler.dense.weight" in tensors)
+    roberta = hf.get("model_type") == "roberta"
+    head = _huggingface_head(hf, raw, roberta, directory)
+    # The pooler belongs to the encoder unless the config says there is none (bortkit's
+    # exports of pooler-free models) or the head is RoBERTa's, which never reads it.
+    has_pooler = ("pooler.dense.weight" in tensors and hf.get("add_pooling_layer", True)
+                  and not (head is not None and roberta))
+    # A one-row token-type table of zeros adds nothing: bortkit's export of a model without
+    # token types (HF BERT always has the table). Read back as no token types.
+    types = tensors.get("embeddings.token_type_embeddings.weight")
+    has_token_types = not (types is not None and types.shape[0] == 1 and not types.any())
+    config = config_from_huggingface(hf, directory / CONFIG, has_pooler=bool(has_pooler),
+                                     has_token_types=has_token_types)
     has_mlm = "cls.predictions.bias" in tensors
-    names = huggingface_names(config, mlm_head=has_mlm)
-    return State(config, _rename(tensors, names, weights), "huggingface", weights, directory)
+    state = State(config, _rename(tensors, huggingface_names(config, mlm_head=has_mlm), weights),
+                  "huggingface", weights, directory)
+    if head is not None:
+        state.tensors.update(_rename(raw, huggingface_head_names(config, roberta), weights))
+        state.meta.update(head.to_meta())
+    embedding = sentence_transformers_embedding(directory)
+    if embedding is not None:
+        state.meta.update(embedding.to_meta())
+    return state
+
+
+def _huggingface_head(hf: dict, raw: dict, roberta: bool,
+                      directory: Path) -> Optional[TaskHead]:
+    """The task head of a ``...ForSequenceClassification`` directory, None without one."""
+    key = "classifier.out_proj.weight" if roberta else "classifier.weight"
+    if key not in raw:
+        return None
+    offset = int(hf.get("pad_token_id", 1)) + 1 if roberta else 0
+    return TaskHead.from_huggingface(hf, num_labels=int(raw[key].shape[0]),
+                                     max_positions=int(hf.get("max_position_embeddings", 512))
+                                     - offset, path=directory / CONFIG)
 
 
 def _read_bortkit(directory: Path, data: dict) -> State:
@@ -200,10 +228,14 @@ def _rename(tensors: Mapping, names: Mapping[str, str], path: Path) -> dict:
 
 
 def read_state(path: os.PathLike | str, config: Optional[ModelConfig] = None) -> State:
-    """Read any supported checkpoint into a :class:`State` (no MXNet network is built)."""
-    path = Path(path)
+    """Read any supported checkpoint into a :class:`State` (no MXNet network is built).
+
+    ``path`` may also be ``minilm`` or an installed model package's name
+    (:func:`~bortkit.checkpoint.resolve.resolve_model_path`)."""
+    path = resolve_model_path(path)
     if not path.exists():
-        raise CheckpointError("checkpoint not found", path=path)
+        raise CheckpointError("checkpoint not found (expected a path, minilm or an installed "
+                              "model package's name)", path=path)
     if path.is_file() and path.suffix == ".params":
         return _read_gluonnlp(path, config)
     if path.is_file() and path.suffix == ".safetensors":
@@ -254,21 +286,34 @@ def assign(block, state: State, required_prefixes=("embeddings.", "encoder.", "p
 
 
 def from_pretrained(path: os.PathLike | str, config: Optional[ModelConfig] = None, ctx=None):
-    """Load a bortkit, Hugging Face (BERT/RoBERTa, safetensors) or GluonNLP ``.params``
-    checkpoint as a :class:`~bortkit.model.Model` (encoder + pooler)."""
+    """Load a bortkit, Hugging Face (BERT/RoBERTa, safetensors; ``...ForSequenceClassification``
+    heads and sentence-transformers pooling included) or GluonNLP ``.params`` checkpoint, or
+    ``minilm``, as a :class:`~bortkit.model.Model`: encoder + pooler, the task head the
+    checkpoint declares (``model.head``, used by ``model.logits`` and :func:`bortkit.pipeline`),
+    its embedding pooling (``model.embed``) and its tokenizer (``model.tokenizer``)."""
     import mxnet as mx
     from ..model import BertNetwork, Model
     state = read_state(path, config)
-    network = BertNetwork(state.config, prefix="bert_")
-    network.initialize(mx.init.Normal(0.02), ctx=ctx or mx.cpu())
-    assign(network, state)
-    model = Model(state.config, network, ctx=ctx)
-    model.source = state.tokenizer_dir
-    model.meta = state.meta
-    return model
+    where = state.tokenizer_dir or state.weights_path
+    head = TaskHead.from_meta(state.meta, Path(where))
+    classifier = None
+    if head is None:
+        network = BertNetwork(state.config, prefix="bert_")
+        network.initialize(mx.init.Normal(0.02), ctx=ctx or mx.cpu())
+        assign(network, state)
+    else:
+        classifier, missing = classifier_from_state(state, head.num_labels, head.pooling, ctx)
+        if missing:
+            raise CheckpointError(f"missing tensor {missing[0]} of the {head.kind} head that "
+                                  "config.json declares", path=state.weights_path)
+        network = classifier.network
+    return Model(state.config, network, ctx=ctx, classifier=classifier, head=head,
+                 embedding=EmbeddingSpec.from_meta(state.meta, Path(where)),
+                 source=state.tokenizer_dir, meta=state.meta)
 
 
-def classifier_from_state(state: State, num_labels: int, pooling: str = "cls") -> tuple:
+def classifier_from_state(state: State, num_labels: int, pooling: str = "cls",
+                          ctx=None) -> tuple:
     """A :class:`~bortkit.model.SequenceClassifier` holding ``state``'s weights; returns
     ``(classifier, names the state did not provide)`` (a new task head). With mean pooling
     the pooler takes no part, so it is frozen."""
@@ -276,7 +321,7 @@ def classifier_from_state(state: State, num_labels: int, pooling: str = "cls") -
     from ..model import BertNetwork, SequenceClassifier
     network = BertNetwork(state.config, prefix="bert_")
     classifier = SequenceClassifier(network, num_labels, pooling=pooling, prefix="clf_")
-    classifier.initialize(mx.init.Normal(0.02))
+    classifier.initialize(mx.init.Normal(0.02), ctx=ctx or mx.cpu())
     missing = assign(classifier, state)
     if pooling == "mean" and state.config.use_pooler:
         network.pooler.collect_params().setattr("grad_req", "null")
@@ -300,20 +345,34 @@ def _copy_tokenizer(source: Optional[Path], directory: Path, tokenizer) -> None:
                 shutil.copyfile(Path(source) / name, directory / name)
 
 
+def _write_weights(path: Path, tensors: dict, fmt: str) -> None:
+    """safetensors bytes through :func:`~bortkit.io.atomic_write` (safetensors' own
+    ``save_file`` creates files with mode 0600 whatever the umask)."""
+    from safetensors.numpy import save
+    with atomic_write(path, "wb") as fh:
+        fh.write(save(tensors, metadata={"format": fmt}))
+
+
+_WRITTEN_BY_SAVE = ("_format", "_bortkit_version")
+
+
 def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelConfig = None,
                     tokenizer=None, source: Optional[os.PathLike | str] = None,
                     meta: Optional[dict] = None, seed: Optional[int] = None) -> Path:
     """Write a bortkit checkpoint directory atomically.
 
-    ``block_or_model`` is a :class:`~bortkit.model.Model` or any Gluon block containing the
-    network (classifier, masked-LM model); its heads are saved too. Tokenizer files come
+    ``block_or_model`` is a :class:`~bortkit.model.Model` (saved with its task head and the
+    ``_head``/``_embedding`` declarations it was loaded with) or any Gluon block containing
+    the network (classifier, masked-LM model); its heads are saved too. Tokenizer files come
     from ``tokenizer.save`` or are copied from ``source`` (default: where the model came from).
     """
-    from safetensors.numpy import save_file
     from ..model import Model
-    # A Model is unwrapped to its network; any Gluon block (classifier, MLM model) is saved
-    # whole, heads included.
-    block = block_or_model.network if isinstance(block_or_model, Model) else block_or_model
+    if isinstance(block_or_model, Model):
+        block = block_or_model.classifier or block_or_model.network
+        if meta is None:
+            meta = {k: v for k, v in block_or_model.meta.items() if k not in _WRITTEN_BY_SAVE}
+    else:  # any Gluon block (classifier, MLM model) is saved whole, heads included
+        block = block_or_model
     if not hasattr(block, "collect_params"):
         raise ConfigError("save_pretrained needs a Model or a Gluon block")
     config = config or block_or_model.config
@@ -321,7 +380,7 @@ def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelC
     tensors = {name: p.data().asnumpy() for name, p in named_parameters(block).items()}
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "bortkit"})
+        _write_weights(tmp / WEIGHTS, tensors, "bortkit")
         write_json(tmp / CONFIG, {**config.to_dict(), "_format": "bortkit",
                                   "_bortkit_version": __version__, **(meta or {})})
         write_json(tmp / PROVENANCE, provenance(seed=seed, source=str(source) if source else None))
@@ -329,10 +388,20 @@ def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelC
     return directory
 
 
-def export_huggingface(model, directory: os.PathLike | str, tokenizer=None) -> Path:
-    """Write a Hugging Face ``BertModel``/``RobertaModel`` directory (config.json +
-    model.safetensors + tokenizer files) that ``transformers`` loads as it is."""
-    from safetensors.numpy import save_file
+def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
+                       include_head: bool = True) -> Path:
+    """Write a Hugging Face directory (config.json + model.safetensors + tokenizer files)
+    that ``transformers`` loads as it is and :func:`from_pretrained` reads back.
+
+    Without a task head the layout is ``BertModel``/``RobertaModel``; with one (``model.head``)
+    it is ``BertForSequenceClassification``/``RobertaForSequenceClassification`` with
+    ``id2label``/``label2id`` and ``problem_type`` (``include_head=False`` exports the encoder
+    alone). A model without token types gets a one-row table of zeros (adds nothing). A
+    model without a pooler gets a pooler of zeros, so ``transformers``' ``pooler_output`` is
+    0 rather than random: it has no meaning for such a model (``add_pooling_layer`` is false
+    in config.json; ``transformers`` 5 ignores that key, bortkit reads it). Hidden states and
+    logits equal bortkit's.
+    """
     config = model.config
     if config.factorized_embeddings or config.layer_norm_position != "post" \
             or config.position_embedding != "learned":
@@ -342,15 +411,46 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None) -> P
     if config.position_offset and not roberta:
         raise ConfigError(f"position_offset {config.position_offset} has no Hugging Face "
                           "equivalent (0 for BERT, pad_token_id + 1 for RoBERTa)")
-    tensors = {name: p.data().asnumpy() for name, p in named_parameters(model.network).items()}
-    names = huggingface_names(config)
-    hf_tensors = {names[k]: v for k, v in tensors.items() if k in names}
-    type_vocab = config.type_vocab_size
-    if not type_vocab:  # HF BERT always has a token-type table; a zero row is a no-op
-        type_vocab = 1
+    head = model.head if include_head else None
+    if head is not None and head.pooling != "cls":
+        raise ConfigError(f"a head trained with --pooling {head.pooling} has no Hugging Face "
+                          "...ForSequenceClassification layout (those read [CLS]); export the "
+                          "encoder alone with include_head=False")
+    block = model.classifier if head is not None else model.network
+    tensors = {name: p.data().asnumpy() for name, p in named_parameters(block).items()}
+    hf_tensors = {theirs: tensors[ours] for ours, theirs in huggingface_names(config).items()}
+    if not config.type_vocab_size:  # HF BERT always has a token-type table; a zero row is a no-op
         hf_tensors["embeddings.token_type_embeddings.weight"] = \
             np.zeros((1, config.embed_size), np.float32)
-    hf_config = {
+    if head is None and not config.use_pooler:
+        for name, shape in (("weight", (config.units, config.units)), ("bias", (config.units,))):
+            hf_tensors[f"pooler.dense.{name}"] = np.zeros(shape, np.float32)
+    hf_config = _huggingface_config(config, roberta)
+    if head is not None:
+        if roberta and config.use_pooler:
+            # RoBERTa's head is tanh(Dense) on <s> followed by out_proj: the pooler is that Dense.
+            for name in ("weight", "bias"):
+                hf_tensors.pop(f"pooler.dense.{name}")
+                tensors[f"head.dense.{name}"] = tensors[f"pooler.dense.{name}"]
+            config = config.replace(use_pooler=False)
+        base = "roberta." if roberta else "bert."
+        hf_tensors = {base + name: value for name, value in hf_tensors.items()}
+        hf_tensors.update({theirs: tensors[ours]
+                           for ours, theirs in huggingface_head_names(config, roberta).items()})
+        kind = "RobertaForSequenceClassification" if roberta else "BertForSequenceClassification"
+        hf_config.update(architectures=[kind], add_pooling_layer=config.use_pooler,
+                         **head.to_huggingface())
+    directory = Path(directory)
+    with atomic_directory(directory) as tmp:
+        _write_weights(tmp / WEIGHTS, hf_tensors, "pt")
+        write_json(tmp / CONFIG, hf_config)
+        _copy_tokenizer(getattr(model, "source", None), tmp, tokenizer)
+    return directory
+
+
+def _huggingface_config(config: ModelConfig, roberta: bool) -> dict:
+    """``config.json`` of a ``BertModel``/``RobertaModel`` with ``config``'s shape."""
+    return {
         "architectures": ["RobertaModel" if roberta else "BertModel"],
         "model_type": "roberta" if roberta else "bert",
         "vocab_size": config.vocab_size, "hidden_size": config.units,
@@ -359,14 +459,9 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None) -> P
         "hidden_act": {"gelu_tanh": "gelu_new"}.get(config.activation, config.activation),
         "hidden_dropout_prob": config.dropout,
         "attention_probs_dropout_prob": config.attention_dropout,
-        "max_position_embeddings": config.max_length, "type_vocab_size": type_vocab,
+        "max_position_embeddings": config.max_length,
+        "type_vocab_size": config.type_vocab_size or 1,
         "layer_norm_eps": config.layer_norm_eps, "pad_token_id": config.pad_token_id,
         "position_embedding_type": "absolute", "initializer_range": 0.02,
         "add_pooling_layer": config.use_pooler,
     }
-    directory = Path(directory)
-    with atomic_directory(directory) as tmp:
-        save_file(hf_tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
-        write_json(tmp / CONFIG, hf_config)
-        _copy_tokenizer(getattr(model, "source", None), tmp, tokenizer)
-    return directory

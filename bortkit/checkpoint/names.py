@@ -68,6 +68,23 @@ def huggingface_names(config: ModelConfig, mlm_head: bool = False) -> dict[str, 
     return names
 
 
+def huggingface_head_names(config: ModelConfig, roberta: bool) -> dict[str, str]:
+    """bortkit head name -> ``BertForSequenceClassification`` / ``RobertaForSequenceClassification``
+    name (from the model's root, ``bert.`` included). BERT's head reads the pooler; a bortkit
+    [CLS] head without a pooler has its own ``tanh(Dense)``, which is exactly BERT's pooler
+    and is stored there. RoBERTa's head has that Dense (``classifier.dense``) itself."""
+    if roberta:
+        return {"head.dense.weight": "classifier.dense.weight",
+                "head.dense.bias": "classifier.dense.bias",
+                "head.out.weight": "classifier.out_proj.weight",
+                "head.out.bias": "classifier.out_proj.bias"}
+    names = {"head.out.weight": "classifier.weight", "head.out.bias": "classifier.bias"}
+    if not config.use_pooler:
+        names.update({"head.dense.weight": "bert.pooler.dense.weight",
+                      "head.dense.bias": "bert.pooler.dense.bias"})
+    return names
+
+
 def gluonnlp_names(config: ModelConfig, mlm_head: bool = False) -> dict[str, str]:
     """bortkit name -> GluonNLP 0.8/0.10 ``BERTModel``/``RoBERTaModel`` parameter name."""
     names = {"embeddings.word_embed.weight": "word_embed.0.weight",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import mxnet as mx
 import numpy as np
@@ -133,6 +133,28 @@ class EncoderOutput:
     attentions: Optional[list] = None             # L arrays (B, H, T, T)
 
 
+def classifier_logits(classifier: SequenceClassifier, input_ids, token_type_ids,
+                      attention_mask, ctx: Optional[mx.Context] = None) -> np.ndarray:
+    """Logits (B, C) of ``classifier`` on one padded (B, T) batch, inference mode (no
+    dropout); C = 1 for a regression head. The one place a task head is run for predictions."""
+    args = [mx.nd.array(a, ctx=ctx or mx.cpu(), dtype="float32")
+            for a in (input_ids, token_type_ids, attention_mask)]
+    return classifier(*args).reshape((len(args[0]), -1)).asnumpy()
+
+
+def pool_tokens(sequence: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
+    """(B, T, U) token states and (B, T) mask (1 real) -> (B, U) sentence vectors: the mean
+    over real tokens (sentence-transformers' mean pooling), the first token, or the max."""
+    if pooling == "cls":
+        return sequence[:, 0]
+    weights = mask[:, :, None].astype(np.float32)                           # (B, T, 1)
+    if pooling == "max":
+        return np.where(weights > 0, sequence, -1e9).max(axis=1)
+    if pooling != "mean":
+        raise BortkitError(f"pooling must be one of mean, cls, max; got {pooling!r}")
+    return (sequence * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+
+
 def _as_batch(name: str, array, like: Optional[np.ndarray] = None) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 1:
@@ -148,11 +170,17 @@ class Model:
     """A BERT-family model with its config: numpy in, numpy out.
 
     ``model.network`` is the hybridized :class:`BertNetwork` for training code; ``encode``
-    serves inference with cached static graphs (one per output selection).
+    serves inference with cached static graphs (one per output selection). A model loaded
+    from a fine-tuned checkpoint also holds its task head (``classifier``, a
+    :class:`SequenceClassifier` over the same network, and ``head``, the checkpoint's
+    :class:`~bortkit.checkpoint.heads.TaskHead`) for :meth:`logits`. ``embedding`` (an
+    :class:`~bortkit.checkpoint.heads.EmbeddingSpec`: pooling, normalisation, length) and
+    the tokenizer of the checkpoint (``source``) serve :meth:`embed`.
     """
 
     def __init__(self, config: ModelConfig, network: Optional[BertNetwork] = None,
-                 ctx: Optional[mx.Context] = None):
+                 ctx: Optional[mx.Context] = None, classifier: Optional[SequenceClassifier] = None,
+                 head=None, embedding=None, source=None, meta: Optional[dict] = None):
         self.config = config
         self.ctx = ctx or mx.cpu()
         if network is None:
@@ -160,7 +188,31 @@ class Model:
             network.initialize(mx.init.Normal(0.02), ctx=self.ctx)
         self.network = network
         self.network.hybridize(static_alloc=True, static_shape=True)
+        self.classifier, self.head = classifier, head
+        if classifier is not None:
+            if classifier.network is not network:
+                raise BortkitError("Model: the classifier must wrap the model's network")
+            classifier.hybridize(static_alloc=True, static_shape=True)
+        self.embedding = embedding
+        self.source = source
+        self.meta = dict(meta or {})
+        self._tokenizer = None
         self._views: dict = {}
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of the checkpoint the model came from (loaded on first use)."""
+        if self._tokenizer is None:
+            if self.source is None:
+                raise BortkitError("this model has no tokenizer files beside it; set "
+                                   "model.tokenizer = bortkit.load_tokenizer(PATH)")
+            from ..tokenizers import load_tokenizer
+            self._tokenizer = load_tokenizer(self.source)
+        return self._tokenizer
+
+    @tokenizer.setter
+    def tokenizer(self, tokenizer) -> None:
+        self._tokenizer = tokenizer
 
     def _view(self, hidden: bool, attentions: bool) -> HybridBlock:
         if not (hidden or attentions):
@@ -176,6 +228,48 @@ class Model:
                output_hidden_states: bool = False,
                output_attentions: bool = False) -> EncoderOutput:
         """Run the encoder in inference mode on (B, T) integer arrays (1-D = one sequence)."""
+        args = self._inputs(input_ids, token_type_ids, attention_mask)
+        outputs = self._view(output_hidden_states, output_attentions)(*args)
+        outputs = [outputs] if isinstance(outputs, mx.nd.NDArray) else list(outputs)
+        arrays = [o.asnumpy() for o in outputs]
+        result = EncoderOutput(last_hidden_state=arrays.pop(0))
+        if self.config.use_pooler:
+            result.pooler_output = arrays.pop(0)
+        if output_hidden_states:
+            result.hidden_states = list(arrays.pop(0))
+        if output_attentions:
+            result.attentions = list(arrays.pop(0))
+        return result
+
+    def logits(self, input_ids, token_type_ids=None, attention_mask=None) -> np.ndarray:
+        """The task head's outputs (B, C) on (B, T) integer arrays: class logits, or one
+        column of predicted values for a regression head."""
+        if self.classifier is None:
+            raise BortkitError("this model has no task head (fine-tune it first: python -m "
+                               "bortkit.finetune); for sentence vectors use model.embed(texts)")
+        ids, types, mask = self._inputs(input_ids, token_type_ids, attention_mask)
+        return classifier_logits(self.classifier, ids, types, mask, self.ctx)
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Sentence vectors (N, U) float32 of a list of strings, with the pooling,
+        normalisation and length the checkpoint declares (``model.embedding``; mean pooling
+        over real tokens when it declares none)."""
+        spec = self.embedding
+        pooling = getattr(spec, "pooling", "mean")
+        max_length = getattr(spec, "max_length", None) or \
+            self.config.max_length - self.config.position_offset
+        out = np.zeros((len(texts), self.config.units), np.float32)
+        for index, batch in self.tokenizer.sorted_batches(texts, max_length=max_length,
+                                                          batch_size=batch_size):
+            states = self.encode(batch["input_ids"], batch["token_type_ids"],
+                                 batch["attention_mask"]).last_hidden_state
+            out[index] = pool_tokens(states, batch["attention_mask"], pooling)
+        if getattr(spec, "normalize", False):
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def _inputs(self, input_ids, token_type_ids, attention_mask) -> list:
+        """Checked (B, T) model inputs as float32 NDArrays on the model's context."""
         ids = _as_batch("input_ids", input_ids)
         if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
             raise BortkitError(f"encode: input_ids must be in [0, {self.config.vocab_size}), "
@@ -188,18 +282,7 @@ class Model:
             _as_batch("token_type_ids", token_type_ids, ids)
         mask = np.ones_like(ids) if attention_mask is None else \
             _as_batch("attention_mask", attention_mask, ids)
-        args = [mx.nd.array(a, ctx=self.ctx, dtype="float32") for a in (ids, types, mask)]
-        outputs = self._view(output_hidden_states, output_attentions)(*args)
-        outputs = [outputs] if isinstance(outputs, mx.nd.NDArray) else list(outputs)
-        arrays = [o.asnumpy() for o in outputs]
-        result = EncoderOutput(last_hidden_state=arrays.pop(0))
-        if self.config.use_pooler:
-            result.pooler_output = arrays.pop(0)
-        if output_hidden_states:
-            result.hidden_states = list(arrays.pop(0))
-        if output_attentions:
-            result.attentions = list(arrays.pop(0))
-        return result
+        return [mx.nd.array(a, ctx=self.ctx, dtype="float32") for a in (ids, types, mask)]
 
     def num_params(self) -> int:
         """Scalars in the built network (tied parameters counted once)."""

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
+from ..checkpoint.resolve import resolve_model_path
 from ..errors import BortkitError, ConfigError
 from .base import CONFIG_NAME, PAIR_FORMATS, SPECIAL_ROLES, Tokenizer, read_config
 from .bpe import MERGES_NAME, ByteLevelBPETokenizer
@@ -39,8 +40,9 @@ def load_tokenizer(path: os.PathLike | str) -> Tokenizer:
     ``*_token``, ``pair_format``) and whose ``"bortkit_tokenizer"`` key names the kind when
     the directory holds files of several kinds. A file path (``vocab.txt``, ``vocab.json``,
     ``*.model`` or ``tokenizer_config.json``) loads from its directory, that file first.
+    ``minilm`` or an installed model package's name loads that model's tokenizer.
     """
-    path = Path(path)
+    path = resolve_model_path(path)
     if not path.exists():
         raise BortkitError("tokenizer path does not exist", path=path)
     if path.is_dir():

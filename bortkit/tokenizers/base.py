@@ -18,7 +18,8 @@ import abc
 import json
 import os
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (Any, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 import numpy as np
 import regex
@@ -278,18 +279,39 @@ class Tokenizer(abc.ABC):
         ``T`` is the longest row of this batch. ``text_pairs`` may hold None for rows that
         are single texts.
         """
-        if isinstance(texts, str):
-            raise DataError("texts must be a list of strings, got a single string")
-        texts = list(texts)
+        texts, text_pairs = _texts_and_pairs(texts, text_pairs)
         if not texts:
             raise DataError("texts is empty; a batch needs at least one text")
-        if text_pairs is None:
-            text_pairs = [None] * len(texts)
-        elif not isinstance(text_pairs, str):
-            text_pairs = list(text_pairs)
-        if isinstance(text_pairs, str) or len(text_pairs) != len(texts):
-            raise DataError(f"text_pairs must be a list as long as texts ({len(texts)})")
         return self.pad([self(text, pair, max_length) for text, pair in zip(texts, text_pairs)])
+
+    def sorted_batches(self, texts: Iterable[str],
+                       text_pairs: Optional[Iterable[Optional[str]]] = None,
+                       max_length: Optional[int] = None, batch_size: int = 32,
+                       pad_multiple: int = 8) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
+        """Encode every text (or pair) and yield ``(index, arrays)`` batches for inference.
+
+        Rows are sorted by length and cut into batches of ``batch_size``, so a batch pads
+        little; each is padded to a multiple of ``pad_multiple`` (fewer distinct shapes for
+        a hybridized graph), never beyond ``max_length``. ``index`` holds the rows'
+        positions in ``texts``, to put results back in order. No texts, no batches.
+        """
+        texts, text_pairs = _texts_and_pairs(texts, text_pairs)
+        if not _is_integer(batch_size) or batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        rows = [self(text, pair, max_length) for text, pair in zip(texts, text_pairs)]
+        order = np.argsort([len(row["input_ids"]) for row in rows], kind="stable")
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            arrays = self.pad([rows[i] for i in index])
+            width = arrays["input_ids"].shape[1]
+            target = -(-width // pad_multiple) * pad_multiple
+            if max_length is not None:
+                target = max(width, min(target, max_length))
+            if target > width:
+                arrays = {name: np.pad(array, ((0, 0), (0, target - width)),
+                                       constant_values=self.pad_id if name == "input_ids" else 0)
+                          for name, array in arrays.items()}
+            yield index, arrays
 
     def pad(self, rows: Sequence[Encoding]) -> Dict[str, np.ndarray]:
         """Right-pad encoded rows (from ``__call__``) to the longest into int64 arrays.
@@ -355,6 +377,22 @@ def _longest_first_lengths(len_a: int, len_b: int, budget: int) -> Tuple[int, in
         len_b -= gap
     excess -= gap  # now the segments are equal; B goes first, then they alternate
     return len_a - excess // 2, len_b - (excess + 1) // 2
+
+
+def _texts_and_pairs(texts: Iterable[str], text_pairs: Optional[Iterable[Optional[str]]]
+                     ) -> Tuple[List[str], List[Optional[str]]]:
+    """Lists of texts and of their pairs (None where a row is a single text), checked."""
+    if isinstance(texts, str):
+        raise DataError("texts must be a list of strings, got a single string")
+    texts = list(texts)
+    if text_pairs is None:
+        return texts, [None] * len(texts)
+    if isinstance(text_pairs, str):
+        raise DataError(f"text_pairs must be a list as long as texts ({len(texts)})")
+    text_pairs = list(text_pairs)
+    if len(text_pairs) != len(texts):
+        raise DataError(f"text_pairs must be a list as long as texts ({len(texts)})")
+    return texts, text_pairs
 
 
 def _check_text(text: Any, name: str) -> None:
