@@ -134,3 +134,21 @@ def test_model_names_resolve_everywhere(minilm_dir):
                                               r"a path, minilm or an installed model package's "
                                               r"name\)$"):
         read_state("no-such-model")
+
+
+def test_embedding_declaration_survives_save_and_export(tmp_path, shared_dir):
+    """minilm -> bortkit checkpoint -> Hugging Face export: sentence-transformers loads the
+    export with mean pooling and Normalize and gives its reference vectors; so does bortkit."""
+    from bortkit.checkpoint import export_huggingface, save_pretrained
+    st = pytest.importorskip("sentence_transformers")
+    reference = shared_dir / "reference" / "minilm_st_embeddings.npz"
+    texts = json.loads(reference.with_suffix(".json").read_text())["texts"]
+    expected = np.load(reference)["embeddings"]
+    save_pretrained(bortkit.from_pretrained("minilm"), tmp_path / "bortkit")
+    assert json.loads((tmp_path / "bortkit" / "config.json").read_text())["_embedding"] == \
+        {"pooling": "mean", "normalize": True, "max_length": 256}
+    export_huggingface(bortkit.from_pretrained(tmp_path / "bortkit"), tmp_path / "hf")
+    theirs = st.SentenceTransformer(str(tmp_path / "hf"), device="cpu").encode(texts)
+    np.testing.assert_allclose(theirs, expected, atol=1e-5)
+    np.testing.assert_allclose(bortkit.from_pretrained(tmp_path / "hf").embed(texts), expected,
+                               atol=1e-5)

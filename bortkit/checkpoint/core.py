@@ -27,7 +27,8 @@ from .. import __version__
 from ..config import ModelConfig, from_dict, load_config
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_directory, atomic_write, write_json
-from .heads import EmbeddingSpec, TaskHead, read_json, sentence_transformers_embedding
+from .heads import (EmbeddingSpec, TaskHead, read_json, sentence_transformers_embedding,
+                    sentence_transformers_files)
 from .names import gluonnlp_names, huggingface_head_names, huggingface_names
 from .resolve import resolve_model_path
 
@@ -400,7 +401,9 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
     model without a pooler gets a pooler of zeros, so ``transformers``' ``pooler_output`` is
     0 rather than random: it has no meaning for such a model (``add_pooling_layer`` is false
     in config.json; ``transformers`` 5 ignores that key, bortkit reads it). Hidden states and
-    logits equal bortkit's.
+    logits equal bortkit's. A model whose checkpoint declared its sentence embedding (a
+    sentence-transformers directory, ``_embedding``) keeps it: the export holds
+    ``modules.json``, ``1_Pooling/config.json`` and ``sentence_bert_config.json``.
     """
     config = model.config
     if config.factorized_embeddings or config.layer_norm_position != "post" \
@@ -445,6 +448,10 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
         _write_weights(tmp / WEIGHTS, hf_tensors, "pt")
         write_json(tmp / CONFIG, hf_config)
         _copy_tokenizer(getattr(model, "source", None), tmp, tokenizer)
+        if "_embedding" in model.meta and head is None:  # a declared sentence embedding
+            for name, content in sentence_transformers_files(model.embedding,
+                                                             config.units).items():
+                write_json(tmp / name, content)
     return directory
 
 

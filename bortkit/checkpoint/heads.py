@@ -140,6 +140,26 @@ class EmbeddingSpec:
         return {"_embedding": asdict(self)}
 
 
+def sentence_transformers_files(spec: EmbeddingSpec, units: int) -> dict:
+    """Relative path -> JSON content of the files that make a Hugging Face directory a
+    sentence-transformers model with ``spec``'s pooling and normalisation."""
+    modules = [{"idx": 0, "name": "0", "path": "",
+                "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling"}]
+    if spec.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})
+    pooling = {"word_embedding_dimension": units}
+    pooling.update({key: spec.pooling == ours for key, ours in _ST_POOLING_KEYS.items()})
+    pooling["pooling_mode_mean_sqrt_len_tokens"] = False
+    files = {"modules.json": modules, "1_Pooling/config.json": pooling}
+    if spec.max_length is not None:
+        files["sentence_bert_config.json"] = {"max_seq_length": spec.max_length,
+                                              "do_lower_case": False}
+    return files
+
+
 def read_json(path: Path):
     """Any JSON value from ``path``; unreadable or invalid JSON is a CheckpointError."""
     try:
