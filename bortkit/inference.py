@@ -55,6 +55,10 @@ class Pipeline:
             raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model, self.head, self.batch_size = model, model.head, batch_size
         self.max_length = max_length or self.head.max_length
+        positions = model.config.max_length - model.config.position_offset
+        if not 3 <= self.max_length <= positions:
+            raise ConfigError(f"max_length must be between 3 and {positions} (the model's "
+                              f"positions), got {self.max_length}")
         self.tokenizer = model.tokenizer
 
     def logits(self, inputs: Sequence[Input], progress=None) -> np.ndarray:

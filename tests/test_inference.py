@@ -125,6 +125,21 @@ def test_pipeline_bad_inputs(finetuned_sst2, tiny_model):
         bortkit.from_pretrained(tiny_model).logits([[101, 102]])
 
 
+def test_embed_and_pipeline_bad_arguments(finetuned_sst2, tiny_model):
+    from bortkit.errors import ConfigError
+    model = bortkit.from_pretrained(tiny_model)
+    with pytest.raises(DataError, match="^texts must be a list of strings, got a single string$"):
+        model.embed("one sentence")
+    with pytest.raises(DataError, match="^text must be a string, got int$"):
+        model.embed(["fine", 3])
+    with pytest.raises(ConfigError, match=r"^batch_size must be a positive integer, got 0$"):
+        model.embed(["fine"], batch_size=0)
+    assert model.embed([]).shape == (0, 32)
+    with pytest.raises(ConfigError, match=r"^max_length must be between 3 and 128 \(the "
+                                          r"model's positions\), got 129$"):
+        bortkit.pipeline(finetuned_sst2 / "best", max_length=129)
+
+
 def test_model_names_resolve_everywhere(minilm_dir):
     """`minilm` and an installed package's name are accepted wherever a path is."""
     assert read_state("minilm").weights_path == minilm_dir / "model.safetensors"

@@ -254,6 +254,7 @@ class Model:
         """Sentence vectors (N, U) float32 of a list of strings, with the pooling,
         normalisation and length the checkpoint declares (``model.embedding``; mean pooling
         over real tokens when it declares none)."""
+        texts = texts if isinstance(texts, str) else list(texts)  # a str is refused below
         spec = self.embedding
         pooling = getattr(spec, "pooling", "mean")
         max_length = getattr(spec, "max_length", None) or \
