@@ -58,7 +58,8 @@ def _cpu_flags() -> str:
     return ""
 
 
-def _compile_command(files: List[Path], target: Path) -> List[str]:
+def _compile_command(files: List[Path], target: Path,
+                     source_dir: Path = SOURCE_DIR) -> List[str]:
     root = Path(mx.__file__).parent
     cxx = os.environ.get("CXX") or "g++"
     # -fno-math-errno and -fno-trapping-math let GCC vectorise sqrt, floor and comparisons.
@@ -67,7 +68,7 @@ def _compile_command(files: List[Path], target: Path) -> List[str]:
     # library's std::unordered_map calls would otherwise run that old code (SIGFPE).
     return [cxx, "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
             "-std=c++17", "-shared", "-fPIC", "-static-libstdc++", "-Wl,-Bsymbolic",
-            "-Wl,--exclude-libs,ALL", f"-I{root / 'include'}", f"-I{SOURCE_DIR}",
+            "-Wl,--exclude-libs,ALL", f"-I{root / 'include'}", f"-I{source_dir}",
             *map(str, files), str(root / "src" / "lib_api.cc"), "-o", str(target)]
 
 
@@ -76,7 +77,8 @@ def library_path() -> Path:
     key = hashlib.sha256()
     for path in sources():
         key.update(f"{path.name}\0".encode() + path.read_bytes() + b"\0")
-    flags = " ".join(_compile_command([Path("source")], Path("target")))
+    # Not the folder of the sources: a wheel's copy and the checkout share the library.
+    flags = " ".join(_compile_command([Path("source")], Path("target"), Path("sources")))
     key.update("\0".join([mx.__version__, flags, _cpu_flags(),
                           sysconfig.get_platform()]).encode())
     return _cache_dir() / f"bortkit_ops-{key.hexdigest()[:16]}.so"
