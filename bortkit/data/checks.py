@@ -14,6 +14,7 @@ __all__ = ["as_tokenizer", "check_int", "check_length"]
 
 
 def as_tokenizer(tokenizer: Union[Tokenizer, PathLike]) -> Tokenizer:
+    """A tokenizer as given, or loaded from a path."""
     if isinstance(tokenizer, Tokenizer):
         return tokenizer
     if isinstance(tokenizer, (str, os.PathLike)):
@@ -22,6 +23,7 @@ def as_tokenizer(tokenizer: Union[Tokenizer, PathLike]) -> Tokenizer:
 
 
 def check_int(name: str, value: Any, minimum: int) -> None:
+    """``value`` must be an integer (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 

@@ -51,12 +51,9 @@ class ShardWriter:
         self.pad_id = pad_id
         self.shards: List[Dict[str, Any]] = []
         self.num_tokens = 0
-        self._arrays = {
-            "input_ids": np.empty((shard_size, max_seq_length), np.int32),
-            "lengths": np.empty(shard_size, np.int32),
-            "token_type_ids": np.empty((shard_size, max_seq_length), np.int8),
-            "word_starts": np.empty((shard_size, max_seq_length), bool),
-        }
+        self._arrays = {name: np.empty((shard_size,) if name == "lengths"
+                                       else (shard_size, max_seq_length), dtype)
+                        for name, dtype in ARRAYS.items()}
         self._count = 0
         self._clear()
 
@@ -88,7 +85,6 @@ class ShardWriter:
         self.shards.append({"directory": name, "num_examples": self._count})
         self._count = 0
         self._clear()
-
 
 
 def tokenizer_meta(tokenizer: Tokenizer) -> Dict[str, Any]:
