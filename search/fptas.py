@@ -34,9 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from bortkit.errors import ConfigError
-
 from .budget import apply_budget, format_count, parse_count
+from .errors import SearchError
 from .store import SearchStore, arch_key
 from .wcoef import MaximumPoint, WCoefficient
 
@@ -144,12 +143,12 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
     path) they are recorded, and resuming with other settings is refused.
     """
     if partition not in PARTITIONS:
-        raise ConfigError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
+        raise SearchError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
     if representative not in REPRESENTATIVES:
-        raise ConfigError(f"representative must be one of {', '.join(REPRESENTATIVES)}, "
+        raise SearchError(f"representative must be one of {', '.join(REPRESENTATIVES)}, "
                           f"got {representative!r}")
     if not callable(sort_by) and sort_by not in SORT_KEYS:
-        raise ConfigError(f"sort_by must be one of {', '.join(SORT_KEYS)} or a function, "
+        raise SearchError(f"sort_by must be one of {', '.join(SORT_KEYS)} or a function, "
                           f"got {sort_by!r}")
     epsilon = _check_epsilon(epsilon, partition)
     options = {"algorithm": "fptas", "epsilon": epsilon, "partition": partition,
@@ -249,7 +248,7 @@ def _search(candidates, costs, select, options: dict, *, max_params, store, coef
                 for k in kept]
         positive = [c for c in pool if c.surrogate > 0]
         if not positive:
-            raise ConfigError(
+            raise SearchError(
                 f"no candidate can have W > 0: all {len(pool)} share the maximum point's "
                 f"parameter count or inference cost ({format_count(maximum_point.params)}, "
                 f"{maximum_point.inference_cost:g}); the space needs smaller candidates")
@@ -331,7 +330,7 @@ def _partition(keys: Sequence[float], epsilon: float, mode: str) -> List[List[in
     start_key = None
     for position, key in enumerate(keys):
         if key <= 0:
-            raise ConfigError(f"partition='geometric' needs positive sort keys, got {key!r}")
+            raise SearchError(f"partition='geometric' needs positive sort keys, got {key!r}")
         if start_key is None or key > start_key * (1.0 + epsilon):
             groups.append([])
             start_key = key
@@ -360,15 +359,15 @@ def _sort_key(sort_by) -> Callable[[ScoredCandidate], float]:
 def _check_epsilon(epsilon: Any, partition: str) -> float:
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
             or not math.isfinite(epsilon):
-        raise ConfigError(f"epsilon must be a number, got {epsilon!r}")
+        raise SearchError(f"epsilon must be a number, got {epsilon!r}")
     if partition == "count":
         if epsilon < 1 or float(epsilon) != int(epsilon):
-            raise ConfigError(f"epsilon is the interval size in candidates for "
+            raise SearchError(f"epsilon is the interval size in candidates for "
                               f"partition='count' and must be a whole number >= 1, got "
                               f"{epsilon!r} (partition='geometric' takes a relative width)")
         return int(epsilon)
     if epsilon <= 0:
-        raise ConfigError(f"epsilon is a relative interval width for partition='geometric' "
+        raise SearchError(f"epsilon is a relative interval width for partition='geometric' "
                           f"and must be > 0, got {epsilon!r}")
     return float(epsilon)
 
@@ -379,16 +378,16 @@ def _as_candidates(candidates) -> List[dict]:
     archs, seen = [], {}
     for index, arch in enumerate(candidates):
         if not isinstance(arch, Mapping):
-            raise ConfigError(f"candidate {index} must be a mapping of architecture fields, "
+            raise SearchError(f"candidate {index} must be a mapping of architecture fields, "
                               f"got {type(arch).__name__}")
         key = arch_key(arch)
         if key in seen:
-            raise ConfigError(f"candidates {seen[key]} and {index} are the same architecture "
+            raise SearchError(f"candidates {seen[key]} and {index} are the same architecture "
                               f"{key}")
         seen[key] = index
         archs.append(dict(arch))
     if not archs:
-        raise ConfigError("there are no candidates to search")
+        raise SearchError("there are no candidates to search")
     return archs
 
 
@@ -407,20 +406,20 @@ def _as_coefficient(coefficient) -> WCoefficient:
         return coefficient
     if isinstance(coefficient, (tuple, list)) and len(coefficient) == 3:
         return WCoefficient(*coefficient)
-    raise ConfigError(f"coefficient must be a WCoefficient or (alpha, beta, gamma), "
+    raise SearchError(f"coefficient must be a WCoefficient or (alpha, beta, gamma), "
                       f"got {coefficient!r}")
 
 
 def _check_params(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ConfigError(f"costs.params({where}) must return a positive integer, got {value!r}")
+        raise SearchError(f"costs.params({where}) must return a positive integer, got {value!r}")
     return int(value)
 
 
 def _check_positive(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what} returned {value!r}; it must be a positive finite number")
+        raise SearchError(f"{what} returned {value!r}; it must be a positive finite number")
     return float(value)
 
 
@@ -440,11 +439,11 @@ def _fingerprint(archs: List[dict]) -> str:
 
 def _json_ready(settings: Mapping[str, Any]) -> dict:
     if not isinstance(settings, Mapping):
-        raise ConfigError(f"settings must be a mapping, got {type(settings).__name__}")
+        raise SearchError(f"settings must be a mapping, got {type(settings).__name__}")
     try:
         json.dumps(dict(settings), allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"settings must be plain JSON data ({err})") from None
+        raise SearchError(f"settings must be plain JSON data ({err})") from None
     return dict(settings)
 
 

@@ -37,7 +37,8 @@ from ..checkpoint import named_parameters, read_state, save_pretrained
 from ..checkpoint.core import assign
 from ..config import ModelConfig, configs_dir, load_config
 from ..errors import BortkitError, CheckpointError, ConfigError, DataError
-from ..model import BertNetwork, MaskedLMModel, kernels
+from .. import ops as kernels
+from ..model import BertNetwork, MaskedLMModel
 from ..train import (JsonlLog, LinearSchedule, global_grad_norm, global_grad_norm_nd,
                      load_training_state,
                      make_trainer, plot_curves, read_jsonl, save_training_state,
