@@ -34,17 +34,77 @@ def embedding_params(config: ModelConfig) -> int:
     return total
 
 
+def projection_params(config: ModelConfig, kind: str) -> int:
+    """A query, key or value projection: a Dense, or one of the convolutions of
+    :class:`~bortkit.model.composite.ConvProjection` (``kind`` from ``PROJECTIONS``)."""
+    u = config.units
+    if kind == "linear":
+        return _dense(u, u)
+    width = 2 * config.projection_kernel_each_dir + 1
+    conv = u // 2 if "mixed" in kind else u
+    if "depth" in kind:   # depthwise Conv1D(U, groups U) + pointwise Dense(U -> conv)
+        total = u * width + u + _dense(u, conv)
+    else:                 # Conv1D(U -> conv, groups G)
+        total = conv * (u // config.projection_groups) * width + conv
+    if "mixed" in kind:   # the linear half
+        total += _dense(u, u - conv)
+    return total
+
+
+def attention_params(config: ModelConfig) -> int:
+    """Q, K, V and output projections, plus the relative tables of composite attention:
+    convfixed (H, R), convq and convk (d, R) each, R = 2k + 1."""
+    u, r = config.units, 2 * config.relative_positions_each_dir + 1
+    total = 2 * projection_params(config, config.qk_projection) \
+        + projection_params(config, config.value_projection) + _dense(u, u)
+    terms = config.attention_terms
+    if "convfixed" in terms:
+        total += config.num_heads * r
+    total += config.head_units * r * sum(t in terms for t in ("convq", "convk"))
+    return total
+
+
+def layer_adapter_params(config: ModelConfig) -> int:
+    """Adapters inside one layer, all tasks: a PAL's per-layer attention (Q, K, V in the
+    adapter width, no output projection), a low-rank adapter (down + up), Houlsby's two
+    low-rank adapters, or LHUC's scale vector."""
+    u, a, tasks = config.units, config.adapter_units, config.num_tasks
+    per_task = {"none": 0, "top": 0, "lhuc": u,
+                "pals": 3 * _dense(a, a) if a else 0,
+                "low_rank": _dense(u, a) + _dense(a, u) if a else 0,
+                "houlsby": 2 * (_dense(u, a) + _dense(a, u)) if a else 0}[config.adapter]
+    return tasks * per_task
+
+
+def shared_adapter_params(config: ModelConfig) -> int:
+    """Per-task adapter parameters outside the layers, all tasks: PALs' encoder/decoder
+    projections shared by every layer, or the top projected attention (down projection,
+    ``top_attention_layers`` attention blocks with output Dense and LayerNorm, up projection)."""
+    u, a, tasks = config.units, config.adapter_units, config.num_tasks
+    if config.adapter == "pals":
+        return tasks * (_dense(u, a) + _dense(a, u))
+    if config.adapter == "top":
+        block = 4 * _dense(a, a) + _layer_norm(a)
+        return tasks * (_dense(u, a) + config.top_attention_layers * block + _dense(a, u))
+    return 0
+
+
+def adapter_params(config: ModelConfig) -> int:
+    """Every per-task adapter parameter (all tasks); 0 without adapters."""
+    return config.num_layers * layer_adapter_params(config) + shared_adapter_params(config)
+
+
 def layer_params(config: ModelConfig) -> int:
-    """One Transformer encoder layer: Q, K, V and output projections, FFN, two LayerNorms."""
+    """One Transformer encoder layer: attention, FFN, two LayerNorms and its adapters."""
     u, f = config.units, config.ffn_units
-    attention = 4 * _dense(u, u)
     ffn = _dense(u, f) + _dense(f, u)
-    return attention + ffn + 2 * _layer_norm(u)
+    return attention_params(config) + ffn + 2 * _layer_norm(u) + layer_adapter_params(config)
 
 
 def encoder_params(config: ModelConfig) -> int:
     final_norm = _layer_norm(config.units) if config.layer_norm_position == "pre" else 0
-    return config.num_layers * layer_params(config) + final_norm
+    return config.num_layers * layer_params(config) + final_norm \
+        + shared_adapter_params(config)
 
 
 def pooler_params(config: ModelConfig) -> int:
@@ -63,6 +123,11 @@ def classifier_params(config: ModelConfig, num_labels: int, pooling: str = "cls"
     own_pooler = 0 if config.use_pooler or pooling == "mean" else _dense(config.units,
                                                                           config.units)
     return own_pooler + _dense(config.units, num_labels)
+
+
+def multitask_head_params(config: ModelConfig, num_labels, pooling: str = "cls") -> int:
+    """One classification/regression head per task (``num_labels[t]`` outputs for task t)."""
+    return sum(classifier_params(config, n, pooling) for n in num_labels)
 
 
 def count_params(config: ModelConfig) -> int:
@@ -103,6 +168,7 @@ class ParamTable:
     pooler: int
     mlm_head: int
     total: int
+    adapters: int = 0              # part of ``encoder``: all tasks' adapters
     alternate: Optional["ParamTable"] = field(default=None, repr=False)
 
     @property
@@ -117,7 +183,7 @@ class ParamTable:
     def as_dict(self) -> dict:
         return {"embeddings": self.embeddings, "encoder": self.encoder,
                 "pooler": self.pooler, "total": self.total, "mlm_head": self.mlm_head,
-                "total_with_mlm_head": self.total_with_mlm_head,
+                "total_with_mlm_head": self.total_with_mlm_head, "adapters": self.adapters,
                 "encoder_proportion": round(self.encoder_proportion, 4)}
 
     def __str__(self) -> str:
@@ -135,10 +201,12 @@ class ParamTable:
 
 
 def _format_rows(table: ParamTable, title: str) -> str:
-    rows = [("embeddings", table.embeddings), ("encoder", table.encoder),
-            ("pooler", table.pooler), ("total", table.total),
-            ("mlm head (optional)", table.mlm_head),
-            ("total with mlm head", table.total_with_mlm_head)]
+    rows = [("embeddings", table.embeddings), ("encoder", table.encoder)]
+    if table.adapters:
+        rows.append((f"  adapters ({table.config.num_tasks} tasks)", table.adapters))
+    rows += [("pooler", table.pooler), ("total", table.total),
+             ("mlm head (optional)", table.mlm_head),
+             ("total with mlm head", table.total_with_mlm_head)]
     out = [title, f"{'component':<22}{'parameters':>14}{'':>10}"]
     for name, value in rows:
         out.append(f"{name:<22}{value:>14,}{value / 1e6:>9.1f}M")
@@ -150,7 +218,7 @@ def _table(config: ModelConfig, alternate: Optional[ParamTable] = None) -> Param
     return ParamTable(config=config, embeddings=embedding_params(config),
                       encoder=encoder_params(config), pooler=pooler_params(config),
                       mlm_head=mlm_head_params(config), total=count_params(config),
-                      alternate=alternate)
+                      adapters=adapter_params(config), alternate=alternate)
 
 
 def param_table(config: ModelConfig) -> ParamTable:

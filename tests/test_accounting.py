@@ -44,6 +44,11 @@ def test_bort_paper_reading_is_the_swapped_widths():
     {"layer_norm_position": "pre"},                             # final LayerNorm
     {"embed_size": 32, "use_pooler": False},                    # factorised, no pooler
     {"type_vocab_size": 0, "position_embedding": "none"},
+    {"attention": "qk_convfixed_convq_convk", "relative_positions_each_dir": 5},
+    {"attention": "convfixed", "qk_projection": "convolution", "projection_groups": 4,
+     "value_projection": "convolution_depth_mixed_no_act", "projection_kernel_each_dir": 3},
+    {"attention": "qk_convk", "qk_projection": "convolution_mixed",
+     "value_projection": "convolution_depth", "projection_groups": 2},
 ])
 def test_count_equals_built_network(changes):
     from bortkit.model import Model

@@ -1,6 +1,7 @@
 """MXNet Gluon model code: the only part of bortkit that touches the framework."""
 from .bert import (BertNetwork, EncoderOutput, MaskedLMModel, Model,  # noqa: F401
                    SequenceClassifier)
+from . import composite  # noqa: F401  (registers the composite attention kinds)
 
 import warnings as _warnings
 
