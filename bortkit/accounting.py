@@ -139,9 +139,10 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
                        mlm_head: bool = False) -> int:
     """Floating-point operations (2 per multiply-add) of one forward pass on one sequence.
 
-    Counts the matrix products, which dominate: Q/K/V/output projections, attention scores
-    and context, the FFN, the factorised projection, the pooler and optionally the MLM head
-    over every position. Element-wise work (softmax, GELU, LayerNorm) is left out.
+    Counts the matrix products, which dominate: Q/K/V/output projections (Dense or
+    convolutions), attention scores and context, the convq/convk relative terms, the FFN, one
+    task's adapters, the factorised projection, the pooler and optionally the MLM head over
+    every position. Element-wise work (softmax, GELU, LayerNorm, convfixed's bias) is left out.
     """
     if seq_length <= 0:
         raise ValueError(f"seq_length must be positive, got {seq_length}")
@@ -149,13 +150,49 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
     macs = 0
     if config.factorized_embeddings:
         macs += t * config.embed_size * u
-    per_layer = 4 * t * u * u + 2 * t * t * u + 2 * t * u * f
-    macs += config.num_layers * per_layer
+    projections = sum(_projection_macs(config, kind, t) for kind in
+                      (config.qk_projection, config.qk_projection, config.value_projection))
+    per_layer = projections + t * u * u + 2 * t * t * u + 2 * t * u * f \
+        + _relative_macs(config, t) + _adapter_layer_macs(config, t)
+    macs += config.num_layers * per_layer + _top_macs(config, t)
     if config.use_pooler:
         macs += u * u
     if mlm_head:
         macs += t * (u * config.embed_size + config.embed_size * config.vocab_size)
     return 2 * macs
+
+
+def _projection_macs(config: ModelConfig, kind: str, t: int) -> int:
+    """Multiply-adds of one query/key/value projection over t tokens."""
+    u = config.units
+    if kind == "linear":
+        return t * u * u
+    width = 2 * config.projection_kernel_each_dir + 1
+    conv = u // 2 if "mixed" in kind else u
+    macs = t * u * width + t * u * conv if "depth" in kind \
+        else t * conv * (u // config.projection_groups) * width
+    return macs + (t * u * (u - conv) if "mixed" in kind else 0)
+
+
+def _relative_macs(config: ModelConfig, t: int) -> int:
+    """convq/convk: q.w (t x U x R) and the one-hot gather (H x t x t x R), per term."""
+    r = 2 * config.relative_positions_each_dir + 1
+    terms = sum(term in config.attention_terms for term in ("convq", "convk"))
+    return terms * (t * config.units * r + config.num_heads * t * t * r)
+
+
+def _adapter_layer_macs(config: ModelConfig, t: int) -> int:
+    """One task's adapters in one layer."""
+    u, a = config.units, config.adapter_units or 0
+    return {"pals": 2 * t * u * a + 3 * t * a * a + 2 * t * t * a,
+            "low_rank": 2 * t * u * a, "houlsby": 4 * t * u * a}.get(config.adapter, 0)
+
+
+def _top_macs(config: ModelConfig, t: int) -> int:
+    if config.adapter != "top":
+        return 0
+    a = config.adapter_units
+    return 2 * t * config.units * a + config.top_attention_layers * (4 * t * a * a + 2 * t * t * a)
 
 
 @dataclass(frozen=True)
