@@ -176,7 +176,7 @@ class CompositeSelfAttention(MultiHeadSelfAttention):
             scores = F.broadcast_add(scores, term.reshape((-4, -1, h, -2)))
         if convk is not None:
             table = F.dot(self._per_head(F, qkv, 1), convk) * scale      # (N, T, R): [n, j, r]
-            term = gather_relative(F, table, onehot)                    # [n, j, i] = k_j . wk[rel(j, i)]
+            term = gather_relative(F, table, onehot)     # [n, j, i] = k_j . wk[:, rel(j, i)]
             term = F.transpose(term, axes=(0, 2, 1))                    # [n, i, j]
             scores = F.broadcast_add(scores, term.reshape((-4, -1, h, -2)))
         return scores

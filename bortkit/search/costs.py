@@ -5,9 +5,10 @@
 - :class:`MeasuredLatency`: î, inference time measured on this machine. Timing all 300
   candidates whole would take longer than the search itself, so the time is modelled from
   measurements as ``t(arch) = t_embed(units) + num_layers * t_layer(heads, units, ffn,
-  attention kind)``: each distinct layer shape and embedding width is timed once (hybridized, static graph,
-  warm-up, median of repeats). :meth:`MeasuredLatency.validate` times a few whole models
-  and reports the model's relative error, so the approximation is visible, not assumed.
+  attention kind)``: each distinct layer shape and embedding width is timed once
+  (hybridized, static graph, warm-up, median of repeats). :meth:`MeasuredLatency.validate`
+  times a few whole models and reports the model's relative error, so the approximation is
+  visible, not assumed.
 - :func:`analytic_flops`: the fallback î, FLOPs of one sequence.
 """
 from __future__ import annotations
