@@ -158,13 +158,13 @@ class CompositeSelfAttention(MultiHeadSelfAttention):
         """Unnormalised scores (B, H, T, T): the sum of the configured terms."""
         h, k = self._heads, self._k
         scale = 1.0 / math.sqrt(self._units // h)
-        # zeros (B, 1, 1, T), broadcast up by the terms below
-        scores = F.zeros_like(attention_mask).reshape((0, 1, 1, -1))
         if "qk" in self._terms:   # the fused kernel scales the queries by 1/sqrt(d)
             qk = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=h)  # (N, T, T)
-            scores = F.broadcast_add(scores, qk.reshape((-4, -1, h, -2)))
-        if len(self._terms) == 1 and "qk" in self._terms:
-            return scores
+            scores = qk.reshape((-4, -1, h, -2))                        # (B, H, T, T)
+            if self._terms == ("qk",):
+                return scores
+        else:   # zeros (B, 1, 1, T), broadcast up by the terms below
+            scores = F.zeros_like(attention_mask).reshape((0, 1, 1, -1))
         rel = relative_index(F, qkv, k)                                 # (T, T)
         if convfixed is not None:
             bias = F.take(convfixed, rel, axis=1)                       # (H, T, T)
