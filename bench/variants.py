@@ -15,7 +15,7 @@ loss on WikiText-2 (Chang et al. 2021's claim, at toy scale).
 Both arms go through ``python -m bortkit.distill`` (the real CLI) and are evaluated on the
 held-out set. Prints a table and writes ``bench/results/variants.json``::
 
-    python bench/variants.py                          # about 10 min on 2 busy cores
+    python bench/variants.py            # 31 min on the shared 2-core machine (load 17-19)
     python bench/variants.py --steps 20 --teacher-mlm-steps 10 --out /tmp/v.json
 """
 from __future__ import annotations
