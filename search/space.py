@@ -7,6 +7,7 @@ mapping copied into every candidate::
     num_heads: [4, 8, 12, 16]            # A
     units: [512, 768, 1024]              # H
     ffn_units: [256, 512, 768, 1024, 3072]   # I
+    attention: [qk, qk_convfixed]        # optional: attention kinds (checked against choices)
     fixed:
       vocab_size: 50265
       embed_size: null                   # null = units
@@ -30,7 +31,10 @@ import yaml
 from .errors import SearchError
 
 #: Dimensions a space may search (enumerated in the order the file lists them).
-SEARCHABLE = ("num_layers", "num_heads", "units", "ffn_units", "embed_size")
+SEARCHABLE = ("num_layers", "num_heads", "units", "ffn_units", "embed_size", "attention")
+#: Searched dimensions whose values are names (attention kinds), not positive integers. Which
+#: names exist is the model family's business: the caller passes them as ``choices``.
+NAMED = ("attention",)
 _META = ("name", "description", "fixed")
 _SCALARS = (int, float, str, bool, type(None))
 
@@ -52,6 +56,7 @@ class SearchSpace:
     name: str = ""
     path: Optional[str] = None
     _lines: Lines = field(default_factory=dict, repr=False)
+    choices: Mapping[str, Tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "dimensions", {k: tuple(v) for k, v in self.dimensions.items()})
@@ -64,8 +69,10 @@ class SearchSpace:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_yaml(cls, path: os.PathLike | str | None = None) -> "SearchSpace":
-        """Load a space file; ``None`` loads :func:`default_space_path`."""
+    def from_yaml(cls, path: os.PathLike | str | None = None,
+                  choices: Optional[Mapping[str, Tuple[str, ...]]] = None) -> "SearchSpace":
+        """Load a space file; ``None`` loads :func:`default_space_path`. ``choices`` gives the
+        allowed values of named dimensions (``{"attention": (...)}``)."""
         path = Path(path) if path is not None else default_space_path()
         try:
             text = path.read_text(encoding="utf-8")
@@ -84,11 +91,12 @@ class SearchSpace:
             raise SearchError(f"not valid YAML: {err}", path=path) from None
         lines: Lines = {}
         _collect_lines(node, (), lines, path)
-        return cls.from_dict(data, path=path, lines=lines)
+        return cls.from_dict(data, path=path, lines=lines, choices=choices)
 
     @classmethod
     def from_dict(cls, data: Any, path: os.PathLike | str | None = None,
-                  lines: Optional[Lines] = None) -> "SearchSpace":
+                  lines: Optional[Lines] = None,
+                  choices: Optional[Mapping[str, Tuple[str, ...]]] = None) -> "SearchSpace":
         """Build from parsed YAML; unknown keys and wrong types raise :class:`SearchError`."""
         path = None if path is None else os.fspath(path)
         lines = lines or {}
@@ -123,7 +131,7 @@ class SearchSpace:
                                f"{_kind(values)}", key)
                 dimensions[key] = tuple(values)
         return cls(dimensions=dimensions, fixed=dict(fixed), name=name, path=path,
-                   _lines=dict(lines))
+                   _lines=dict(lines), choices=dict(choices or {}))
 
     # ------------------------------------------------------------------ enumeration
     def candidates(self) -> Iterator[dict]:
@@ -174,9 +182,16 @@ class SearchSpace:
                 self._fail(f"{key} is an empty list; give at least one value", key)
             seen = set()
             for index, value in enumerate(values):
-                if isinstance(value, bool) or not isinstance(value, int):
+                if key in NAMED:
+                    allowed = self.choices.get(key)
+                    if not isinstance(value, str) or not value:
+                        self._fail(f"{key}[{index}] must be a name, got {value!r}", key, index)
+                    if allowed is not None and value not in allowed:
+                        self._fail(f"{key}[{index}] must be one of {', '.join(allowed)}; "
+                                   f"got {value!r}", key, index)
+                elif isinstance(value, bool) or not isinstance(value, int):
                     self._fail(f"{key}[{index}] must be an integer, got {value!r}", key, index)
-                if value <= 0:
+                elif value <= 0:
                     self._fail(f"{key}[{index}] must be positive, got {value}", key, index)
                 if value in seen:
                     self._fail(f"{key} lists {value} twice", key, index)

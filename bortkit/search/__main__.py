@@ -1,7 +1,7 @@
 """``python -m bortkit.search --max-params 56M``: optimal subarchitecture extraction for BERT.
 
 Scores every architecture of a search space (default: the Bort paper's 300-point BERT space,
-``configs/search/bert-space.yaml``) by the W-coefficient of de Wynter's FPTAS from three
+``search/spaces/bert-space.yaml``) by the W-coefficient of de Wynter's FPTAS from three
 costs: exact parameter count, inference time measured on this machine, and error, the
 held-out distillation loss of the candidate after a short training from the teacher.
 Candidates over ``--max-params`` are removed before anything is trained. With no other
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bortkit.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-params", help="budget: 56M, 1.2B, 300k or a plain integer")
-    p.add_argument("--space", help="search-space YAML (default configs/search/bert-space.yaml)")
+    p.add_argument("--space", help="search-space YAML (default search/spaces/bert-space.yaml)")
     p.add_argument("--teacher", help="teacher checkpoint (default: MiniLM with a fitted MLM head)")
     p.add_argument("--corpus", nargs="+", help="training text files (default: bundled sample)")
     p.add_argument("--heldout", nargs="+", help="held-out text files (default: bundled sample)")
@@ -51,13 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import search
+    from . import load_space
     from .costs import MeasuredLatency, ParamCost, analytic_flops, arch_config
     from .error import DistillationError
 
     budget = search.parse_count(args.max_params) if args.max_params is not None else None
     if args.steps_per_candidate < 1:
         raise ConfigError(f"--steps-per-candidate must be >= 1, got {args.steps_per_candidate}")
-    space = search.SearchSpace.from_yaml(args.space)
+    space = load_space(args.space)
     candidates = list(space.candidates())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
