@@ -27,7 +27,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import ModelConfig
-from . import kernels
+from .. import ops
 from .blocks import MASK_FILL, EncoderLayer, activation
 
 
@@ -60,7 +60,7 @@ class TaskLayerNorm(HybridBlock):
             self.beta = self.params.get("beta", shape=(num_tasks, units), init=mx.init.Zero())
 
     def hybrid_forward(self, F, x, task, gamma, beta):
-        return kernels.layer_norm(F, x, F.take(gamma, task).reshape((-1,)),
+        return ops.layer_norm(F, x, F.take(gamma, task).reshape((-1,)),
                                   F.take(beta, task).reshape((-1,)), self._eps)
 
 
@@ -96,7 +96,7 @@ class TaskSelfAttention(HybridBlock):
                  for p in (self.query, self.key, self.value)]
         qkv = F.concat(*parts, dim=3).reshape((0, 0, -1))               # (T, B, 3A) fused layout
         scores = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=h)  # (B*H, T, T), 1/sqrt(d)
-        scores = kernels.mask_scores(F, scores.reshape((-4, -1, h, -2)), attention_mask,
+        scores = ops.mask_scores(F, scores.reshape((-4, -1, h, -2)), attention_mask,
                                      MASK_FILL)                          # (B, H, T, T)
         probs = self.dropout(F.softmax(scores, axis=-1))
         return F.contrib.interleaved_matmul_selfatt_valatt(

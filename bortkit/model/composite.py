@@ -28,7 +28,7 @@ import mxnet as mx
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import ATTENTIONS, ModelConfig
-from . import kernels
+from .. import ops
 from .blocks import ATTENTION_BLOCKS, MASK_FILL, MultiHeadSelfAttention, activation
 
 
@@ -185,7 +185,7 @@ class CompositeSelfAttention(MultiHeadSelfAttention):
         h = self._heads
         qkv = self.projections(F, x, attention_mask)                    # (T, B, 3U)
         scores = self.composite_scores(F, qkv, attention_mask, convfixed, convq, convk)
-        probs = F.softmax(kernels.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
+        probs = F.softmax(ops.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
         context = F.contrib.interleaved_matmul_selfatt_valatt(
             qkv, self.dropout(probs).reshape((-3, -2)), heads=h)        # (T, B, U)
         return self.output(context), probs                              # (T, B, U), (B, H, T, T)
