@@ -8,8 +8,8 @@
 """
 from __future__ import annotations
 
-from .pretraining import (FORMAT, Batch, Example, PretrainingDataset, read_meta,
+from .pretraining import (FORMAT, Batch, PretrainingDataset, PretrainingExample, read_meta,
                           tokenize_corpus, tokenizer_fingerprint)
 
-__all__ = ["FORMAT", "Batch", "Example", "PretrainingDataset", "read_meta", "tokenize_corpus",
-           "tokenizer_fingerprint"]
+__all__ = ["FORMAT", "Batch", "PretrainingExample", "PretrainingDataset", "read_meta",
+           "tokenize_corpus", "tokenizer_fingerprint"]

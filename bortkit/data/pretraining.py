@@ -57,7 +57,7 @@ from ..errors import BortkitError, ConfigError, DataError
 from ..io import atomic_directory, atomic_write, write_json
 from ..tokenizers import Tokenizer, load_tokenizer, train_sentencepiece
 
-__all__ = ["FORMAT", "Example", "Batch", "PretrainingDataset", "create_pretraining_data",
+__all__ = ["FORMAT", "PretrainingExample", "Batch", "PretrainingDataset", "create_pretraining_data",
            "tokenize_corpus", "tokenizer_fingerprint", "read_meta", "input_files"]
 
 FORMAT = "bortkit-pretraining-v1"
@@ -232,7 +232,7 @@ def _encoded_chunks(chunks: Iterator[List[Optional[str]]], encoder: _LineEncoder
 
 
 # ================================================================================= packing
-class Example(NamedTuple):
+class PretrainingExample(NamedTuple):
     """One packed sequence, specials included."""
 
     input_ids: List[int]
@@ -259,7 +259,7 @@ class _Packer:
         self._boundaries: List[int] = []
         self._unit_start = 0
         self._in_unit = False
-        self.ready: List[Example] = []
+        self.ready: List[PretrainingExample] = []
 
     def add(self, ids: List[int], starts: List[bool]) -> None:
         """Append a line of the current unit (starting a unit if none is open)."""
@@ -316,7 +316,7 @@ class _Packer:
         return self._rng.choice(candidates)
 
     def _layout(self, ids_a: List[int], starts_a: List[bool], ids_b: List[int],
-                starts_b: List[bool]) -> Example:
+                starts_b: List[bool]) -> PretrainingExample:
         """The example with the tokenizer's specials; word starts follow the ids (specials
         and the token after one start a word)."""
         encoding = self.tokenizer.format_ids(ids_a, ids_b or None)
@@ -326,14 +326,14 @@ class _Packer:
         if ids_b:
             end = len(input_ids) - 1
             word_starts[end - len(ids_b) + 1:end] = starts_b[1:]
-        return Example(input_ids, encoding["token_type_ids"], word_starts)
+        return PretrainingExample(input_ids, encoding["token_type_ids"], word_starts)
 
 
 def tokenize_corpus(inputs: Union[PathLike, Sequence[PathLike]],
                     tokenizer: Union[Tokenizer, PathLike], *, max_seq_length: int = 128,
                     sentence_pairs: bool = False, one_sentence_per_line: bool = False,
                     seed: int = 0, workers: int = 1, progress: bool = False
-                    ) -> Iterator[Example]:
+                    ) -> Iterator[PretrainingExample]:
     """Stream the packed examples of a text corpus (files or folders), in corpus order.
 
     ``seed`` only drives where sentence pairs are split. ``workers`` > 1 tokenizes in that
@@ -384,7 +384,7 @@ class _ShardWriter:
         self._count = 0
         self._clear()
 
-    def add(self, example: Example) -> None:
+    def add(self, example: PretrainingExample) -> None:
         row, length = self._count, len(example.input_ids)
         self._arrays["input_ids"][row, :length] = example.input_ids
         self._arrays["lengths"][row] = length
