@@ -7,7 +7,7 @@ held-out distillation loss of the candidate after a short training from the teac
 Candidates over ``--max-params`` are removed before anything is trained. With no other
 argument it runs on a bundled default (a WikiText-2 sample and a MiniLM teacher) in minutes.
 
-Writes to ``--out``: results.csv, results.json, tradeoff.png, best/config.json (ready for
+Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (ready for
 ``scripts/run_pretraining_distillation.sh``), state.sqlite (resume: rerun the same command),
 latency.json (measured vs modelled latency) and log.jsonl.
 """
@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ConfigError, run_cli
+from ..errors import run_cli
+from ..options import add_shared, check_range
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,17 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interval size: candidates per trained representative (default 12)")
     p.add_argument("--steps-per-candidate", type=int, default=30,
                    help="distillation steps before a candidate's error is measured")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-length", type=int, default=64, help="training sequence length")
+    add_shared(p, {"batch_size": 8, "max_length": 64}, ["batch_size", "max_length"],
+               aliases={"max_length": ["--seq-length"]},
+               helps={"batch_size": "sequences per candidate training step",
+                      "max_length": "tokens per training sequence"})
     p.add_argument("--params", choices=("total", "encoder"), default="total",
                    help="p: all parameters, or without the embeddings")
     p.add_argument("--latency", choices=("measured", "flops"), default="measured",
                    help="i: measured on this CPU (batch 1 x 128) or analytic FLOPs")
     p.add_argument("--exhaustive", action="store_true", help="train every candidate")
-    p.add_argument("--out", default="runs/search", help="output directory")
-    p.add_argument("--seed", type=int, default=0)
+    add_shared(p, {"output_dir": "runs/search", "seed": 0}, ["output_dir", "seed"],
+               aliases={"output_dir": ["--out"]})
     p.add_argument("--top", type=int, default=10, help="rows of the printed ranking")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_shared(p, {}, ["progress"])
     return p
 
 
@@ -56,11 +59,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .error import DistillationError
 
     budget = search.parse_count(args.max_params) if args.max_params is not None else None
-    if args.steps_per_candidate < 1:
-        raise ConfigError(f"--steps-per-candidate must be >= 1, got {args.steps_per_candidate}")
+    check_range("steps_per_candidate", args.steps_per_candidate, 1, integer=True)
+    check_range("batch_size", args.batch_size, 1, integer=True)
+    check_range("max_length", args.max_length, 8, integer=True)
+    check_range("epsilon", args.epsilon, 0, low_open=True)
     space = load_space(args.space)
     candidates = list(space.candidates())
-    out = Path(args.out)
+    out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     params = ParamCost(include_embeddings=args.params == "total")
     if budget is not None:  # fail fast, before measuring or training anything
@@ -68,11 +73,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     latency = MeasuredLatency() if args.latency == "measured" else analytic_flops()
     error = DistillationError.prepare(out, teacher=args.teacher, corpus=args.corpus,
                                       heldout=args.heldout, steps=args.steps_per_candidate,
-                                      batch_size=args.batch_size, seq_length=args.seq_length,
+                                      batch_size=args.batch_size, seq_length=args.max_length,
                                       seed=args.seed, progress=args.progress)
     costs = search.CostModel(params=params, inference_cost=latency, error=error)
     settings = {"steps_per_candidate": args.steps_per_candidate, "seed": args.seed,
-                "batch_size": args.batch_size, "seq_length": args.seq_length,
+                "batch_size": args.batch_size, "seq_length": args.max_length,
                 "teacher": error.teacher_id, "corpus": error.corpus_id,
                 "params": args.params, "latency": args.latency}
     progress = _Progress(out, enabled=args.progress)
