@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .accounting import flops_per_sequence, param_table
-from .checkpoint.resolve import bundled_minilm, resolve_model_path  # noqa: F401 (bench)
+from .resolve import bundled_minilm, resolve_model_path  # noqa: F401 (bench)
 from .config import ModelConfig, load_config, preset_names
 from .errors import run_cli
 from .options import add_shared

@@ -27,10 +27,11 @@ from .. import __version__
 from ..config import ModelConfig, from_dict, load_config
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_directory, atomic_write, write_json
+from ..model.names import named_parameters  # noqa: F401  (re-exported: checkpoint names)
 from .heads import (EmbeddingSpec, TaskHead, read_json, sentence_transformers_embedding,
                     sentence_transformers_files)
 from .names import gluonnlp_names, huggingface_head_names, huggingface_names
-from .resolve import resolve_model_path
+from ..resolve import resolve_model_path
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -232,7 +233,7 @@ def read_state(path: os.PathLike | str, config: Optional[ModelConfig] = None) ->
     """Read any supported checkpoint into a :class:`State` (no MXNet network is built).
 
     ``path`` may also be ``minilm`` or an installed model package's name
-    (:func:`~bortkit.checkpoint.resolve.resolve_model_path`)."""
+    (:func:`~bortkit.resolve.resolve_model_path`)."""
     path = resolve_model_path(path)
     if not path.exists():
         raise CheckpointError("checkpoint not found (expected a path, minilm or an installed "
@@ -253,18 +254,6 @@ def read_state(path: os.PathLike | str, config: Optional[ModelConfig] = None) ->
 
 
 # --------------------------------------------------------------------------- into MXNet
-def named_parameters(block) -> dict:
-    """bortkit name -> Gluon Parameter of ``block``; tied parameters appear once, under the
-    first (embedding) name; a wrapper's ``network.`` prefix is dropped."""
-    out, seen = {}, set()
-    for name, param in block._collect_params_with_prefix().items():
-        if id(param) in seen:
-            continue
-        seen.add(id(param))
-        out[name[len("network."):] if name.startswith("network.") else name] = param
-    return out
-
-
 def assign(block, state: State, required_prefixes=("embeddings.", "encoder.", "pooler.",
                                                    "final_norm.")) -> list:
     """Copy ``state.tensors`` into ``block``'s (initialised) parameters after checking every

