@@ -253,11 +253,20 @@ def assign(block, state: State, required_prefixes=("embeddings.", "encoder.", "p
     return missing
 
 
-def from_pretrained(path: os.PathLike | str, config: Optional[ModelConfig] = None, ctx=None):
+def from_pretrained(path: os.PathLike | str, config: Optional[ModelConfig] = None, ctx=None,
+                    quantize: Optional[str] = None, calibration=None):
     """Load a bortkit, Hugging Face (BERT/RoBERTa, safetensors) or GluonNLP ``.params``
-    checkpoint as a :class:`~bortkit.model.Model` (encoder + pooler)."""
+    checkpoint as a :class:`~bortkit.model.Model` (encoder + pooler).
+
+    ``quantize="int8"`` with ``calibration`` (a few hundred sentences of real text) returns a
+    :class:`~bortkit.quantize.QuantizedModel` instead (oneDNN int8, with the task head when
+    the checkpoint has one)."""
     import mxnet as mx
     from ..model import BertNetwork, Model
+    if quantize is not None or calibration is not None:
+        from ..quantize import check_calibration, quantize_int8
+        check_calibration(quantize, calibration)
+        return quantize_int8(read_state(path, config), calibration)
     state = read_state(path, config)
     network = BertNetwork(state.config, prefix="bert_")
     network.initialize(mx.init.Normal(0.02), ctx=ctx or mx.cpu())
