@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -45,7 +45,7 @@ FLAG_PREFIXES = ("avx", "fma", "amx", "sse4")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=["bort", "bert-base"], metavar="NAME",
+    parser.add_argument("--presets", nargs="*", default=["bort", "bert-base"], metavar="NAME",
                         help="random-weight model presets (default: %(default)s)")
     parser.add_argument("--finetuned", default=None,
                         help="fine-tuned SST-2 checkpoint with its head (bortkit best/ dir)")
@@ -63,13 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--accuracy-examples", type=int, default=None,
                         help="SST-2 dev examples scored (default: all 872)")
     parser.add_argument("--quick", action="store_true",
-                        help="Bort (+ --finetuned) at batch 8 x length 128, 3 rounds")
+                        help="batch 8 x length 128 only, 3 rounds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
                         help="results file (default: bench/results/inference.json)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.presets, args.batches, args.lengths = ["bort"], [8], [128]
+        args.batches, args.lengths = [8], [128]
         args.rounds, args.warmup, args.min_seconds = 3, 1, 0.1
     if min(args.batches + args.lengths) < 1 or args.threads < 1 or args.calibration_size < 1:
         parser.error("batch sizes, lengths, --threads and --calibration-size must be positive")
@@ -137,7 +137,8 @@ def hf_onnx(module, directory: Path, config) -> dict:
     from onnxruntime.quantization import quantize_dynamic
     from onnxruntime.transformers import optimizer
     plain = directory / "hf.onnx"
-    example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in range(3))
+    example = (torch.ones((2, 8), dtype=torch.int64), torch.zeros((2, 8), dtype=torch.int64),
+               torch.ones((2, 8), dtype=torch.int64))
     axes = {"batch": 0, "length": 1}
     names = ["input_ids", "token_type_ids", "attention_mask"]
     torch.onnx.export(module, example, str(plain), dynamo=False, opset_version=17,

@@ -66,7 +66,7 @@ class _Inputs:
         return [ids, types, mask] if self.use_types else [ids, mask]
 
 
-def _graph_block(network, head: Optional[dict], inputs: _Inputs):
+def _graph_block(network, inputs: _Inputs):
     """A HybridBlock over ``network`` (+ head) whose inputs are exactly the graph's inputs
     (MXNet's quantizer binds every declared input)."""
     from mxnet.gluon import HybridBlock
@@ -78,8 +78,7 @@ def _graph_block(network, head: Optional[dict], inputs: _Inputs):
 
         def hybrid_forward(self, F, ids, *rest):
             types, mask = rest if inputs.use_types else (F.zeros_like(ids), rest[0])
-            out = self.network(ids, types, mask)
-            return out
+            return self.network(ids, types, mask)
 
     return InferenceGraph()
 
@@ -145,7 +144,7 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> Quantize
         network, _ = classifier_from_state(state, int(head["num_labels"]),
                                            head.get("pooling", "cls"))
     inputs = _Inputs(config)
-    block = _graph_block(network, head, inputs)
+    block = _graph_block(network, inputs)
     length = min(CALIBRATION_MAX_LENGTH, config.max_length - config.position_offset)
     batches = calibration_batches(tokenizer, texts, length)
     names = [f"data{i}" for i in range(len(inputs.select(*batches[0])))]
