@@ -15,7 +15,7 @@ all-MiniLM-L6-v2 SST-2 classifier (``--finetuned``, a ``best/`` directory of
 ``python -m bortkit.finetune``), whose SST-2 dev accuracy is also measured on every path::
 
     python bench/inference.py --finetuned runs/sst2-minilm/SST-2/seed-0/best
-    python bench/inference.py --quick --finetuned ...   # Bort and MiniLM, 8 x 128 only
+    python bench/inference.py --quick --presets bort --finetuned ...   # 8 x 128, 3 rounds
 
 ORT sessions never spin idle threads (``session.intra_op.allow_spinning`` = 0): spinning
 threads would take the cores from the other contenders.
