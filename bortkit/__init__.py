@@ -17,6 +17,23 @@ __all__ = ["ModelConfig", "count_params", "param_table", "flops_per_sequence",
            "from_pretrained", "pipeline", "load_tokenizer", "BortkitError", "__version__"]
 
 
+def from_pretrained(path, config=None, ctx=None, quantize=None, calibration=None):
+    """Load a bortkit, Hugging Face (BERT/RoBERTa, with a sequence-classification head or
+    sentence-transformers pooling) or GluonNLP ``.params`` checkpoint, or ``minilm``, as a
+    :class:`~bortkit.model.Model` (:func:`bortkit.checkpoint.from_pretrained`).
+
+    ``quantize="int8"`` with ``calibration`` (a few hundred sentences of real text) returns a
+    :class:`~bortkit.quantize.QuantizedModel` instead: oneDNN int8, calibrated on that text,
+    with the task head when the checkpoint has one."""
+    if quantize is not None or calibration is not None:
+        from .checkpoint import read_state
+        from .quantize import check_calibration, quantize_int8
+        check_calibration(quantize, calibration)
+        return quantize_int8(read_state(path, config), calibration)
+    from .checkpoint import from_pretrained as load
+    return load(path, config, ctx)
+
+
 def __getattr__(name):  # PEP 562: lazy imports keep `import bortkit` free of MXNet
     if name in ("ModelConfig",):
         from .config import ModelConfig
@@ -24,9 +41,6 @@ def __getattr__(name):  # PEP 562: lazy imports keep `import bortkit` free of MX
     if name in ("count_params", "param_table", "flops_per_sequence"):
         from . import accounting
         return getattr(accounting, name)
-    if name == "from_pretrained":
-        from .checkpoint import from_pretrained
-        return from_pretrained
     if name == "pipeline":
         from .inference import pipeline
         return pipeline

@@ -16,7 +16,7 @@ LAYERS = {
     "config": 2, "options": 2, "tokenizers": 2, "tasks": 2, "ops": 2,
     "model": 3, "data": 3, "accounting": 3, "metrics": 3,
     "checkpoint": 4, "info": 4,
-    "train": 5, "inference": 5,
+    "train": 5, "inference": 5, "quantize": 5,
     "finetune": 6, "distill": 6, "predict": 6, "export": 6,
     "agora": 7, "search": 7,
     "sweep": 8,

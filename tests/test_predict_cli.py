@@ -113,7 +113,7 @@ def test_export_cli_writes_a_transformers_classifier(finetuned_sst2, tmp_path):
                            "--output-dir", str(tmp_path / "hf")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "with its classification head" in done.stdout
+    assert done.stdout == f"wrote {tmp_path / 'hf'} (huggingface)\n"
     hf = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     texts = ["A gripping, funny film.", "Dull."]
@@ -124,5 +124,5 @@ def test_export_cli_writes_a_transformers_classifier(finetuned_sst2, tmp_path):
                             "--output-dir", str(tmp_path / "hf")],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
-    assert again.stderr == (f"bortkit: error: {tmp_path / 'hf'}: already exists (pass "
-                            "--overwrite to replace it)\n")
+    assert again.stderr == (f"bortkit: error: {tmp_path / 'hf'}: output directory exists and "
+                            "is not empty (pass --overwrite to replace it)\n")

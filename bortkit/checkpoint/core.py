@@ -280,7 +280,8 @@ def from_pretrained(path: os.PathLike | str, config: Optional[ModelConfig] = Non
     heads and sentence-transformers pooling included) or GluonNLP ``.params`` checkpoint, or
     ``minilm``, as a :class:`~bortkit.model.Model`: encoder + pooler, the task head the
     checkpoint declares (``model.head``, used by ``model.logits`` and :func:`bortkit.pipeline`),
-    its embedding pooling (``model.embed``) and its tokenizer (``model.tokenizer``)."""
+    its embedding pooling (``model.embed``) and its tokenizer (``model.tokenizer``).
+    ``bortkit.from_pretrained`` adds the int8 path (``quantize=``, ``calibration=``)."""
     import mxnet as mx
     from ..model import BertNetwork, Model
     state = read_state(path, config)

