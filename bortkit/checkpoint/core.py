@@ -27,7 +27,6 @@ from .. import __version__
 from ..config import ModelConfig, from_dict, load_config
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_directory, atomic_write, write_json
-from ..model.names import named_parameters  # noqa: F401  (re-exported: checkpoint names)
 from .heads import (EmbeddingSpec, TaskHead, read_json, sentence_transformers_embedding,
                     sentence_transformers_files)
 from .names import gluonnlp_names, huggingface_head_names, huggingface_names
@@ -254,6 +253,13 @@ def read_state(path: os.PathLike | str, config: Optional[ModelConfig] = None) ->
 
 
 # --------------------------------------------------------------------------- into MXNet
+def named_parameters(block) -> dict:
+    """bortkit name -> Gluon Parameter of ``block`` (:func:`bortkit.model.names.named_parameters`;
+    imported on use, so importing this module needs no MXNet)."""
+    from ..model.names import named_parameters as names
+    return names(block)
+
+
 def assign(block, state: State, required_prefixes=("embeddings.", "encoder.", "pooler.",
                                                    "final_norm.")) -> list:
     """Copy ``state.tensors`` into ``block``'s (initialised) parameters after checking every

@@ -31,7 +31,7 @@ class GraphBuilder:
     """Collects nodes and initializers; ``node(...)`` returns the output name(s)."""
 
     def __init__(self, tensors: dict):
-        self._tensors = tensors
+        self.tensors = tensors
         self.nodes: list = []
         self.initializers: dict = {}
         self._count = 0
@@ -40,7 +40,7 @@ class GraphBuilder:
         """A checkpoint tensor (optionally transformed, e.g. transposed) as an initializer."""
         key = name if transform is None else f"{name}.{transform.__name__}"
         if key not in self.initializers:
-            value = self._tensors[name] if transform is None else transform(self._tensors[name])
+            value = self.tensors[name] if transform is None else transform(self.tensors[name])
             self.initializers[key] = np.ascontiguousarray(value, dtype=np.float32)
         return key
 
@@ -98,7 +98,7 @@ def _layer_norm(g: GraphBuilder, x: str, prefix: str, eps: float) -> str:
 
 def _attention(g: GraphBuilder, x: str, mask: str, prefix: str, config) -> str:
     """(B, T, U) -> context (B, T, U), before the output projection."""
-    t = g._tensors
+    t = g.tensors
     name = f"{prefix}.qkv"
     g.initializers[f"{name}.weight"] = qkv_weight(
         *(t[f"{prefix}.{p}.weight"] for p in ("query", "key", "value")))
