@@ -226,6 +226,13 @@ def test_cli_swap_nonlinearity_shuffle(tiny_classifier, glue_dir, tmp_path, anal
     assert analyze("shuffle", *common, "--orders", "1,0;0,1", "--cancel-skip", "all") == (0, "")
     assert [r["kendall"] for r in json.loads(
         (tmp_path / "shuffle-noskip.json").read_text())["rows"]] == [1, 0]
+    assert analyze("remove", *common, "--part", "layer", "--cumulative", "backward") == (0, "")
+    rows = json.loads((tmp_path / "remove.json").read_text())["rows"]
+    assert [r["layers"] for r in rows] == ["", "1", "1,0"]
+    assert analyze("replace", *common, "--part", "ffn_block", "--layers", "1",
+                   "--max-train-examples", 60) == (0, "")
+    rows = json.loads((tmp_path / "replace.json").read_text())["rows"]
+    assert [(r["layers"], r["approximator"]) for r in rows] == [("", "linear"), ("1", "linear")]
     status, err = analyze("swap", *common)  # never overwrites
     assert status == 2 and err.strip() == (f"bortkit: error: --output-dir: {tmp_path}/swap.csv "
                                            "already exists (results are never overwritten); "

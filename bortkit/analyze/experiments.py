@@ -206,11 +206,16 @@ def swap_layers(subject: Subject, dev: Split, pairs: Sequence[tuple], cancel_ski
                 batch_size: int = 64, progress: bool = False) -> list[dict]:
     """Dev score for each swapped pair (i, j); (i, i) is the unswapped model."""
     n = subject.num_layers
-    rows = []
+    rows, unswapped = [], None
     for i, j in tqdm(pairs, desc="swap", disable=not progress, leave=False):
         edits = Edits(order=swapped(n, i, j), cancel_skip=frozenset(cancel_skip))
+        if i == j and unswapped is not None:  # every (i, i) is the same model
+            score = unswapped
+        else:
+            score = evaluate(subject, dev, edits, batch_size)
+            unswapped = score if i == j else unswapped
         rows.append({"i": i, "j": j, "order": _join(edits.order),
-                     "skip": not cancel_skip, "score": evaluate(subject, dev, edits, batch_size)})
+                     "skip": not cancel_skip, "score": score})
     return rows
 
 
