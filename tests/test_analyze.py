@@ -276,3 +276,17 @@ def test_freeze_keeps_frozen_parameters(tiny_model, glue_dir, tmp_path):
             assert same, name
         elif name.startswith("encoder."):
             assert not same, name
+
+
+def test_mlp_starts_from_the_linear_fit_and_improves_on_a_nonlinear_map():
+    from bortkit.analyze import fit_mlp
+    rng = np.random.RandomState(0)
+    x = rng.randn(2000, 8).astype(np.float32)
+    y = np.maximum(x @ rng.randn(8, 8), 0).astype(np.float32) + 0.1 * x
+    linear = LinearApproximator(8, 8)
+    linear.update(x, y)
+    linear.solve()
+    untrained = fit_mlp(x, y, 16, linear, epochs=0)
+    np.testing.assert_allclose(untrained.predict(x), linear.predict(x), atol=1e-4)
+    trained = fit_mlp(x, y, 16, linear, epochs=20)
+    assert nonlinearity(y, trained.predict(x)) < 0.85 * nonlinearity(y, linear.predict(x))

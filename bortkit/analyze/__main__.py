@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--mlp-hidden-units", type=int, default=-1,
                      help="hidden width of the MLP approximator (-1: units, 0: no MLP)")
     fit.add_argument("--mlp-tokens", type=int, default=4000, help="tokens the MLP trains on")
-    fit.add_argument("--mlp-epochs", type=int, default=3)
+    fit.add_argument("--mlp-epochs", type=int, default=10)
     layers = argparse.ArgumentParser(add_help=False)
     layers.add_argument("--layers", default="all", help="e.g. 0,1,2 or 0-5 or all")
     skip = argparse.ArgumentParser(add_help=False)

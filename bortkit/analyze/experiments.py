@@ -107,7 +107,7 @@ def evaluate(subject: Subject, split: Split, edits: Optional[Edits] = None,
 # --------------------------------------------------------------------------- non-linearity
 def fit_approximators(subject: Subject, train: Split, parts: Sequence[str],
                       layers: Sequence[int], mlp_hidden: int = 0, mlp_tokens: int = 4000,
-                      mlp_epochs: int = 3, batch_size: int = 64, seed: int = 0,
+                      mlp_epochs: int = 10, batch_size: int = 64, seed: int = 0,
                       progress: bool = False) -> dict:
     """{(layer, part): {"linear": LinearApproximator, "mlp": MLPApproximator or None}} fitted
     on the real tokens of ``train`` (the MLP on its first ``mlp_tokens`` tokens)."""
@@ -130,11 +130,12 @@ def fit_approximators(subject: Subject, train: Split, parts: Sequence[str],
     fitted = {}
     for key, approximator in tqdm(linear.items(), desc="solve", disable=not progress,
                                   leave=False):
+        approximator.solve()
         mlp = None
         if mlp_hidden:
             x, y = (np.concatenate(rows) for rows in kept.pop(key))
-            mlp = fit_mlp(x, y, mlp_hidden, epochs=mlp_epochs, seed=seed)
-        fitted[key] = {"linear": approximator.solve(), "mlp": mlp}
+            mlp = fit_mlp(x, y, mlp_hidden, approximator, epochs=mlp_epochs, seed=seed)
+        fitted[key] = {"linear": approximator, "mlp": mlp}
     return fitted
 
 

@@ -41,24 +41,33 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
-    """Per-layer curves of 1 - cos for each part: linear approximator solid, MLP dashed."""
+    """Per-layer curves of 1 - cos for each part, sub-layers (left) and residual blocks
+    (right): linear approximator solid, MLP dashed, 1 - cos(y, x) dotted."""
     plt = _figure()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    parts = list(dict.fromkeys(r["part"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for color, part in zip(colors * 3, parts):
-        mine = sorted((r for r in rows if r["part"] == part), key=lambda r: r["layer"])
-        layers = [r["layer"] for r in mine]
-        ax.plot(layers, [r["linear"] for r in mine], "o-", color=color, label=f"{part} (linear)")
-        if all(r["mlp"] is not None for r in mine):
-            ax.plot(layers, [r["mlp"] for r in mine], "x--", color=color, alpha=0.7,
-                    label=f"{part} (MLP)")
-    ax.set_xlabel("layer")
-    ax.set_ylabel("non-linearity: mean 1 - cos(y, f(x)) over real tokens")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.legend(fontsize=7, ncol=2)
-    ax.grid(alpha=0.3)
+    parts = list(dict.fromkeys(r["part"] for r in rows))
+    panels = ([p for p in parts if not p.endswith("block") and p != "layer"],
+              [p for p in parts if p.endswith("block") or p == "layer"])
+    for ax, panel, name in zip(axes, panels, ("sub-layers", "residual blocks, whole layer")):
+        for color, part in zip(colors, panel):
+            mine = sorted((r for r in rows if r["part"] == part), key=lambda r: r["layer"])
+            layers = [r["layer"] for r in mine]
+            ax.plot(layers, [r["linear"] for r in mine], "o-", color=color,
+                    label=f"{part}: linear")
+            if all(r["mlp"] is not None for r in mine):
+                ax.plot(layers, [r["mlp"] for r in mine], "x--", color=color,
+                        label=f"{part}: linear + MLP")
+            if name != "sub-layers":
+                ax.plot(layers, [r["change"] for r in mine], ":", color=color, alpha=0.6,
+                        label=f"{part}: 1 - cos(y, x)")
+        ax.set_xlabel("layer")
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean 1 - cos(y, f(x)) over real dev tokens")
+    fig.suptitle(title)
     path = _save(fig, path)
     plt.close(fig)
     return path
