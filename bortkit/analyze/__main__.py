@@ -203,10 +203,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                   f"swap{' (no skip)' if cancel else ''}, {title}")
     else:
         rows = ex.shuffle_layers(subject, dev, orders, cancel, args.batch_size, progress)
+        meta["baseline"] = ex.evaluate(subject, dev, None, args.batch_size)
         plot_scores(rows, "kendall", out / f"{name}.png",
                     f"shuffle{' (no skip)' if cancel else ''}, {title}",
-                    "layer pairs out of order (Kendall distance)",
-                    baseline=ex.evaluate(subject, dev, None, args.batch_size), scatter=True)
+                    "layer pairs out of order (Kendall distance)", baseline=meta["baseline"],
+                    scatter=True)
     paths = write_table(rows, out, name, meta)
     print(f"wrote {paths['csv']}, {paths['json']}, {out / f'{name}.png'}")
     return 0
