@@ -133,6 +133,14 @@ def main(argv=None) -> int:
         if "swap-noskip" in results else None,
         "results": {k: {"rows": v["rows"], "seconds": v["seconds"]} for k, v in results.items()},
     }
+    if "shuffle" in results:
+        from scipy.stats import spearmanr
+        shuffled = results["shuffle"]["rows"]
+        summary["shuffle"] = {
+            "orders": len(shuffled), "min": min(r["score"] for r in shuffled),
+            "max": max(r["score"] for r in shuffled),
+            "spearman_score_vs_kendall_distance": float(spearmanr(
+                [r["kendall"] for r in shuffled], [r["score"] for r in shuffled])[0])}
     path = write_results("analyze", summary)
     rows = [(d, f"{v:.4f}") for d, v in summary["swap_by_distance"].items()]
     print(f"baseline dev accuracy {baseline:.4f}")
