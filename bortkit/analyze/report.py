@@ -1,0 +1,128 @@
+"""Tables (CSV and JSON, written atomically) and plots (matplotlib, Agg) of the analyses."""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..io import atomic_write, write_json
+
+
+def write_table(rows: Sequence[dict], directory: Path, name: str, meta: dict) -> dict:
+    """``name.csv`` (the rows) and ``name.json`` (``meta`` + rows); returns the paths."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = {"csv": directory / f"{name}.csv", "json": directory / f"{name}.json"}
+    with atomic_write(paths["csv"], "w", encoding="utf-8") as fh:
+        fh.write(text.getvalue())
+    write_json(paths["json"], {**meta, "rows": list(rows)})
+    return paths
+
+
+def _figure():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    with atomic_write(path, "wb") as fh:
+        fh.write(buffer.getvalue())
+    return path
+
+
+def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
+    """Per-layer curves of 1 - cos for each part, sub-layers (left) and residual blocks
+    (right): linear approximator solid, MLP dashed, 1 - cos(y, x) dotted."""
+    plt = _figure()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    parts = list(dict.fromkeys(r["part"] for r in rows))
+    panels = ([p for p in parts if not p.endswith("block") and p != "layer"],
+              [p for p in parts if p.endswith("block") or p == "layer"])
+    for ax, panel, name in zip(axes, panels, ("sub-layers", "residual blocks, whole layer")):
+        for color, part in zip(colors, panel):
+            mine = sorted((r for r in rows if r["part"] == part), key=lambda r: r["layer"])
+            layers = [r["layer"] for r in mine]
+            ax.plot(layers, [r["linear"] for r in mine], "o-", color=color,
+                    label=f"{part}: linear")
+            if all(r["mlp"] is not None for r in mine):
+                ax.plot(layers, [r["mlp"] for r in mine], "x--", color=color,
+                        label=f"{part}: linear + MLP")
+            if name != "sub-layers":
+                ax.plot(layers, [r["change"] for r in mine], ":", color=color, alpha=0.6,
+                        label=f"{part}: 1 - cos(y, x)")
+        ax.set_xlabel("layer")
+        ax.set_yscale("log")
+        ax.set_title(name)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean 1 - cos(y, f(x)) over real dev tokens")
+    fig.suptitle(title)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def swap_matrix(rows: Sequence[dict], num_layers: int) -> np.ndarray:
+    """(L, L) score of the model with layers i and j swapped (symmetric; NaN if not run)."""
+    matrix = np.full((num_layers, num_layers), np.nan)
+    for r in rows:
+        matrix[r["i"], r["j"]] = matrix[r["j"], r["i"]] = r["score"]
+    return matrix
+
+
+def plot_swap(rows: Sequence[dict], num_layers: int, path: Path, title: str) -> Path:
+    """Heatmap of the dev score after swapping layers i and j (diagonal: unswapped)."""
+    plt = _figure()
+    matrix = swap_matrix(rows, num_layers)
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    image = ax.imshow(matrix, cmap="viridis", origin="upper")
+    for i in range(num_layers):
+        for j in range(num_layers):
+            if not np.isnan(matrix[i, j]):
+                ax.text(j, i, f"{100 * matrix[i, j]:.1f}", ha="center", va="center",
+                        fontsize=8, color="white" if matrix[i, j] < np.nanmean(matrix) else "k")
+    ax.set_xticks(range(num_layers))
+    ax.set_yticks(range(num_layers))
+    ax.set_xlabel("layer j")
+    ax.set_ylabel("layer i")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="dev score (fraction) after swapping i and j")
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def plot_scores(rows: Sequence[dict], x: str, path: Path, title: str, xlabel: str,
+                baseline: Optional[float] = None, scatter: bool = False) -> Path:
+    """Dev score against ``x`` (a column), as points or bars, with the unedited baseline."""
+    plt = _figure()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = [str(r[x]) for r in rows]
+    scores = [r["score"] for r in rows]
+    if scatter:
+        ax.scatter([r[x] for r in rows], scores, alpha=0.6)
+    else:
+        ax.bar(range(len(rows)), scores)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+    if baseline is not None:
+        ax.axhline(baseline, color="k", linestyle=":", label=f"unedited {baseline:.4f}")
+        ax.legend()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("dev score (fraction)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    path = _save(fig, path)
+    plt.close(fig)
+    return path
