@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .config import ModelConfig
+from .config import LOW_RANK_MATRICES, ModelConfig
 
 
 def _dense(n_in: int, n_out: int) -> int:
@@ -34,17 +34,24 @@ def embedding_params(config: ModelConfig) -> int:
     return total
 
 
-def layer_params(config: ModelConfig) -> int:
-    """One Transformer encoder layer: Q, K, V and output projections, FFN, two LayerNorms."""
-    u, f = config.units, config.ffn_units
-    attention = 4 * _dense(u, u)
-    ffn = _dense(u, f) + _dense(f, u)
-    return attention + ffn + 2 * _layer_norm(u)
+def _matrix_weights(config: ModelConfig, index: int, matrix: str) -> int:
+    """Weights (no bias) of one encoder matrix: in * out, or r * (in + out) when the config
+    stores it as two factors of rank r (``low_rank``). Also its multiply-adds per token."""
+    n_in, n_out = config.matrix_shape(matrix)
+    rank = config.layer_ranks(index).get(matrix)
+    return n_in * n_out if rank is None else rank * (n_in + n_out)
+
+
+def layer_params(config: ModelConfig, index: int = 0) -> int:
+    """Encoder layer ``index``: Q, K, V and output projections, FFN, two LayerNorms."""
+    weights = sum(_matrix_weights(config, index, m) for m in LOW_RANK_MATRICES)
+    biases = 5 * config.units + config.ffn_units
+    return weights + biases + 2 * _layer_norm(config.units)
 
 
 def encoder_params(config: ModelConfig) -> int:
     final_norm = _layer_norm(config.units) if config.layer_norm_position == "pre" else 0
-    return config.num_layers * layer_params(config) + final_norm
+    return sum(layer_params(config, i) for i in range(config.num_layers)) + final_norm
 
 
 def pooler_params(config: ModelConfig) -> int:
@@ -80,12 +87,13 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
     """
     if seq_length <= 0:
         raise ValueError(f"seq_length must be positive, got {seq_length}")
-    t, u, f = seq_length, config.units, config.ffn_units
+    t, u = seq_length, config.units
     macs = 0
     if config.factorized_embeddings:
         macs += t * config.embed_size * u
-    per_layer = 4 * t * u * u + 2 * t * t * u + 2 * t * u * f
-    macs += config.num_layers * per_layer
+    for i in range(config.num_layers):
+        macs += t * sum(_matrix_weights(config, i, m) for m in LOW_RANK_MATRICES)
+        macs += 2 * t * t * u                            # scores and context
     if config.use_pooler:
         macs += u * u
     if mlm_head:
@@ -162,7 +170,8 @@ def param_table(config: ModelConfig) -> ParamTable:
     embeddings) is the swapped reading of its released checkpoint (75.1M).
     """
     alternate = None
-    if config.units != config.ffn_units and config.ffn_units % config.num_heads == 0:
+    if config.units != config.ffn_units and config.ffn_units % config.num_heads == 0 \
+            and not config.low_rank:
         embed = config.ffn_units if config.embed_size == config.units else config.embed_size
         alternate = _table(config.replace(units=config.ffn_units, ffn_units=config.units,
                                           embed_size=embed))

@@ -329,11 +329,22 @@ def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelC
     return directory
 
 
-def export_huggingface(model, directory: os.PathLike | str, tokenizer=None) -> Path:
+def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
+                       merge_low_rank: bool = False) -> Path:
     """Write a Hugging Face ``BertModel``/``RobertaModel`` directory (config.json +
-    model.safetensors + tokenizer files) that ``transformers`` loads as it is."""
+    model.safetensors + tokenizer files) that ``transformers`` loads as it is.
+
+    A ``BertConfig`` has one shape for every layer, so matrices a FLOP-compacted model keeps
+    as two factors (``config.low_rank``) have no layout there: such a model is refused,
+    unless ``merge_low_rank`` multiplies the factors back into full matrices (the same
+    outputs, at the dense model's size and speed)."""
     from safetensors.numpy import save_file
     config = model.config
+    if config.low_rank and not merge_low_rank:
+        raise ConfigError(f"low_rank: {len(config.low_rank)} matrices are stored as two "
+                          "factors, which a Hugging Face BertConfig cannot express; pass "
+                          "merge_low_rank=True to export them multiplied back into full "
+                          "matrices (same outputs, dense size)")
     if config.factorized_embeddings or config.layer_norm_position != "post" \
             or config.position_embedding != "learned":
         raise ConfigError("the Hugging Face BERT layout needs embed_size == units, post-LN and "
@@ -343,6 +354,10 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None) -> P
         raise ConfigError(f"position_offset {config.position_offset} has no Hugging Face "
                           "equivalent (0 for BERT, pad_token_id + 1 for RoBERTa)")
     tensors = {name: p.data().asnumpy() for name, p in named_parameters(model.network).items()}
+    for matrix in config.low_rank or {}:  # W (out, in) = up (out, r) @ down (r, in)
+        tensors[f"{matrix}.weight"] = tensors.pop(f"{matrix}.up.weight") \
+            @ tensors.pop(f"{matrix}.down.weight")
+        tensors[f"{matrix}.bias"] = tensors.pop(f"{matrix}.up.bias")
     names = huggingface_names(config)
     hf_tensors = {names[k]: v for k, v in tensors.items() if k in names}
     type_vocab = config.type_vocab_size

@@ -32,7 +32,8 @@ class BertNetwork(HybridBlock):
             self.encoder = nn.HybridSequential(prefix="encoder_")
             with self.encoder.name_scope():
                 for i in range(config.num_layers):
-                    self.encoder.add(EncoderLayer(config, prefix=f"layer{i}_"))
+                    self.encoder.add(EncoderLayer(config, ranks=config.layer_ranks(i),
+                                                  prefix=f"layer{i}_"))
             if config.layer_norm_position == "pre":
                 self.final_norm = LayerNorm(epsilon=config.layer_norm_eps,
                                             in_channels=config.units, prefix="final_norm_")
