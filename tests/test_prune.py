@@ -166,19 +166,32 @@ def test_factorised_model_with_gates_on_equals_the_dense_model():
     np.testing.assert_allclose(_eval(classifier, batch), _eval(dense, batch), atol=2e-5)
 
 
-def test_compact_gives_the_gated_models_eval_outputs(tmp_path):
+@pytest.mark.parametrize("multiple", [1, 4])
+def test_compact_gives_the_gated_models_eval_outputs(multiple):
     state = _dense_state()
     factorized, classifier, gated = _gated(state)
     batch = _batch()
     expected = _eval(classifier, batch)
-    compacted, plans = compact(classifier, factorized)
+    compacted, plans = compact(classifier, factorized, rank_multiple=multiple)
     assert {p.merged for p in plans} == {True, False}          # both forms occur
     for plan in plans:
-        assert plan.merged == merges(plan.kept, plan.in_units, plan.out_units)
         z = gated[plan.name].mask.eval_gate()
         assert plan.kept == int((z > 0).sum())
+        assert plan.stored % multiple == 0 and plan.stored >= max(plan.kept, 1)
+        assert plan.merged == merges(plan.stored, plan.in_units, plan.out_units)
+        if not plan.merged:
+            assert compacted.config.low_rank[plan.name] == plan.stored
     small, _ = classifier_from_state(compacted, 2)
     np.testing.assert_allclose(_eval(small, batch), expected, atol=2e-5)
+
+
+def test_compacted_checkpoint_loads_everywhere(tmp_path):
+    state = _dense_state()
+    factorized, classifier, _ = _gated(state)
+    batch = _batch()
+    expected = _eval(classifier, batch)
+    compacted, _ = compact(classifier, factorized, rank_multiple=1)
+    small, _ = classifier_from_state(compacted, 2)
     # An ordinary family checkpoint: saved, read back, counted exactly.
     save_pretrained(small, tmp_path / "c", config=compacted.config,
                     meta={"_head": {"task": "SST-2", "num_labels": 2}})
@@ -197,7 +210,7 @@ def test_compact_gives_the_gated_models_eval_outputs(tmp_path):
 def test_merged_huggingface_export_keeps_outputs(tmp_path):
     state = _dense_state()
     factorized, classifier, _ = _gated(state)
-    compacted, _ = compact(classifier, factorized)
+    compacted, _ = compact(classifier, factorized, rank_multiple=1)
     small, _ = classifier_from_state(compacted, 2)
     save_pretrained(small, tmp_path / "c", config=compacted.config)
     model = from_pretrained(tmp_path / "c")
@@ -232,3 +245,44 @@ def test_low_rank_config_round_trips_and_counts(tmp_path):
     with pytest.raises(ConfigError, match=r"rank of encoder.0.ffn.ffn_1 must be an integer "
                                           r"in \[1, 16\], got 17"):
         CONFIG.replace(low_rank={"encoder.0.ffn.ffn_1": 17})
+
+
+# ----------------------------------------------------------------------- command line
+def _run_cli(capsys, *argv):
+    """Run ``python -m bortkit.prune`` in this process; (exit status, stderr)."""
+    from bortkit.errors import run_cli
+    from bortkit.prune.__main__ import main
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(main, [str(a) for a in argv])
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "-0.2"])
+def test_target_sparsity_outside_the_open_interval_is_one_line(tmp_path, tiny_model, glue_dir,
+                                                                value, capsys):
+    out = tmp_path / "out"
+    code, err = _run_cli(capsys, "--task", "SST-2", "--model", tiny_model, "--data-dir",
+                         glue_dir, "--target-sparsity", value, "--output-dir", out)
+    assert code == 2
+    assert err.strip() == (f"bortkit: error: --target-sparsity: must be in (0, 1), "
+                           f"got {float(value)!r}")
+    assert not out.exists()
+
+
+def test_model_without_task_head_is_one_line(tmp_path, tiny_model, glue_dir, capsys):
+    out = tmp_path / "out"
+    code, err = _run_cli(capsys, "--task", "SST-2", "--model", tiny_model, "--data-dir",
+                         glue_dir, "--output-dir", out)
+    assert code == 2
+    assert err.strip() == (
+        f"bortkit: error: {tiny_model}: has no task head: prune a fine-tuned classifier "
+        "(python -m bortkit.finetune writes one to RUN/TASK/seed-S/best)")
+    assert not out.exists()
+
+
+def test_compact_of_a_model_without_gates_is_one_line(tmp_path, tiny_model, capsys):
+    out = tmp_path / "small"
+    code, err = _run_cli(capsys, "compact", "--model", tiny_model, "--output-dir", out)
+    assert code == 2
+    assert err.strip().startswith(f"bortkit: error: {tiny_model}: not a gated model")
+    assert not out.exists()

@@ -2,9 +2,12 @@
 
 For each gated matrix with eval gate z (see :mod:`.hard_concrete`): the components with
 z = 0 go, the others keep their factors with z folded into ``up``
-(``up' = up[:, keep] * z[keep]``, ``down' = down[keep]``). The pair is then multiplied back
-into one matrix ``W = up' @ down'`` wherever that is no larger, r' (in + out) >= in * out:
-one product of the same size beats two on any CPU. What stays factored is recorded in the
+(``up' = up[:, keep] * z[keep]``, ``down' = down[keep]``). The kept rank is rounded up to a
+multiple of ``rank_multiple`` (16) with switched-off components, whose folded z = 0 makes
+them exact zeros: oneDNN's matrix products run markedly faster on such shapes (rank 80
+against 77: 0.93 against 1.27 of the dense model's time at batch 1 in a first measurement).
+The pair is then multiplied back into one matrix ``W = up' @ down'`` wherever that is no
+larger, r' (in + out) >= in * out: one product of the same size beats two. What stays factored is recorded in the
 config's ``low_rank`` (matrix name -> rank r'), so ``from_pretrained``, ``bortkit.finetune``
 and ``save_pretrained`` take the result as it is.
 
@@ -15,6 +18,7 @@ fine-tunes again afterwards); here nothing that contributes is dropped.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace as _replace_state
 
 import numpy as np
@@ -33,6 +37,7 @@ class MatrixPlan:
     out_units: int
     rank: int        # factorised rank before
     kept: int        # components with z > 0
+    stored: int      # kept, rounded up to the rank multiple (zero components added)
     merged: bool     # stored as one (out, in) matrix
 
     @property
@@ -40,7 +45,7 @@ class MatrixPlan:
         """Weights stored after compaction (no bias)."""
         if self.merged:
             return self.in_units * self.out_units
-        return max(self.kept, 1) * (self.in_units + self.out_units)
+        return self.stored * (self.in_units + self.out_units)
 
 
 def merges(kept: int, in_units: int, out_units: int) -> bool:
@@ -48,37 +53,60 @@ def merges(kept: int, in_units: int, out_units: int) -> bool:
     return kept * (in_units + out_units) >= in_units * out_units
 
 
-def compact_tensors(tensors: dict, gates: dict, shapes: dict) -> tuple[dict, dict, list]:
-    """``tensors`` of a gated model (bortkit names), ``gates`` matrix name -> eval gate z,
-    ``shapes`` matrix name -> (in, out) -> (compacted tensors, low_rank, plans).
+def stored_rank(kept: int, rank: int, multiple: int) -> int:
+    """``kept`` rounded up to a multiple of ``multiple`` (at least one multiple, at most
+    ``rank``)."""
+    return min(rank, max(1, math.ceil(kept / multiple)) * multiple)
 
-    A matrix whose every gate is 0 keeps one component with z = 0 folded in (a zero matrix
-    of rank 1), so its output is its bias, as in the gated model."""
-    out = {k: v for k, v in tensors.items() if not k.endswith(".mask.log_alpha")}
-    low_rank, plans = {}, []
+
+def plan(gates: dict, shapes: dict, rank_multiple: int = 16) -> list:
+    """What compaction does with each matrix: ``gates`` matrix name -> eval gate z (numpy),
+    ``shapes`` matrix name -> (in, out)."""
+    if rank_multiple < 1:
+        raise ValueError(f"rank_multiple must be >= 1, got {rank_multiple!r}")
+    plans = []
     for name, z in gates.items():
         n_in, n_out = shapes[name]
-        down = out.pop(f"{name}.down.weight")
-        up = out.pop(f"{name}.up.weight")
-        bias = out.pop(f"{name}.up.bias")
-        keep = np.flatnonzero(z > 0)
-        if not len(keep):
-            keep = np.array([int(np.argmax(z))])
+        kept = int((z > 0).sum())
+        stored = stored_rank(kept, len(z), rank_multiple)
+        plans.append(MatrixPlan(name, n_in, n_out, len(z), kept, stored,
+                                merges(stored, n_in, n_out)))
+    return plans
+
+
+def low_rank_of(plans: list) -> dict:
+    """The config's ``low_rank`` entries of the matrices that stay factored."""
+    return {p.name: p.stored for p in plans if not p.merged}
+
+
+def compact_tensors(tensors: dict, gates: dict, shapes: dict,
+                    rank_multiple: int = 16) -> tuple[dict, dict, list]:
+    """``tensors`` of a gated model (bortkit names), ``gates`` and ``shapes`` as in
+    :func:`plan` -> (compacted tensors, low_rank, plans).
+
+    Components added to reach the rank multiple (and the one a matrix keeps when every
+    gate is 0) carry their z = 0 folded in: zero columns of ``up``, so the outputs stay
+    those of the gated model."""
+    out = {k: v for k, v in tensors.items() if not k.endswith(".mask.log_alpha")}
+    plans = plan(gates, shapes, rank_multiple)
+    for p in plans:
+        z = gates[p.name]
+        down = out.pop(f"{p.name}.down.weight")
+        up = out.pop(f"{p.name}.up.weight")
+        bias = out.pop(f"{p.name}.up.bias")
+        keep = np.sort(np.argsort(-z, kind="stable")[:p.stored])  # the kept, then zeros
         down, up = down[keep], up[:, keep] * z[keep][None, :].astype(np.float32)
-        merged = merges(int((z > 0).sum()), n_in, n_out)
-        if merged:
-            out[f"{name}.weight"] = (up.astype(np.float64) @ down.astype(np.float64)) \
+        if p.merged:
+            out[f"{p.name}.weight"] = (up.astype(np.float64) @ down.astype(np.float64)) \
                 .astype(np.float32)
-            out[f"{name}.bias"] = bias
+            out[f"{p.name}.bias"] = bias
         else:
-            out[f"{name}.down.weight"], out[f"{name}.up.weight"] = down, up
-            out[f"{name}.up.bias"] = bias
-            low_rank[name] = len(keep)
-        plans.append(MatrixPlan(name, n_in, n_out, len(z), int((z > 0).sum()), merged))
-    return out, low_rank, plans
+            out[f"{p.name}.down.weight"], out[f"{p.name}.up.weight"] = down, up
+            out[f"{p.name}.up.bias"] = bias
+    return out, low_rank_of(plans), plans
 
 
-def compact(classifier, state: State) -> tuple[State, list]:
+def compact(classifier, state: State, rank_multiple: int = 16) -> tuple[State, list]:
     """Compact a gated :class:`~bortkit.model.SequenceClassifier` into a :class:`State`
     with plain and low-rank matrices; ``state`` gives the head metadata and tokenizer.
     Returns ``(state, plans)``."""
@@ -88,7 +116,7 @@ def compact(classifier, state: State) -> tuple[State, list]:
     tensors = {name: p.data().asnumpy() for name, p in named_parameters(classifier).items()}
     gates = {name: block.mask.eval_gate() for name, block in gated.items()}
     shapes = {name: (block.in_units, block.units) for name, block in gated.items()}
-    tensors, low_rank, plans = compact_tensors(tensors, gates, shapes)
+    tensors, low_rank, plans = compact_tensors(tensors, gates, shapes, rank_multiple)
     # Matrices that were never gated keep whatever form the source config gave them.
     untouched = {k: v for k, v in (state.config.low_rank or {}).items() if k not in gated}
     config = state.config.replace(low_rank={**untouched, **low_rank} or None)
