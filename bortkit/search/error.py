@@ -86,8 +86,8 @@ class DistillationError:
         _check_vocabulary(state, train_dir, base)
         teacher_dir = base
         if "mlm_head.decoder.bias" not in state.tensors:
-            teacher_dir = _fit_teacher_head(base, train_dir, heldout_dir, out / "teacher",
-                                            batch_size, seed, progress)
+            teacher_dir = _fit_teacher_head(base, train_dir, out / "teacher", batch_size, seed,
+                                            progress)
         config = state.config
         vocab = {"vocab_size": config.vocab_size, "pad_token_id": config.pad_token_id,
                  "type_vocab_size": config.type_vocab_size,
@@ -134,15 +134,12 @@ def _check_vocabulary(teacher_state, train_dir: Path, teacher_path: Path) -> Non
                           "match", path=teacher_path)
 
 
-def _fit_teacher_head(base: Path, train_dir: Path, heldout_dir: Path, out: Path,
-                      batch_size: int, seed: int, progress: bool) -> Path:
+def _fit_teacher_head(base: Path, train_dir: Path, out: Path, batch_size: int, seed: int,
+                      progress: bool) -> Path:
     """The bundled MiniLM has no MLM head: train it as a masked LM once, reuse it after."""
-    from ..distill import PretrainingArguments, train
+    from ..distill import fit_mlm_head
     adapted = out / "teacher"
     if not (adapted / "config.json").exists():
-        train(PretrainingArguments(
-            train=str(train_dir), test=str(heldout_dir), output_dir=str(out),
-            student_config="bort-mini", teacher=str(base),
-            teacher_mlm_steps=TEACHER_MLM_STEPS, teacher_mlm_train="head", max_steps=1, batch_size=batch_size,
-            eval_every=0, eval_batches=1, checkpoint_every=0, seed=seed, progress=progress))
+        fit_mlm_head(base, train_dir, adapted, TEACHER_MLM_STEPS, scope="head",
+                     batch_size=batch_size, seed=seed, progress=progress)
     return adapted
