@@ -19,8 +19,8 @@ from bortkit.model import BertNetwork
 from bortkit.prune.compact import compact, merges
 from bortkit.prune.factorize import attach_gates, factorize_state, svd_factors
 from bortkit.prune.hard_concrete import HardConcreteMask
-from bortkit.prune.lagrangian import (LagrangianSparsity, NoamSchedule, expected_sparsity,
-                                      gate_sparsity)
+from bortkit.prune.lagrangian import (Ascent, LagrangianSparsity, NoamSchedule,
+                                      expected_sparsity, gate_sparsity)
 
 L, R = -0.1, 1.1
 
@@ -93,8 +93,8 @@ def test_lagrangian_value_and_gradient_ascent():
         value = lag(s, step=50)
     value.backward()
     assert float(value.asscalar()) == pytest.approx(0.3 * -0.3 + 2.0 * 0.09, rel=1e-5)
-    lag.ascend()
-    trainer = mx.gluon.Trainer(lag.params, "sgd", {"learning_rate": 1.0})
+    trainer = mx.gluon.Trainer(lag.named_params(), "sgd", {"learning_rate": 1.0})
+    trainer.set_learning_rate(Ascent(lambda step: 1.0)(1))
     trainer.step(1)
     # dL/dlambda_1 = s - t = -0.3: ascent lowers lambda_1; dL/dlambda_2 = 0.09 raises it.
     l1, l2 = lag.values()

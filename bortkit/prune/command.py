@@ -19,7 +19,7 @@ from .report import plan_table, plot_pruning
 
 def prune_command(args) -> int:
     """``args``: a :class:`~bortkit.prune.args.PruneArgs`."""
-    from .loop import train
+    from .run import train
     from .trainer import FlopPruning
     pruning = FlopPruning(args)
     result = train(pruning)

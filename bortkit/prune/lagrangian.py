@@ -6,9 +6,9 @@ Minimise over the weights and log_alpha, maximise over lambda::
     s_hat = 1 - sum_m (in_m + out_m) E||z_m||_0 / sum_m (in_m + out_m) r_m
     t     = target * min(1, step / warmup_steps)
 
-lambda_1 and lambda_2 start at 0 and climb their gradient (gradient ascent: the gradient's
-sign is flipped before an ordinary optimizer step), so the penalty grows for as long as the
-expected sparsity misses the target; lambda_2's gradient (s_hat - t)^2 is never negative.
+lambda_1 and lambda_2 start at 0 and climb their gradient (gradient ascent: their optimizer
+runs with the negated learning rate of :class:`Ascent`), so the penalty grows for as long as
+the expected sparsity misses the target; lambda_2's gradient (s_hat - t)^2 is never negative.
 """
 from __future__ import annotations
 
@@ -44,8 +44,7 @@ class LagrangianSparsity:
     """lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2 with a linearly warmed-up target.
 
     ``params`` holds lambda_1 and lambda_2 (Gluon parameters of shape (1,), initialised to
-    ``lambda_init``) for their own optimizer; call :meth:`ascend` after ``backward()`` and
-    before that optimizer's step to turn its descent into ascent.
+    ``lambda_init``) for their own optimizer, whose schedule is wrapped in :class:`Ascent`.
     """
 
     def __init__(self, target: float, warmup_steps: int, lambda_init: float = 0.0):
@@ -62,7 +61,7 @@ class LagrangianSparsity:
         self.params.initialize()
 
     def target_at(self, step: int) -> float:
-        """t at optimizer step ``step`` (0-based: the first update sees step 0)."""
+        """t at optimizer step ``step`` (1-based, as the runtime counts; 0 gives 0)."""
         if self.warmup_steps == 0:
             return self.target
         return self.target * min(1.0, step / self.warmup_steps)
@@ -71,14 +70,21 @@ class LagrangianSparsity:
         gap = sparsity - self.target_at(step)
         return self.lambda_1.data() * gap + self.lambda_2.data() * gap * gap
 
-    def ascend(self) -> None:
-        """Flip the sign of the lambdas' gradients (their optimizer then climbs)."""
-        for param in (self.lambda_1, self.lambda_2):
-            grad = param.grad()
-            grad[:] = -grad
+    def named_params(self) -> dict:
+        return {"lambda_1": self.lambda_1, "lambda_2": self.lambda_2}
 
     def values(self) -> tuple[float, float]:
         return float(self.lambda_1.data().asscalar()), float(self.lambda_2.data().asscalar())
+
+
+class Ascent:
+    """A schedule's rates negated: an optimizer stepping with them climbs the gradient."""
+
+    def __init__(self, schedule):
+        self.schedule = schedule
+
+    def __call__(self, step: int) -> float:
+        return -self.schedule(step)
 
 
 class NoamSchedule:

@@ -27,15 +27,16 @@ from mxnet import autograd, gluon
 
 from .. import accounting
 from ..checkpoint import classifier_from_state, named_parameters, save_pretrained
-from ..finetune.data import eval_batches, featurize, make_batch, subsample
+from ..finetune.data import epoch_batches, eval_batches, featurize, make_batch, subsample
 from ..metrics import task_scores
 from ..tasks import get_task
 from ..tokenizers import load_tokenizer
-from ..train import LinearSchedule, clip_global_norm, make_trainer
+from ..train import LinearSchedule, ParamGroup, make_trainer
 from .args import PruneArgs, check
 from .compact import low_rank_of, plan
 from .factorize import attach_gates, factorize_state
-from .lagrangian import LagrangianSparsity, NoamSchedule, expected_sparsity, gate_sparsity
+from .lagrangian import (Ascent, LagrangianSparsity, NoamSchedule, expected_sparsity,
+                         gate_sparsity)
 
 
 class FlopPruning:
@@ -75,53 +76,58 @@ class FlopPruning:
         self.weight_params = {k: p for k, p in params.items()
                               if k not in self.mask_params and p.grad_req != "null"}
         self.lagrangian = LagrangianSparsity(a.target_sparsity, a.target_warmup_steps)
-        self.optimizers = {"mask": gluon.Trainer(self.mask_params, "adam",
-                                                 {"learning_rate": a.mask_learning_rate}),
-                           "lambda": gluon.Trainer(self.lagrangian.params, "adam",
-                                                   {"learning_rate": a.lambda_learning_rate})}
-        self.schedules = {"mask": NoamSchedule(a.mask_learning_rate, a.schedule_warmup_steps),
-                          "lambda": NoamSchedule(a.lambda_learning_rate,
-                                                 a.schedule_warmup_steps)}
+        # Three optimizers, as FLOP: the weights (BERTAdam, linear decay, clipped), the
+        # gates' log_alpha and the multipliers (Adam, Noam shape; the multipliers climb).
+        self.groups = [
+            ParamGroup(self.mask_params,
+                       make_trainer(self.mask_params, "adamw", a.mask_learning_rate, 0.0),
+                       NoamSchedule(a.mask_learning_rate, a.schedule_warmup_steps),
+                       name="masks"),
+            ParamGroup(self.lagrangian.named_params(),
+                       make_trainer(self.lagrangian.named_params(), "adamw",
+                                    a.lambda_learning_rate, 0.0),
+                       Ascent(NoamSchedule(a.lambda_learning_rate, a.schedule_warmup_steps)),
+                       name="lambdas")]
         if a.learning_rate > 0:
-            self.optimizers["weights"] = make_trainer(self.weight_params, "bertadam",
-                                                      a.learning_rate, a.weight_decay)
-            self.schedules["weights"] = LinearSchedule(a.learning_rate, a.max_steps, 0.0)
-        else:  # FLOP's Arexh recipe: only log_alpha and lambda train
+            self.groups.insert(0, ParamGroup(
+                self.weight_params, make_trainer(self.weight_params, "bertadam",
+                                                 a.learning_rate, a.weight_decay),
+                LinearSchedule(a.learning_rate, a.max_steps, 0.0),
+                max_grad_norm=a.max_grad_norm, name="weights"))
+        else:  # Arexh's recipe: only log_alpha and lambda train
             for p in self.weight_params.values():
                 p.grad_req = "null"
         self.loss_fn = gluon.loss.L2Loss() if self.task.kind == "regression" \
             else gluon.loss.SoftmaxCrossEntropyLoss()
 
     # ------------------------------------------------------------------ runtime pieces
+    def batches(self, start_step: int):
+        """Micro-batch lists of the optimizer steps after ``start_step``; each micro-batch is
+        (step, batch): the Lagrangian's target depends on the step."""
+        a = self.args
+        per_epoch = math.ceil(len(self.train) / a.batch_size)
+        order = None
+        for step in range(start_step, a.max_steps):
+            epoch, offset = divmod(step, per_epoch)
+            if order is None or offset == 0:
+                order = epoch_batches(self.train, a.batch_size, a.seed, epoch)
+            yield [(step + 1, make_batch(self.train, order[offset]))]
+
     def _forward(self, batch):
         arrays = [mx.nd.array(x) for x in (batch.input_ids, batch.token_type_ids,
                                            batch.attention_mask)]
         out = self.net(*arrays)
         return out.reshape((-1,)) if self.task.kind == "regression" else out
 
-    def loss(self, batch, step: int):
-        """Task loss + Lagrangian (recorded by the caller's ``autograd.record()``);
-        returns (loss, figures to log)."""
+    def loss(self, item) -> list:
+        """[task loss + Lagrangian, task loss, expected sparsity, penalty] of one
+        (step, batch), under the runtime's ``autograd.record()``."""
+        step, batch = item
         labels = mx.nd.array(batch.labels, dtype="float32")
         task_loss = self.loss_fn(self._forward(batch), labels).mean()
         sparsity = expected_sparsity(self.gated)
         penalty = self.lagrangian(sparsity, step)
-        figures = {"task_loss": task_loss, "expected_sparsity": sparsity,
-                   "target": self.lagrangian.target_at(step)}
-        return task_loss + penalty, figures
-
-    def after_backward(self, step: int) -> None:
-        """Clip the weights' gradients, turn the lambdas' descent into ascent, set each
-        optimizer's learning rate for this step."""
-        if "weights" in self.optimizers and self.args.max_grad_norm:
-            clip_global_norm(self.weight_params, self.args.max_grad_norm)
-        self.lagrangian.ascend()
-        for name, optimizer in self.optimizers.items():
-            optimizer.set_learning_rate(self.schedules[name](step + 1))
-
-    def update(self) -> None:
-        for optimizer in self.optimizers.values():
-            optimizer.update(1)
+        return [task_loss + penalty, task_loss, sparsity, penalty]
 
     # ------------------------------------------------------------------ evaluation
     def predict(self, features) -> np.ndarray:
