@@ -288,3 +288,41 @@ def test_compact_of_a_model_without_gates_is_one_line(tmp_path, tiny_model, caps
     assert code == 2
     assert err.strip().startswith(f"bortkit: error: {tiny_model}: not a gated model")
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory, tiny_model):
+    """The tiny random model with an SST-2 head, as bortkit.finetune would save it."""
+    state = read_state(tiny_model)
+    mx.random.seed(0)
+    classifier, _ = classifier_from_state(state, 2)
+    path = tmp_path_factory.mktemp("head") / "model"
+    save_pretrained(classifier, path, config=state.config, source=tiny_model,
+                    meta={"_head": {"task": "SST-2", "kind": "classification",
+                                    "num_labels": 2, "labels": ["0", "1"],
+                                    "max_length": 32, "pooling": "cls"}})
+    return path
+
+
+@pytest.mark.slow
+def test_resumed_pruning_run_equals_an_uninterrupted_one(tmp_path, tiny_classifier, glue_dir,
+                                                         capsys):
+    """Gates, multipliers, optimizer states, data order and gate noise all resume."""
+    common = ["--task", "SST-2", "--model", tiny_classifier, "--data-dir", glue_dir,
+              "--target-sparsity", "0.5", "--target-warmup-steps", "2", "--batch-size", "4",
+              "--max-train-examples", "16", "--max-eval-examples", "8", "--eval-every", "2",
+              "--learning-rate", "0", "--mask-learning-rate", "0.5",
+              "--lambda-learning-rate", "5", "--schedule-warmup-steps", "1", "--no-progress"]
+    assert _run_cli(capsys, *common, "--max-steps", "4", "--output-dir", tmp_path / "a")[0] == 0
+    assert _run_cli(capsys, *common, "--max-steps", "2", "--output-dir", tmp_path / "b")[0] == 0
+    code, err = _run_cli(capsys, *common, "--max-steps", "2", "--output-dir", tmp_path / "b")
+    assert code == 2 and "already holds a pruning run; pass --resume" in err
+    assert _run_cli(capsys, *common, "--max-steps", "4", "--output-dir", tmp_path / "b",
+                    "--resume")[0] == 0
+    a = read_state(tmp_path / "a" / "checkpoint" / "model").tensors
+    b = read_state(tmp_path / "b" / "checkpoint" / "model").tensors
+    gates = [k for k in a if k.endswith("mask.log_alpha")]
+    assert gates and all(np.array_equal(a[k], b[k]) for k in gates)
+    final = [json.loads((tmp_path / run / "result.json").read_text())["evaluations"][-1]
+             for run in ("a", "b")]
+    assert final[0] == final[1]
