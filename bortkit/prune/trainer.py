@@ -40,7 +40,8 @@ from .lagrangian import (Ascent, LagrangianSparsity, NoamSchedule, expected_spar
 
 
 class FlopPruning:
-    """Batches, loss and hooks of one pruning run; :meth:`run` hands them to the runtime."""
+    """Batches, loss and hooks of one pruning run; :func:`.run.train` hands them to the
+    training runtime."""
 
     def __init__(self, args: PruneArgs):
         self.source, self.head = check(args)
