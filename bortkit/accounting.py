@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .config import ModelConfig
+from .config import LOW_RANK_MATRICES, ModelConfig
 
 
 def _dense(n_in: int, n_out: int) -> int:
@@ -94,16 +94,29 @@ def adapter_params(config: ModelConfig) -> int:
     return config.num_layers * layer_adapter_params(config) + shared_adapter_params(config)
 
 
-def layer_params(config: ModelConfig) -> int:
-    """One Transformer encoder layer: attention, FFN, two LayerNorms and its adapters."""
+def _matrix_weights(config: ModelConfig, index: int, matrix: str) -> int:
+    """Weights (no bias) of one encoder matrix: in * out, or r * (in + out) when the config
+    stores it as two factors of rank r (``low_rank``). Also its multiply-adds per token."""
+    n_in, n_out = config.matrix_shape(matrix)
+    rank = config.layer_ranks(index).get(matrix)
+    return n_in * n_out if rank is None else rank * (n_in + n_out)
+
+
+def layer_params(config: ModelConfig, index: int = 0) -> int:
+    """Encoder layer ``index``: attention, FFN, two LayerNorms and its adapters. A layer with
+    factored matrices (``low_rank``: dot-product attention, no in-layer adapters, as the
+    config checks) counts r * (in + out) weights for each of them."""
     u, f = config.units, config.ffn_units
+    if config.layer_ranks(index):
+        weights = sum(_matrix_weights(config, index, m) for m in LOW_RANK_MATRICES)
+        return weights + 5 * u + f + 2 * _layer_norm(u)
     ffn = _dense(u, f) + _dense(f, u)
     return attention_params(config) + ffn + 2 * _layer_norm(u) + layer_adapter_params(config)
 
 
 def encoder_params(config: ModelConfig) -> int:
     final_norm = _layer_norm(config.units) if config.layer_norm_position == "pre" else 0
-    return config.num_layers * layer_params(config) + final_norm \
+    return sum(layer_params(config, i) for i in range(config.num_layers)) + final_norm \
         + shared_adapter_params(config)
 
 
@@ -146,15 +159,21 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
     """
     if seq_length <= 0:
         raise ValueError(f"seq_length must be positive, got {seq_length}")
-    t, u, f = seq_length, config.units, config.ffn_units
+    t, u = seq_length, config.units
     macs = 0
     if config.factorized_embeddings:
         macs += t * config.embed_size * u
     projections = sum(_projection_macs(config, kind, t) for kind in
                       (config.qk_projection, config.qk_projection, config.value_projection))
-    per_layer = projections + t * u * u + 2 * t * t * u + 2 * t * u * f \
+    dense_layer = projections + t * u * u + 2 * t * t * u + 2 * t * u * f \
         + _relative_macs(config, t) + _adapter_layer_macs(config, t)
-    macs += config.num_layers * per_layer + _top_macs(config, t)
+    for i in range(config.num_layers):
+        if config.layer_ranks(i):                        # factored matrices: r * (in + out)
+            macs += t * sum(_matrix_weights(config, i, m) for m in LOW_RANK_MATRICES)
+            macs += 2 * t * t * u                        # scores and context
+        else:
+            macs += dense_layer
+    macs += _top_macs(config, t)
     if config.use_pooler:
         macs += u * u
     if mlm_head:
@@ -267,7 +286,8 @@ def param_table(config: ModelConfig) -> ParamTable:
     embeddings) is the swapped reading of its released checkpoint (75.1M).
     """
     alternate = None
-    if config.units != config.ffn_units and config.ffn_units % config.num_heads == 0:
+    if config.units != config.ffn_units and config.ffn_units % config.num_heads == 0 \
+            and not config.low_rank:
         embed = config.ffn_units if config.embed_size == config.units else config.embed_size
         alternate = _table(config.replace(units=config.ffn_units, ffn_units=config.units,
                                           embed_size=embed))

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
@@ -51,6 +52,12 @@ ADAPTER_HEADS = {"pals": 6, "top": 12}   # heads of the projected attention
 def attention_terms(kind: str) -> tuple:
     """The score terms of an attention kind: ``"qk_convq"`` -> ``("qk", "convq")``."""
     return ("qk",) if kind == "dot_product" else tuple(kind.split("_"))
+# Encoder matrices a config may store as two low-rank factors (``low_rank``), by their name
+# inside a layer; ``in``/``out`` widths from :meth:`ModelConfig.matrix_shape`.
+LOW_RANK_MATRICES = ("attention.query", "attention.key", "attention.value",
+                     "attention.output", "ffn.ffn_1", "ffn.ffn_2")
+_LOW_RANK_NAME = re.compile(r"encoder\.(\d+)\.(" + "|".join(
+    re.escape(m) for m in LOW_RANK_MATRICES) + r")")
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,9 @@ class ModelConfig:
     #                                      houlsby 50 (the paper's)
     adapter_heads: Optional[int] = None  # projected-attention heads; None = pals 6, top 12
     top_attention_layers: int = 6    # attention blocks of the "top" adapter
+    # Matrices stored as two factors (FLOP-compacted models, ``bortkit.prune``): bortkit name
+    # of the matrix -> rank, e.g. {"encoder.3.ffn.ffn_1": 96}; every other matrix is dense.
+    low_rank: Optional[Mapping[str, int]] = field(default=None, hash=False)
 
     def __post_init__(self):
         if self.embed_size is None:
@@ -95,6 +105,9 @@ class ModelConfig:
             object.__setattr__(self, "adapter_units", ADAPTER_UNITS[self.adapter])
         if self.adapter_heads is None and self.adapter in ADAPTER_HEADS:
             object.__setattr__(self, "adapter_heads", ADAPTER_HEADS[self.adapter])
+        if isinstance(self.low_rank, Mapping):  # one spelling: sorted by layer, then matrix
+            object.__setattr__(self, "low_rank", dict(sorted(
+                self.low_rank.items(), key=lambda kv: _low_rank_order(kv[0]))) or None)
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -132,6 +145,22 @@ class ModelConfig:
                 fail(f"{name} must be in [0, 1), got {value!r}")
         if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
             fail(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+        if self.low_rank is not None and not isinstance(self.low_rank, Mapping):
+            fail(f"low_rank must map matrix names to ranks, got {self.low_rank!r}")
+        if self.low_rank and self.adapter not in ("none", "top"):
+            fail(f"low_rank (FLOP-compacted matrices) and adapter {self.adapter!r} cannot be "
+                 f"combined: adapter layers have no factored matrices")
+        for name, rank in (self.low_rank or {}).items():
+            match = _LOW_RANK_NAME.fullmatch(name)
+            if not match or int(match.group(1)) >= self.num_layers:
+                fail(f"low_rank: {name!r} is not a matrix of this encoder (encoder.I.M with "
+                     f"I < {self.num_layers} and M one of {', '.join(LOW_RANK_MATRICES)})")
+            if match.group(2).startswith("attention.") and self.attention != "dot_product":
+                fail(f"low_rank: {name} needs attention 'dot_product', got {self.attention!r}")
+            limit = min(self.matrix_shape(match.group(2)))
+            if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= limit:
+                fail(f"low_rank: rank of {name} must be an integer in [1, {limit}], "
+                     f"got {rank!r}")
 
     def _validate_attention(self, fail) -> None:
         if self.attention not in ATTENTIONS:
@@ -214,6 +243,20 @@ class ModelConfig:
     def factorized_embeddings(self) -> bool:
         return self.embed_size != self.units
 
+    def matrix_shape(self, matrix: str) -> tuple[int, int]:
+        """(in, out) widths of an encoder matrix named as in :data:`LOW_RANK_MATRICES`."""
+        if matrix == "ffn.ffn_1":
+            return self.units, self.ffn_units
+        if matrix == "ffn.ffn_2":
+            return self.ffn_units, self.units
+        return self.units, self.units
+
+    def layer_ranks(self, index: int) -> dict:
+        """Low-rank matrices of layer ``index``: {"ffn.ffn_1": 96, ...} (empty: all dense)."""
+        prefix = f"encoder.{index}."
+        return {name[len(prefix):]: rank for name, rank in (self.low_rank or {}).items()
+                if name.startswith(prefix)}
+
     def replace(self, **changes) -> "ModelConfig":
         """A copy with some fields changed (validated)."""
         return from_dict({**self.to_dict(), **changes})
@@ -223,6 +266,13 @@ class ModelConfig:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
+
+
+def _low_rank_order(name: str):
+    match = _LOW_RANK_NAME.fullmatch(name)
+    if not match:  # invalid names sort last; validate() reports them
+        return (1 << 30, 0, name)
+    return (int(match.group(1)), LOW_RANK_MATRICES.index(match.group(2)), name)
 
 
 def from_dict(data: Mapping[str, Any], path: Optional[os.PathLike | str] = None) -> ModelConfig:

@@ -386,7 +386,7 @@ def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelC
 
 
 def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
-                       include_head: bool = True) -> Path:
+                       include_head: bool = True, merge_low_rank: bool = False) -> Path:
     """Write a Hugging Face directory (config.json + model.safetensors + tokenizer files)
     that ``transformers`` loads as it is and :func:`from_pretrained` reads back.
 
@@ -400,8 +400,18 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
     logits equal bortkit's. A model whose checkpoint declared its sentence embedding (a
     sentence-transformers directory, ``_embedding``) keeps it: the export holds
     ``modules.json``, ``1_Pooling/config.json`` and ``sentence_bert_config.json``.
+
+    A ``BertConfig`` has one shape for every layer, so matrices a FLOP-compacted model keeps
+    as two factors (``config.low_rank``) have no layout there: such a model is refused,
+    unless ``merge_low_rank`` multiplies the factors back into full matrices (the same
+    outputs, at the dense model's size and speed).
     """
     config = model.config
+    if config.low_rank and not merge_low_rank:
+        raise ConfigError(f"low_rank: {len(config.low_rank)} matrices are stored as two "
+                          "factors, which a Hugging Face BertConfig cannot express; pass "
+                          "merge_low_rank=True to export them multiplied back into full "
+                          "matrices (same outputs, dense size)")
     if config.factorized_embeddings or config.layer_norm_position != "post" \
             or config.position_embedding != "learned":
         raise ConfigError("the Hugging Face BERT layout needs embed_size == units, post-LN and "
@@ -423,6 +433,10 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
                           "encoder alone with include_head=False")
     block = model.classifier if head is not None else model.network
     tensors = {name: p.data().asnumpy() for name, p in named_parameters(block).items()}
+    for matrix in config.low_rank or {}:  # W (out, in) = up (out, r) @ down (r, in)
+        tensors[f"{matrix}.weight"] = tensors.pop(f"{matrix}.up.weight") \
+            @ tensors.pop(f"{matrix}.down.weight")
+        tensors[f"{matrix}.bias"] = tensors.pop(f"{matrix}.up.bias")
     hf_tensors = {theirs: tensors[ours] for ours, theirs in huggingface_names(config).items()}
     if not config.type_vocab_size:  # HF BERT always has a token-type table; a zero row is a no-op
         hf_tensors["embeddings.token_type_embeddings.weight"] = \

@@ -38,7 +38,8 @@ class BertNetwork(HybridBlock):
             with self.encoder.name_scope():
                 for i in range(config.num_layers):
                     if config.adapter in ("none", "top"):
-                        self.encoder.add(EncoderLayer(config, prefix=f"layer{i}_"))
+                        self.encoder.add(EncoderLayer(config, ranks=config.layer_ranks(i),
+                                                      prefix=f"layer{i}_"))
                     else:
                         self.encoder.add(AdapterEncoderLayer(config, shared,
                                                              prefix=f"layer{i}_"))

@@ -43,6 +43,32 @@ class LayerNorm(nn.LayerNorm):
         return ops.layer_norm(F, data, gamma, beta, self._epsilon)
 
 
+class LowRankDense(HybridBlock):
+    """A Dense(in -> out) matrix stored as two factors of rank r (FLOP-compacted models):
+    (..., in) -> ``down`` (r, in), no bias -> (..., r) -> ``up`` (out, r) + bias -> (..., out).
+    Fewer parameters and multiply-adds than one Dense exactly when r (in + out) < in * out.
+    """
+
+    def __init__(self, units: int, in_units: int, rank: int, **kwargs):
+        super().__init__(**kwargs)
+        self.rank = rank
+        with self.name_scope():
+            self.down = nn.Dense(rank, flatten=False, in_units=in_units, use_bias=False,
+                                 prefix="down_")
+            self.up = nn.Dense(units, flatten=False, in_units=rank, prefix="up_")
+
+    def hybrid_forward(self, F, x):
+        return self.up(self.down(x))
+
+
+def dense(units: int, in_units: int, rank=None, prefix: str = None) -> HybridBlock:
+    """``nn.Dense(in_units -> units)``, or a :class:`LowRankDense` when ``rank`` is given
+    (the config's ``low_rank`` entry for this matrix)."""
+    if rank is None:
+        return nn.Dense(units, flatten=False, in_units=in_units, prefix=prefix)
+    return LowRankDense(units, in_units, rank, prefix=prefix)
+
+
 class Embeddings(HybridBlock):
     """Word + position + token-type embeddings -> LayerNorm -> dropout [-> projection to U].
 
@@ -88,18 +114,20 @@ class MultiHeadSelfAttention(HybridBlock):
 
     (T, B, U) hidden states and the (B, T) attention mask (1 keep, 0 padding) ->
     (T, B, U) output and (B, H, T, T) attention probabilities. Padded keys get
-    :data:`MASK_FILL` added to their scores.
+    :data:`MASK_FILL` added to their scores. ``ranks`` ({"query": r, ...}) stores those
+    projections as :class:`LowRankDense` factors.
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, ranks=None, **kwargs):
         super().__init__(**kwargs)
         self._heads = config.num_heads
         self._units = u = config.units
+        ranks = ranks or {}
         with self.name_scope():
-            self.query = nn.Dense(u, flatten=False, in_units=u, prefix="query_")
-            self.key = nn.Dense(u, flatten=False, in_units=u, prefix="key_")
-            self.value = nn.Dense(u, flatten=False, in_units=u, prefix="value_")
-            self.output = nn.Dense(u, flatten=False, in_units=u, prefix="output_")
+            self.query = dense(u, u, ranks.get("query"), prefix="query_")
+            self.key = dense(u, u, ranks.get("key"), prefix="key_")
+            self.value = dense(u, u, ranks.get("value"), prefix="value_")
+            self.output = dense(u, u, ranks.get("output"), prefix="output_")
             self.dropout = nn.Dropout(config.attention_dropout)
 
     def scores(self, F, qkv):
@@ -112,6 +140,10 @@ class MultiHeadSelfAttention(HybridBlock):
         query, key and value weights are interleaved per head into one (3U, U) matrix, so
         the three projections are one matrix product (and one in the backward pass)."""
         h, u = self._heads, self._units
+        projections = (self.query, self.key, self.value)
+        if any(isinstance(p, LowRankDense) for p in projections):  # factored: one at a time
+            return F.concat(*[p(x).reshape((0, 0, h, 1, -1)) for p in projections],
+                            dim=3).reshape((0, 0, -1))                 # (T, B, H, 3, d)
 
         def interleaved(name, shape):  # (U, U) or (U,) per projection -> (3U, U) or (3U,)
             tensors = [getattr(dense, name) for dense in (self.query, self.key, self.value)]
@@ -136,16 +168,18 @@ ATTENTION_BLOCKS = {"dot_product": MultiHeadSelfAttention}
 
 
 class FeedForward(HybridBlock):
-    """Position-wise FFN: Dense(U->F) -> activation -> Dense(F->U). (T, B, U) -> (T, B, U)."""
+    """Position-wise FFN: Dense(U->F) -> activation -> Dense(F->U). (T, B, U) -> (T, B, U).
+    ``ranks`` ({"ffn_1": r, ...}) stores those matrices as :class:`LowRankDense` factors."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, ranks=None, **kwargs):
         super().__init__(**kwargs)
         self._activation = config.activation
+        ranks = ranks or {}
         with self.name_scope():
-            self.ffn_1 = nn.Dense(config.ffn_units, flatten=False, in_units=config.units,
-                                  prefix="ffn_1_")
-            self.ffn_2 = nn.Dense(config.units, flatten=False, in_units=config.ffn_units,
-                                  prefix="ffn_2_")
+            self.ffn_1 = dense(config.ffn_units, config.units, ranks.get("ffn_1"),
+                               prefix="ffn_1_")
+            self.ffn_2 = dense(config.units, config.ffn_units, ranks.get("ffn_2"),
+                               prefix="ffn_2_")
 
     def hybrid_forward(self, F, x):
         return self.ffn_2(activation(F, self.ffn_1(x), self._activation))
@@ -154,17 +188,27 @@ class FeedForward(HybridBlock):
 class EncoderLayer(HybridBlock):
     """One Transformer layer: attention and FFN sub-blocks, each with a residual and a
     LayerNorm, post-LN (``LN(x + f(x))``, BERT/RoBERTa/Bort) or pre-LN (``x + f(LN(x))``).
+    ``ranks`` is the layer's ``config.layer_ranks(i)`` ({"ffn.ffn_1": 96, ...}).
     """
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, ranks=None, **kwargs):
         super().__init__(**kwargs)
         self._pre_norm = config.layer_norm_position == "pre"
         u, eps = config.units, config.layer_norm_eps
+        ranks = ranks or {}
+        attention_ranks = {k.split(".", 1)[1]: r for k, r in ranks.items()
+                           if k.startswith("attention.")}
         with self.name_scope():
-            self.attention = ATTENTION_BLOCKS[config.attention](config, prefix="attention_")
+            # Only factored layers pass ranks: attention variants need not know about them
+            # (the config allows low-rank attention matrices with "dot_product" only).
+            self.attention = ATTENTION_BLOCKS[config.attention](
+                config, prefix="attention_", **({"ranks": attention_ranks}
+                                                if attention_ranks else {}))
             self.attention_norm = LayerNorm(epsilon=eps, in_channels=u,
                                             prefix="attention_norm_")
-            self.ffn = FeedForward(config, prefix="ffn_")
+            self.ffn = FeedForward(config, prefix="ffn_",
+                                   ranks={k.split(".", 1)[1]: r for k, r in ranks.items()
+                                          if k.startswith("ffn.")})
             self.ffn_norm = LayerNorm(epsilon=eps, in_channels=u, prefix="ffn_norm_")
             self.dropout = nn.Dropout(config.dropout)
 
