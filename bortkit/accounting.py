@@ -159,7 +159,7 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
     """
     if seq_length <= 0:
         raise ValueError(f"seq_length must be positive, got {seq_length}")
-    t, u = seq_length, config.units
+    t, u, f = seq_length, config.units, config.ffn_units
     macs = 0
     if config.factorized_embeddings:
         macs += t * config.embed_size * u

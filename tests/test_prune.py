@@ -196,7 +196,8 @@ def test_compacted_checkpoint_loads_everywhere(tmp_path):
     small, _ = classifier_from_state(compacted, 2)
     # An ordinary family checkpoint: saved, read back, counted exactly.
     save_pretrained(small, tmp_path / "c", config=compacted.config,
-                    meta={"_head": {"task": "SST-2", "num_labels": 2}})
+                    meta={"_head": {"task": "SST-2", "kind": "classification",
+                                    "labels": ["0", "1"], "num_labels": 2}})
     again = read_state(tmp_path / "c")
     assert again.config == compacted.config and again.config.low_rank
     reloaded, missing = classifier_from_state(again, 2)
