@@ -29,10 +29,12 @@ def batch_inputs(batch: TaskBatch) -> list:
 def predict_logits(net, num_labels: int, features: Features, batch_size: int = 64) -> np.ndarray:
     """(N, num_labels) outputs of ``net`` for ``features``, in their order (length-bucketed
     batches of at most ``batch_size``)."""
+    from ..model import classifier_logits  # the one place a task head runs for predictions
     rows = np.zeros((len(features), num_labels), np.float32)
     for index in eval_batches(features, batch_size):
-        out = net(*batch_inputs(make_batch(features, index)))
-        rows[index] = out.reshape((len(index), -1)).asnumpy()
+        batch = make_batch(features, index)
+        rows[index] = classifier_logits(net, batch.input_ids, batch.token_type_ids,
+                                        batch.attention_mask)
     return rows
 
 
