@@ -32,7 +32,7 @@ FORMATS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".jso
 
 
 @dataclass(frozen=True)
-class Columns:
+class FileColumns:
     """Which columns hold the text, the optional second text and the label."""
 
     text: str
@@ -45,7 +45,7 @@ class FileTask(Task):
     """A :class:`Task` whose splits are files given by path rather than found in a folder."""
 
     files: Mapping[str, Path] = field(default_factory=dict, compare=False)
-    columns: Optional[Columns] = field(default=None, compare=False)
+    columns: Optional[FileColumns] = field(default=None, compare=False)
 
     def path(self, data_dir, split: str) -> Path:
         if split not in self.files:
@@ -175,7 +175,7 @@ def file_task(train: PathLike, dev: Optional[PathLike] = None, *, text_column: s
               test: Optional[PathLike] = None) -> FileTask:
     """A task over the user's files; reads ``train`` once to find the label set."""
     train = Path(train)
-    columns = Columns(text_column, label_column, text_pair_column)
+    columns = FileColumns(text_column, label_column, text_pair_column)
     wanted = [c for c in (text_column, text_pair_column, label_column) if c is not None]
     if len(set(wanted)) != len(wanted):
         raise BortkitError(f"--text-column, --text-pair-column and --label-column must name "
