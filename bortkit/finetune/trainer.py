@@ -5,6 +5,7 @@ Run directory layout (``output_dir``)::
 
     log.jsonl            every event (train loss, evaluations), appended as it happens
     checkpoint/          latest training state (weights + optimizer + step), for --resume
+    checkpoint-STEP/     the last save_total_limit states, when it is > 1 (hard links)
     best/                best dev checkpoint (a bortkit checkpoint with the task head)
     result.json          final figures of this run
     learning_curve.png   train loss and dev metric against steps
