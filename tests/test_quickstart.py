@@ -1,5 +1,6 @@
-"""The README's quick start, run as written: its fine-tuning command (cut to a few steps by
-options appended after it; argparse keeps the last value) and then its Python snippet."""
+"""The README's quick start, run as written: its fine-tuning command on the CSV pair in
+examples/ (cut to a few steps by options appended after it; argparse keeps the last value)
+and then its Python snippet."""
 import ast
 import re
 import shlex
@@ -30,13 +31,15 @@ def test_readme_quickstart_runs_as_written(tmp_path, shared_dir, monkeypatch, ca
     command, snippet = quickstart()
     assert command[:3] == [".venv/bin/python", "-m", "bortkit.finetune"]
     assert "--model" in command and command[command.index("--model") + 1] == "minilm"
+    assert command[command.index("--train") + 1] == "examples/my.csv"  # the user's own CSV
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "shared").symlink_to(shared_dir)  # the README's ../shared
+    (work / "examples").symlink_to(REPO / "examples")  # run from the checkout, as written
     done = subprocess.run([sys.executable, *command[1:], *FAST], cwd=work,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (work / "runs/quick/SST-2/seed-0/best/config.json").is_file()
+    assert (work / "runs/quick/my/seed-0/best/config.json").is_file()
 
     ast.parse(snippet)
     monkeypatch.chdir(work)
@@ -44,7 +47,7 @@ def test_readme_quickstart_runs_as_written(tmp_path, shared_dir, monkeypatch, ca
     lines = capsys.readouterr().out.splitlines()
     predictions = ast.literal_eval(lines[0])
     assert [set(p) for p in predictions] == [{"label", "score"}] * 2
-    assert all(p["label"] in ("0", "1") for p in predictions)
+    assert all(p["label"] in ("negative", "positive") for p in predictions)  # names kept
     assert re.match(r"\(3, 384\) \[\[\s*1\.\s", lines[1])  # unit vectors: cosine 1 with self
     hf = ast.literal_eval(lines[-1])
     assert hf[0]["label"] == predictions[0]["label"]

@@ -1,4 +1,5 @@
 """``python -m bortkit.agora --task RTE --student PATH --teacher PATH --data-dir DIR``
+(or ``--train FILE --dev FILE --text-column C --label-column L`` instead of ``--task``)
 
 Fine-tunes the small model STUDENT on a task with scarce data by Agora: rounds of training
 every surviving hyperparameter setting θ on the current data D, scoring on a held-out part E
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
+from ..finetune.task_options import add_task_options, drop_task_options, task_choice
 from ..finetune.space import apply_overrides, load_space, parse_assignments, parse_space
 from ..options import add_shared, defaults_of
 from .loop import EVAL_SOURCES, Agora, AgoraArgs
@@ -28,10 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = defaults_of(AgoraArgs)
     p = argparse.ArgumentParser(prog="python -m bortkit.agora", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True)
     p.add_argument("--student", required=True, help="pretrained checkpoint of the small model")
     p.add_argument("--teacher", required=True, help="checkpoint fine-tuned on the task")
-    p.add_argument("--data-dir", required=True)
+    add_task_options(p)
     add_shared(p, {"output_dir": "runs/agora"}, ["output_dir"])
     p.add_argument("--student-layers", type=int, help="keep only the first K layers of STUDENT")
     p.add_argument("--space", help="YAML space to draw Θ from (default: Bort README grid)")
@@ -88,10 +89,15 @@ def thetas_from_args(args) -> list[dict]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    task, data_dir, files = task_choice(args)
     thetas = thetas_from_args(args)
-    options = {k: v for k, v in vars(args).items()
+    options = {k: v for k, v in drop_task_options(vars(args)).items()
                if k not in ("space", "num_thetas", "theta", "set", "student_layers", "student")}
+    options.update(task=task, data_dir=data_dir, files=files)
     AgoraArgs(student=args.student, thetas=thetas, **options).validate()  # before any work
+    if files is not None:
+        from ..tasks.files import load_task
+        load_task(task, files)  # reads --train: bad rows stop here, before anything is written
     student = args.student
     if args.student_layers:
         from .student import truncate_layers

@@ -45,7 +45,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -59,9 +58,11 @@ from ..finetune.data import subsample
 from ..io import atomic_directory, atomic_write, write_json
 from ..metrics import task_scores
 from ..options import check, check_choice, check_range
-from ..tasks import Example, get_task
+from ..tasks import Example
+from ..tasks.files import load_task
 from ..train import JsonlLog
 from ..train.names import OPTIMIZER_STATES, TRAINING_STATE
+from ..train.retention import link_or_copy
 from .generate import make_generator
 from .teacher import CheckpointClassifier
 
@@ -81,7 +82,7 @@ class AgoraArgs:
     task: str
     student: str                      # pretrained (small) checkpoint
     teacher: str                      # checkpoint fine-tuned on the task (with its head)
-    data_dir: str
+    data_dir: Optional[str]           # None for the user's files
     output_dir: str
     thetas: list = field(default_factory=list)  # Θ: FinetuneArgs overrides per setting
     budget: int = 1000                # optimizer steps over all candidates, rounds, replays
@@ -99,6 +100,7 @@ class AgoraArgs:
     generator: str = "perturb"
     resume: bool = False
     progress: bool = True             # progress bars of the fine-tuning runs
+    files: Optional[dict] = None      # the user's files (bortkit.tasks.files.file_task kwargs)
 
     def validate(self) -> None:
         if not self.thetas:
@@ -164,14 +166,6 @@ def _resume_step(checkpoint: Optional[str]) -> int:
         json.loads((Path(checkpoint) / TRAINING_STATE).read_text())["run"]["step"]
 
 
-def _link_or_copy(source: str, target: str) -> None:
-    """Hard-link a file (checkpoints are replaced whole, never written in place), or copy."""
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
 def keep_class_shares(new: list, reference: list, rng: np.random.RandomState) -> list:
     """The largest random subset of ``new`` whose labels have the class shares of
     ``reference``: errors of a model stuck on one class are all of the other class, and
@@ -198,7 +192,7 @@ class Agora:
                  on_round: Optional[Callable[[int, float], bool]] = None):
         args.validate()
         self.args = args
-        self.task = get_task(args.task)
+        self.task = load_task(args.task, args.files)
         if self.task.kind != "classification" or self.task.pick_best:
             raise ConfigError(f"Agora is defined for classification of independent examples; "
                               f"{self.task.name} is not")
@@ -259,12 +253,13 @@ class Agora:
         begin = _resume_step(start)
         if start is not None and not (run_dir / "checkpoint").exists():
             with atomic_directory(run_dir / "checkpoint") as tmp:
-                shutil.copytree(start, tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
+                shutil.copytree(start, tmp, dirs_exist_ok=True, copy_function=link_or_copy)
         per_round = self.args.evals_per_round  # steps count from the θ's first round, and
         # bortkit.finetune evaluates at multiples of eval_every and at its last step
         every = begin + steps if per_round == 1 else max(1, math.ceil(steps / per_round))
         args = FinetuneArgs(task=self.task.name, model=self.args.student,
-                            data_dir=self.args.data_dir, output_dir=str(run_dir),
+                            data_dir=self.args.data_dir, files=self.args.files,
+                            output_dir=str(run_dir),
                             progress=self.args.progress, resume=True,
                             **{**self.thetas[index], "max_steps": begin + steps,
                                "eval_every": every})

@@ -1,11 +1,13 @@
-"""Fine-tuning and evaluation on GLUE and SuperGLUE.
+"""Fine-tuning and evaluation on GLUE and SuperGLUE, or on the user's own CSV/TSV/JSONL files.
 
 - :class:`FinetuneArgs` (``args.py``, framework-free) and :data:`FINETUNE_PARAMS`, the
   settings a sweep trial or an Agora θ may vary;
 - :class:`Finetuner` / :func:`finetune` (``trainer.py``), the run on :mod:`bortkit.train`;
 - :class:`CheckpointClassifier` / :func:`predict_logits` (``predict.py``), inference with a
   fine-tuned checkpoint;
-- :mod:`bortkit.finetune.space`, hyperparameter spaces over :class:`FinetuneArgs`.
+- :mod:`bortkit.finetune.space`, hyperparameter spaces over :class:`FinetuneArgs`;
+- :mod:`bortkit.finetune.task_options`, ``--task``/``--data-dir`` or ``--train``/``--dev``
+  and the column options, shared by the fine-tuning, sweep and Agora command lines.
 
 MXNet loads only when the trainer or the classifier is used.
 """

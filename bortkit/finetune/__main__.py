@@ -1,9 +1,12 @@
 """``python -m bortkit.finetune --task SST-2 --model PATH --data-dir DIR``
+``python -m bortkit.finetune --train my.csv --dev my_dev.csv --text-column text --label-column label --model PATH``
 
 Fine-tunes on one GLUE/SuperGLUE task (or ``--task ALL``: every task whose files are in the
-data folder) for one or more seeds, and writes per run ``OUT/TASK/seed-S/`` (log, best
-checkpoint, learning curve, optional submission files) plus ``OUT/results.json`` and
-``OUT/results.md`` with the median and spread over seeds per task.
+data folder), or on your own CSV/TSV/JSONL files (the task is named after the training
+file; its classes are the labels found there, kept by name in the checkpoint), for one or
+more seeds, and writes per run ``OUT/TASK/seed-S/`` (log, best checkpoint, learning curve,
+optional submission files) plus ``OUT/results.json`` and ``OUT/results.md`` with the median
+and spread over seeds per task.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from ..options import add_shared, defaults_of
 from ..train import OPTIMIZERS
 from .args import POOLINGS, FinetuneArgs
 from .report import summarize, write_reports
+from .task_options import add_task_options, drop_task_options, task_choice
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -52,9 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = defaults_of(FinetuneArgs)
     p = argparse.ArgumentParser(prog="python -m bortkit.finetune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="task name (SST-2, MRPC, BoolQ, ...) or ALL")
     p.add_argument("--model", required=True, help="checkpoint: bortkit, Hugging Face or .params")
-    p.add_argument("--data-dir", required=True, help="benchmark root or the task's folder")
+    add_task_options(p)
     add_shared(p, {**d, "output_dir": "runs/finetune"}, ["output_dir"])
     p.add_argument("--tokenizer", help="tokenizer path when the checkpoint has none")
     add_shared(p, d, ["learning_rate", "batch_size", "max_length", "max_grad_norm"],
@@ -80,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-eval-examples", type=int, help="random subset of the dev split")
     p.add_argument("--predict", action="store_true", help="write test-server files")
     p.add_argument("--resume", action="store_true", help="continue from OUT/.../checkpoint")
+    p.add_argument("--save-total-limit", type=int, default=d["save_total_limit"],
+                   help="training checkpoints (weights + optimizer) kept per run: 1 keeps the "
+                        "latest (checkpoint/), N > 1 also checkpoint-STEP/ of the last N, 0 "
+                        "none (no --resume); best/ is always kept")
     add_shared(p, d, ["progress"])
     p.add_argument("--distributed", action="store_true",
                    help="Horovod data parallelism; launch with horovodrun -np N")
@@ -90,11 +97,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
     out = Path(args.output_dir)
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("task", "seeds", "seed", "output_dir")}
-    FinetuneArgs(task=args.task, seed=seeds[0], output_dir=args.output_dir,
+    name, data_dir, files = task_choice(args)
+    if files is not None and args.predict:
+        raise ConfigError("--predict writes GLUE/SuperGLUE server files; for your own files "
+                          "use python -m bortkit.predict --model OUT/.../best --input FILE")
+    options = {k: v for k, v in drop_task_options(vars(args)).items()
+               if k not in ("seeds", "seed", "output_dir")}
+    options.update(data_dir=data_dir, files=files)
+    FinetuneArgs(task=name, seed=seeds[0], output_dir=args.output_dir,
                  **options).validate()  # every option, before any data is read
-    tasks = resolve_tasks(args.task, args.data_dir)
+    if files is not None:
+        from ..tasks.files import load_task
+        tasks = [load_task(name, files).name]  # reads --train: bad rows stop here
+    else:
+        tasks = resolve_tasks(name, data_dir)
     from .trainer import Finetuner
     results = []
     writer = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..errors import ConfigError
 from ..options import check, check_choice, check_range
 from ..train.names import OPTIMIZERS
 
@@ -17,9 +18,9 @@ POOLINGS = ("cls", "mean")
 class FinetuneArgs:
     """Knobs of one fine-tuning run. Defaults follow BERT's GLUE recipe."""
 
-    task: str
+    task: str                         # a GLUE/SuperGLUE name, or the name of the files' task
     model: str
-    data_dir: str
+    data_dir: Optional[str]           # None for a task read from the user's files
     output_dir: str
     learning_rate: float = 5e-5
     batch_size: int = 32
@@ -43,6 +44,9 @@ class FinetuneArgs:
     max_steps: Optional[int] = None   # optimizer steps of the run; overrides epochs when set
     distributed: bool = False         # Horovod data parallelism (launch with horovodrun)
     pooling: str = "cls"              # sentence vector: "cls" ([CLS]/pooler) or "mean" of tokens
+    files: Optional[dict] = None      # the user's files: bortkit.tasks.files.file_task kwargs
+    save_total_limit: int = 1         # training checkpoints kept (checkpoint-STEP/ when > 1;
+                                      # 0: none, the run cannot resume); best/ is always kept
 
     def validate(self) -> None:
         check_range("learning_rate", self.learning_rate, 0, low_open=True)
@@ -63,6 +67,12 @@ class FinetuneArgs:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("pooling", self.pooling, POOLINGS)
         check("task", self.task, isinstance(self.task, str), "a task name")
+        check_range("save_total_limit", self.save_total_limit, 0, integer=True)
+        if self.resume and self.save_total_limit == 0:
+            raise ConfigError("--resume needs a training checkpoint, and --save-total-limit 0 "
+                              "keeps none; give --save-total-limit 1 or more")
+        if self.files is None and self.data_dir is None:
+            raise ConfigError("a GLUE/SuperGLUE --task needs --data-dir")
 
 
 # The settings a trial of a sweep, or a setting θ of Agora, may vary or fix, with their

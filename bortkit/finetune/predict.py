@@ -16,6 +16,7 @@ import numpy as np
 from ..checkpoint import classifier_from_state, read_state
 from ..errors import CheckpointError
 from ..tasks import Example, Task
+from ..tasks.files import FileTask
 from .data import Features, TaskBatch, eval_batches, featurize, make_batch
 
 
@@ -49,7 +50,12 @@ class CheckpointClassifier:
         if not head:
             raise CheckpointError("no task head in this checkpoint (config.json has no _head); "
                                   "fine-tune it first with python -m bortkit.finetune", path=path)
-        if head["task"] != task.name:
+        if isinstance(task, FileTask):  # the user's files: the label set is what must match
+            if (head.get("kind"), tuple(head.get("labels", ()))) != (task.kind, task.labels):
+                raise CheckpointError(f"checkpoint's head predicts {head.get('kind')} labels "
+                                      f"({', '.join(head.get('labels', ()))}), the task's are "
+                                      f"{task.kind} ({', '.join(task.labels)})", path=path)
+        elif head["task"] != task.name:
             raise CheckpointError(f"checkpoint was fine-tuned on {head['task']}, not {task.name}",
                                   path=path)
         if state.tokenizer_dir is None:

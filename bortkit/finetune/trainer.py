@@ -5,6 +5,7 @@ Run directory layout (``output_dir``)::
 
     log.jsonl            every event (train loss, evaluations), appended as it happens
     checkpoint/          latest training state (weights + optimizer + step), for --resume
+    checkpoint-STEP/     the last save_total_limit states, when it is > 1 (hard links)
     best/                best dev checkpoint (a bortkit checkpoint with the task head)
     result.json          final figures of this run
     learning_curve.png   train loss and dev metric against steps
@@ -33,11 +34,13 @@ from ..checkpoint.core import assign
 from ..errors import BortkitError, ConfigError
 from ..io import write_json
 from ..metrics import task_scores
-from ..tasks import Example, Task, get_task, write_predictions
+from ..tasks import Example, Task, write_predictions
+from ..tasks.files import load_task
 from ..tokenizers import load_tokenizer
 from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
                      TrainStep, Workers, load_training_state, make_trainer, plot_curves,
                      read_jsonl, save_training_state, seed_everything)
+from ..train.retention import keep_snapshot
 from .args import FinetuneArgs
 from .data import Features, epoch_batches, featurize, make_batch, subsample
 from .predict import batch_inputs, predict_logits
@@ -71,7 +74,7 @@ class Finetuner:
                  workers: Optional[Workers] = None):
         args.validate()
         self.args = args
-        self.task: Task = get_task(args.task)
+        self.task: Task = load_task(args.task, args.files)
         self.out = Path(args.output_dir)
         self.on_evaluation = on_evaluation
         self.workers = workers or Workers(distributed=args.distributed)
@@ -193,11 +196,12 @@ class Finetuner:
         return scores
 
     def _checkpoint(self, run: RunState) -> None:
-        if self.is_writer:
+        if self.is_writer and self.args.save_total_limit > 0:
             state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
             save_training_state(self.out / "checkpoint", self.net, self.config,
                                 self.trainer, state, tokenizer=self.tokenizer,
                                 meta=self._head_meta())
+            keep_snapshot(self.out, run.step, self.args.save_total_limit)
 
     def _on_step(self, result: StepResult, run: RunState, log: JsonlLog) -> dict:
         run.step = result.step

@@ -9,8 +9,14 @@ noticed by the next worker to start (or, on another machine, once its heartbeat 
 than ``--grace``); the trial is re-run with the same parameters from its last checkpoint.
 Under ``horovodrun -np K`` the K ranks train each trial together, data-parallel.
 
+``--train FILE --dev FILE --text-column C --label-column L`` sweeps over your own files
+instead of ``--task``.
+
 Writes OUTPUT/trials/trial-NNNN/ (one run directory per trial), OUTPUT/best_model/ and
-OUTPUT/best_params.json (the best trial), OUTPUT/plots/*.png and OUTPUT/report.json.
+OUTPUT/best_params.json (the best trial), OUTPUT/plots/*.png and OUTPUT/report.json. A
+finished trial keeps its logs and results; its training checkpoint (weights and optimizer
+state) is deleted, and so is its best/ unless it is the best trial so far
+(``--keep-trial-checkpoints`` keeps everything).
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Optional, Sequence
 
 from ..errors import run_cli
 from ..options import add_shared, defaults_of
+from ..finetune.task_options import add_task_options, drop_task_options, task_choice
 from .runner import PRUNERS, Sweep, SweepArgs
 from .space import parse_assignments
 
@@ -29,9 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = defaults_of(SweepArgs)
     p = argparse.ArgumentParser(prog="python -m bortkit.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="task name, e.g. RTE, SST-2")
     p.add_argument("--model", required=True, help="pretrained checkpoint to fine-tune")
-    p.add_argument("--data-dir", required=True, help="benchmark root or the task's folder")
+    add_task_options(p)
     p.add_argument("--study", required=True, help="study name (shared by all its workers)")
     p.add_argument("--n-trials", type=int, required=True,
                    help="total trials of the study, over all workers")
@@ -58,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="retries of a crashed trial")
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="exit when no trial is left to start, without waiting for others")
+    p.add_argument("--keep-trial-checkpoints", action="store_true",
+                   help="keep every finished trial's training checkpoint and best/ (default: "
+                        "only the best trial's best/ and what running trials resume from)")
     p.add_argument("--report-only", action="store_true",
                    help="run no trial; write the report of the study as it stands")
     add_shared(p, d, ["progress"], helps={"progress": "progress bars of each trial's "
@@ -69,10 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    task, data_dir, files = task_choice(args)
     import optuna
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    options = {k: v for k, v in vars(args).items() if k not in ("set", "report_only")}
+    options = {k: v for k, v in drop_task_options(vars(args)).items()
+               if k not in ("set", "report_only")}
+    options.update(task=task, data_dir=data_dir, files=files)
     sweep_args = SweepArgs(overrides=parse_assignments(args.set), **options)
     if args.report_only:
         sweep_args.n_trials = max(sweep_args.n_trials, 1)

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from ..io import atomic_directory, atomic_write, write_json
+from ..train.retention import link_or_copy
 
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate")
 
@@ -75,7 +76,8 @@ def export_best(study, directory: Path) -> dict:
     source = run_dir / "best"
     if (source / "config.json").exists():
         with atomic_directory(directory / "best_model") as tmp:
-            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            # hard links: no second copy of the weights on disk (files are replaced whole)
+            shutil.copytree(source, tmp, dirs_exist_ok=True, copy_function=link_or_copy)
         info["checkpoint"] = str((directory / "best_model").resolve())
     else:
         info["checkpoint"] = None

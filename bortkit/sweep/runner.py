@@ -23,6 +23,7 @@ from ..finetune import FinetuneArgs
 from ..options import check, check_choice, check_range
 from .distributed import make_coordinator
 from .space import apply_overrides, load_space, split_agora, uses_agora
+from .hygiene import tidy_finished_trials
 from .study import (Heartbeat, ResumeFailedTrial, counted_trials, load_study, open_storage,
                     recover_dead_trials, storage_lock, worker_identity)
 
@@ -33,9 +34,9 @@ PRUNERS = ("median", "hyperband", "threshold", "none")
 class SweepArgs:
     """Settings of one sweep worker (``python -m bortkit.sweep``)."""
 
-    task: str
+    task: str                               # GLUE/SuperGLUE name, or the files' task name
     model: str
-    data_dir: str
+    data_dir: Optional[str]                 # None for the user's files
     study: str
     n_trials: int
     output_dir: Optional[str] = None        # default runs/sweep/<study>
@@ -55,6 +56,8 @@ class SweepArgs:
     poll: float = 5.0
     progress: bool = True                   # progress bars of each trial's training
     distributed: Optional[bool] = None      # None: detect horovodrun
+    files: Optional[dict] = None            # the user's files (bortkit.tasks.files.file_task)
+    keep_trial_checkpoints: bool = False    # keep every finished trial's checkpoints
 
     def __post_init__(self):
         if self.output_dir is None:
@@ -114,10 +117,12 @@ class Sweep:
     """
 
     def __init__(self, args: SweepArgs, coordinator=None, execute: Optional[Callable] = None):
-        from ..tasks import get_task
+        from ..tasks.files import load_task, task_identity
         args.validate()
         self.args = args
-        self.task = get_task(args.task).name
+        task = load_task(args.task, args.files)  # reads --train: bad rows stop here
+        self.task = task.name
+        identity = task_identity(task)  # what the study records (a file task: its path)
         self.space = apply_overrides(load_space(args.space), args.overrides)
         if uses_agora(self.space) and not args.agora:
             raise ConfigError("agora_* parameters only apply with --agora", path=args.space)
@@ -131,7 +136,7 @@ class Sweep:
         if self.coordinator.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             self.storage = open_storage(args.storage, args.heartbeat, args.grace, args.max_retry)
-            self.study = load_study(self.storage, args.study, self.task, self.space.to_dict(),
+            self.study = load_study(self.storage, args.study, identity, self.space.to_dict(),
                                     args.storage, sampler=self._sampler(), pruner=make_pruner(args))
 
     def _sampler(self):
@@ -195,7 +200,7 @@ class Sweep:
     def _train(self, job: dict, reporter: _Reporter) -> dict:
         from ..finetune import Finetuner  # MXNet: loaded once a trial trains
         params, agora = split_agora(job["params"])
-        common = {"task": self.task, "data_dir": self.args.data_dir,
+        common = {"task": self.task, "data_dir": self.args.data_dir, "files": self.args.files,
                   "output_dir": job["run_dir"], "resume": job["resume"],
                   "progress": self.args.progress}
         if self.args.agora:
@@ -244,6 +249,8 @@ class Sweep:
                     raise
             state = self._finish(trial, result, reporter.pruned) if trial is not None \
                 else ("pruned" if reporter.pruned else "complete")
+            if trial is not None and not self.args.keep_trial_checkpoints:
+                tidy_finished_trials(self.study)
             done.append(job["number"])
             self._say(f"trial {job['number']} {state} at step {result.get('steps')}: params "
                       f"{json.dumps(job['params'], sort_keys=True)} best "

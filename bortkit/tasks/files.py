@@ -205,6 +205,31 @@ def file_task(train: PathLike, dev: Optional[PathLike] = None, *, text_column: s
         reader=_read_examples, files=files, columns=columns)
 
 
+FILE_OPTIONS = ("train", "dev", "test", "text_column", "text_pair_column", "label_column",
+                "task_type")
+
+
+def load_task(name: Optional[str], files: Optional[Mapping] = None) -> Task:
+    """The task a run names: a registered GLUE/SuperGLUE task, or, when ``files`` (keyword
+    arguments of :func:`file_task`, as the argument dataclasses keep them) is given, the
+    user's files (``name``, when given, names that task)."""
+    if not files:
+        from .base import get_task
+        return get_task(name)
+    unknown = sorted(set(files) - set(FILE_OPTIONS))
+    if unknown:
+        raise BortkitError(f"unknown file-task setting(s): {', '.join(unknown)}")
+    return file_task(**{"name": name, **files})
+
+
+def task_identity(task: Task) -> str:
+    """What a study or a teacher records to recognise a task: the registry name, or, for
+    the user's files, the training file's absolute path."""
+    if isinstance(task, FileTask):
+        return str(task.files["train"].resolve())
+    return task.name
+
+
 def _read_examples(task: FileTask, path: Path, split: str) -> List[Example]:
     columns = task.columns
     wanted = [c for c in (columns.text, columns.text_pair) if c is not None]
