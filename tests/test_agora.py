@@ -213,7 +213,7 @@ def test_rounds_prune_replay_and_spend_the_budget(tmp_path, glue_dir, tiny_teach
     resumed = ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher, resume=True), [],
                             tiny_teacher, teacher=AlternatingTeacher())
     assert resumed.run() == result and resumed.calls == []
-    with pytest.raises(ConfigError, match="holds an Agora run already"):
+    with pytest.raises(ConfigError, match=r"holds a started run \(agora_state.json\); pass --resume"):
         ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher), [], tiny_teacher).run()
     state_file = tmp_path / "run" / "agora_state.json"
     state_file.write_text(json.dumps({k: v for k, v in json.loads(state_file.read_text()).items()

@@ -12,7 +12,7 @@ BORTKIT = REPO / "bortkit"
 # ARCHITECTURE.md's table: a unit imports only from lower layers (and from itself).
 LAYERS = {
     "errors": 0, "io": 0,
-    "config": 1, "options": 1, "tokenizers": 1, "tasks": 1,
+    "config": 1, "options": 1, "rundir": 1, "tokenizers": 1, "tasks": 1,
     "model": 2, "data": 2, "accounting": 2, "metrics": 2,
     "checkpoint": 3, "info": 3,
     "train": 4,

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-eval-examples", type=int, help="random subset of the dev split")
     p.add_argument("--predict", action="store_true", help="write test-server files")
     p.add_argument("--resume", action="store_true", help="continue from OUT/.../checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace finished runs in --output-dir (default: refuse)")
     add_shared(p, d, ["progress"])
     p.add_argument("--distributed", action="store_true",
                    help="Horovod data parallelism; launch with horovodrun -np N")
@@ -95,7 +97,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     FinetuneArgs(task=args.task, seed=seeds[0], output_dir=args.output_dir,
                  **options).validate()  # every option, before any data is read
     tasks = resolve_tasks(args.task, args.data_dir)
-    from .trainer import Finetuner
+    from ..train import claim
+    from .trainer import CHECKPOINT, RESULT, Finetuner
+    for task in tasks:  # every run's folder, before the first one trains
+        for seed in seeds:
+            claim(out / task / f"seed-{seed}", finished=(RESULT,), started=(CHECKPOINT,),
+                  resume=args.resume, overwrite=args.overwrite)
     results = []
     writer = True
     for task in tasks:
