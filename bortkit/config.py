@@ -250,10 +250,10 @@ def from_dict(data: Mapping[str, Any], path: Optional[os.PathLike | str] = None)
         raise ConfigError("model config must be a JSON object", path=path)
     data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
     if "model_type" in data or "hidden_size" in data:  # not a field list gone wrong
-        where = Path(path).parent if path is not None else None
-        raise ConfigError("a Hugging Face config.json without its weights: a Hugging Face "
-                          "checkpoint is read from its folder with model.safetensors beside "
-                          "config.json, which is missing here", path=where)
+        raise ConfigError("a Hugging Face config.json (model_type/hidden_size) without its "
+                          "weights: a Hugging Face checkpoint is read from its folder with "
+                          "model.safetensors beside config.json, which is missing here "
+                          "(bortkit's own configs name the width units)", path=path)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"unknown model config field(s): {', '.join(unknown)} "

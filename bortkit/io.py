@@ -37,7 +37,7 @@ def atomic_write(path: os.PathLike | str, mode: str = "w", **kwargs) -> Iterator
                                    dir=path.parent)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: give the usual mode
     try:
-        with output_errors(path):
+        with output_errors(path, tmp):
             with os.fdopen(fd, mode, **kwargs) as fh:
                 yield fh
                 fh.flush()
@@ -66,7 +66,7 @@ def atomic_directory(path: os.PathLike | str) -> Iterator[Path]:
                                     dir=path.parent))
     os.chmod(tmp, 0o777 & ~current_umask())
     try:
-        with output_errors(tmp):
+        with output_errors(path, tmp):
             yield tmp
         with output_errors(path):
             old = None
@@ -82,16 +82,23 @@ def atomic_directory(path: os.PathLike | str) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def output_errors(path: os.PathLike | str) -> Iterator[None]:
-    """Make every ``OSError`` (read-only folder, full disk, a file in the way...) name a
-    path: a write error without one (``ENOSPC`` from ``write``) gets ``path``, so
-    :func:`bortkit.errors.run_cli` prints one line ``bortkit: error: PATH: problem``."""
+def output_errors(path: os.PathLike | str, staging: os.PathLike | str | None = None
+                  ) -> Iterator[None]:
+    """Make every ``OSError`` (read-only folder, full disk, a file in the way...) name the
+    output: a write error without a file name (``ENOSPC`` from ``write``) gets ``path``, and
+    a name inside the temporary ``staging`` copy is shown as the same name inside ``path``,
+    so :func:`bortkit.errors.run_cli` prints one line ``bortkit: error: PATH: problem``."""
     try:
         yield
     except OSError as err:
-        if err.filename is not None or err.errno is None:
+        if err.errno is None:
             raise
-        raise type(err)(err.errno, err.strerror, os.fspath(path)) from err
+        name = os.fspath(path) if err.filename is None else os.fspath(err.filename)
+        if staging is not None and name.startswith(os.fspath(staging)):
+            name = os.fspath(path) + name[len(os.fspath(staging)):]
+        if name == err.filename:
+            raise
+        raise type(err)(err.errno, err.strerror, name) from err
 
 
 def clean_staging(root: os.PathLike | str) -> list[Path]:

@@ -106,9 +106,10 @@ def table(s: Path, readonly) -> dict:
         "--max-length": {"above the position table": "1024", "huge": "1000000000"},
         "--epochs": {}, "--accumulate": {},
         "--max-steps": {}, "--eval-batch-size": {}, "--max-train-examples": {},
-        "--max-eval-examples": {}, "--seed": {"zero": "-7"},
-    }) + _numeric(ft, {"--warmup-ratio": {"huge": "1e6"}, "--weight-decay": {}, "--max-grad-norm": {}, "--eval-every": {},
-                       "--early-stopping": {}},
+        "--max-eval-examples": {},
+    }) + _numeric(ft, {"--warmup-ratio": {"huge": "1e6"}, "--weight-decay": {},
+                       "--max-grad-norm": {}, "--eval-every": {}, "--early-stopping": {},
+                       "--seed": {"fraction": "0.5"}},
                   values={"negative": "-1", "non-number": "abc"}) + [
         ("model missing", ft + ["--model", str(s / "nope")], "nope"),
         ("model is a text file", ft + ["--model", str(s / "afile")], "afile"),
@@ -162,7 +163,8 @@ def table(s: Path, readonly) -> dict:
     cpd_base = ["--input", str(s / "corpus.txt"), "--tokenizer", m, "--output-dir",
                 str(s / "out/data"), "--no-progress"]
     create = _numeric(cpd_base, {"--max-length": {"too short": "2"}, "--shard-size": {},
-                                 "--workers": {}, "--seed": {"zero": "-3"}}) + [
+                                 "--workers": {}}) + _numeric(
+        cpd_base, {"--seed": {"fraction": "0.5"}}, values={"negative": "-1", "non-number": "x"}) + [
         ("input missing", cpd_base + ["--input", str(s / "nope.txt")], "nope.txt"),
         ("tokenizer missing", cpd_base + ["--tokenizer", str(s / "nope")], "nope"),
         ("output-dir is a file", cpd_base + ["--output-dir", str(s / "afile")], "afile"),
@@ -196,8 +198,9 @@ def table(s: Path, readonly) -> dict:
     ag = ["--task", "SST-2", "--student", m, "--teacher", m, "--data-dir", g,
           "--output-dir", str(s / "out/agora"), "--theta", "learning_rate=1e-4",
           "--budget", "10", "--no-progress"]
-    agora = _numeric(ag, {"--budget": {}, "--per-error": {}, "--eval-fraction": {"one": "1"},
-                          "--max-generated": {"zero": "-2"}}) + [
+    agora = _numeric(ag, {"--budget": {}, "--per-error": {}, "--eval-fraction": {"one": "1"}}) \
+        + _numeric(ag, {"--max-generated": {}, "--replays": {}},
+                   values={"negative": "-1", "non-number": "abc"}) + [
         ("student too short for a θ", ag + ["--theta", "max_length=1024"], "--max-length"),
         ("teacher without a task head", ag, "no task head"),
         ("output-dir is a file", ag + ["--output-dir", str(s / "afile")], "afile"),
@@ -205,7 +208,8 @@ def table(s: Path, readonly) -> dict:
     ]
     pr = ["--model", m, "--input", str(s / "predict-in.txt"), "--output",
           str(s / "out/pred.jsonl"), "--no-progress"]
-    predict = _numeric(pr, {"--batch-size": {}, "--max-length": {"too short": "2"}}) + [
+    predict = _numeric(pr, {"--batch-size": {},
+                            "--max-length": {"too short": "2"}}) + [
         ("output exists", pr + ["--output", str(s / "predict-out.jsonl")], "predict-out"),
         ("model missing", pr + ["--model", str(s / "nope")], "nope"),
         ("input missing", pr + ["--input", str(s / "nope.txt")], "nope.txt"),
@@ -278,7 +282,8 @@ def test_every_bad_input_gets_one_line_and_changes_nothing(sandbox):
     for module, (_, cases) in jobs.items():
         for case_id, argv, text in cases:
             r = results[module][case_id]
-            lines = [line for line in r["stderr"].splitlines() if line.startswith("bortkit: error:")]
+            lines = [line for line in r["stderr"].splitlines()
+                     if line.startswith("bortkit: error:")]
             problems = []
             if r["traceback"] or "Traceback" in r["stderr"]:
                 problems.append("traceback: " + (r["traceback"] or r["stderr"])[-600:])

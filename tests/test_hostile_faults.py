@@ -34,7 +34,8 @@ config = ModelConfig(num_layers=1, num_heads=2, units=32, ffn_units=64, vocab_si
                      max_length=64)
 net = Model(config).network
 trainer = make_trainer(named_parameters(net), "adamw", 1e-3)
-save = lambda where, step: save_training_state(where, net, config, trainer, {"step": step, "seed": 0})
+def save(where, step):
+    save_training_state(where, net, config, trainer, {"step": step, "seed": 0})
 if full.is_dir():
     save(full / "checkpoint", 1)
     try:

@@ -50,12 +50,17 @@ def save_training_state(directory: Path, block, config, trainer, state: dict,
     directory = Path(directory)
     staging = directory.with_name(f".{directory.name}{STAGING}save")  # clean_staging removes it
     shutil.rmtree(staging, ignore_errors=True)
-    save_pretrained(block, staging, config=config, tokenizer=tokenizer, source=source,
-                    meta=meta, seed=state.get("seed"))
-    trainer.save_states(str(staging / OPTIMIZER))
-    for name, extra in (extra_blocks or {}).items():
-        extra.save_parameters(str(staging / f"{name}.params"))
-    write_json(staging / STATE, state)
+    try:
+        with output_errors(directory, staging):  # a full disk names the checkpoint
+            save_pretrained(block, staging, config=config, tokenizer=tokenizer, source=source,
+                            meta=meta, seed=state.get("seed"))
+            trainer.save_states(str(staging / OPTIMIZER))
+            for name, extra in (extra_blocks or {}).items():
+                extra.save_parameters(str(staging / f"{name}.params"))
+            write_json(staging / STATE, state)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # the previous checkpoint stays whole
+        raise
     # save_pretrained wrote `staging` atomically; one rename makes it the checkpoint.
     old = directory.with_name(directory.name + ".old")  # kept if killed: load falls back to it
     with output_errors(directory):
