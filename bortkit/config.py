@@ -221,13 +221,15 @@ class ModelConfig:
                               path: Optional[os.PathLike | str] = None) -> None:
         """``--OPTION`` must fit this model's position table (never silently reuse its last
         row); the message names the option, the allowed range and the value given."""
-        from .options import check, check_range
-        check_range(option, length, 1, integer=True)
-        high = self.longest_sequence
+        high = self.longest_sequence  # (bortkit.options is the same layer: not imported)
         where = f" (the position table of {os.fspath(path)})" if path is not None else \
             " (the model's position table)"
-        check(option, length, high is None or length <= high,
-              f"an integer in [1, {high}]{where}")
+        integer = isinstance(length, int) and not isinstance(length, bool)
+        if integer and length >= 1 and (high is None or length <= high):
+            return
+        allowed = "a positive integer" if high is None else f"an integer in [1, {high}]{where}"
+        flag = "--" + option.replace("_", "-")
+        raise ConfigError(f"{flag} must be {allowed}, got {length!r}")
 
     @property
     def factorized_embeddings(self) -> bool:
