@@ -240,6 +240,27 @@ class ModelConfig:
         return attention_terms(self.attention)
 
     @property
+    def longest_sequence(self) -> Optional[int]:
+        """Tokens per sequence the position table holds (None: no limit, no table)."""
+        if self.position_embedding != "learned":
+            return None
+        return self.max_length - self.position_offset
+
+    def check_sequence_length(self, length: Any, option: str = "max_length",
+                              path: Optional[os.PathLike | str] = None) -> None:
+        """``--OPTION`` must fit this model's position table (never silently reuse its last
+        row); the message names the option, the allowed range and the value given."""
+        high = self.longest_sequence  # (bortkit.options is the same layer: not imported)
+        where = f" (the position table of {os.fspath(path)})" if path is not None else \
+            " (the model's position table)"
+        integer = isinstance(length, int) and not isinstance(length, bool)
+        if integer and length >= 1 and (high is None or length <= high):
+            return
+        allowed = "a positive integer" if high is None else f"an integer in [1, {high}]{where}"
+        flag = "--" + option.replace("_", "-")
+        raise ConfigError(f"{flag} must be {allowed}, got {length!r}")
+
+    @property
     def factorized_embeddings(self) -> bool:
         return self.embed_size != self.units
 
@@ -280,6 +301,11 @@ def from_dict(data: Mapping[str, Any], path: Optional[os.PathLike | str] = None)
     if not isinstance(data, Mapping):
         raise ConfigError("model config must be a JSON object", path=path)
     data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
+    if "model_type" in data or "hidden_size" in data:  # not a field list gone wrong
+        raise ConfigError("a Hugging Face config.json (model_type/hidden_size) without its "
+                          "weights: a Hugging Face checkpoint is read from its folder with "
+                          "model.safetensors beside config.json, which is missing here "
+                          "(bortkit's own configs name the width units)", path=path)
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise ConfigError(f"unknown model config field(s): {', '.join(unknown)} "
@@ -308,6 +334,9 @@ def load_config(name_or_path: os.PathLike | str) -> ModelConfig:
     if path.is_dir():
         path = path / "config.json"
     elif not path.suffix and not path.exists():
+        if os.sep in str(name_or_path) or str(name_or_path).startswith((".", "~")):
+            raise ConfigError(f"no such file or folder (nor a preset: "
+                              f"{', '.join(preset_names())})", path=name_or_path)
         path = configs_dir() / f"{name_or_path}.json"
         if not path.exists():
             raise ConfigError(f"unknown architecture {str(name_or_path)!r}; presets: "

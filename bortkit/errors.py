@@ -7,6 +7,8 @@ a single line and exits with status 2 instead of showing a traceback.
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -43,13 +45,40 @@ class DataError(BortkitError, ValueError):
     """An input data file is malformed."""
 
 
+class OutputError(BortkitError, OSError):
+    """An output cannot be written (read-only folder, full disk, a file in the way), or its
+    folder is held by another run."""
+
+
+@contextlib.contextmanager
+def _one_line_usage_errors():
+    """argparse's usage errors (an unknown option, ``--batch-size abc``) as one
+    :class:`ConfigError` line too, instead of a usage block, while a command runs."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser, message):
+        raise ConfigError(f"{message} (see {parser.prog} --help)")
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
+
+
 def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
             argv: Optional[Sequence[str]] = None) -> None:
-    """Run a ``main(argv)`` function as a command: user errors become one line on stderr."""
+    """Run a ``main(argv)`` function as a command: user errors (bad options, bad files, an
+    output the OS refuses) become one line on stderr and exit status 2."""
     try:
-        code = main(argv)
+        with _one_line_usage_errors():
+            code = main(argv)
     except (BortkitError, SearchError) as err:
         print(f"bortkit: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as err:  # an input or output the OS refused; it names the file
+        where = f"{err.filename}: " if err.filename is not None else ""
+        print(f"bortkit: error: {where}{err.strerror or err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("bortkit: interrupted", file=sys.stderr)

@@ -16,7 +16,7 @@ from .accounting import flops_per_sequence, param_table
 from .resolve import bundled_minilm, resolve_model_path  # noqa: F401 (bench)
 from .config import ModelConfig, load_config, preset_names
 from .errors import run_cli
-from .options import add_shared
+from .options import add_shared, check_range
 
 
 def _is_checkpoint(target) -> bool:
@@ -40,12 +40,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                aliases={"max_length": ["--seq-length"]},
                helps={"max_length": "tokens per sequence of the FLOP count"})
     args = parser.parse_args(argv)
+    check_range("max_length", args.max_length, 1, integer=True)
     target = resolve_model_path(args.target)
     if not _is_checkpoint(target):
-        print(describe_config(load_config(args.target), args.max_length))
+        config = load_config(args.target)
+        config.check_sequence_length(args.max_length, path=args.target)
+        print(describe_config(config, args.max_length))
         return 0
     from . import from_pretrained
     model = from_pretrained(target)
+    model.config.check_sequence_length(args.max_length, path=target)
     print(f"checkpoint: {target}")
     print(describe_config(model.config, args.max_length))
     print(f"\nbuilt network: {model.num_params():,} parameters")

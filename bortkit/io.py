@@ -14,6 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+# Every temporary name below contains STAGING (or OLD, for a directory being replaced), so a
+# run that starts in a folder can remove what a killed save left there (:func:`clean_staging`).
+STAGING = ".bortkit-staging-"
+OLD = ".bortkit-old-"
 
 
 def current_umask() -> int:
@@ -27,15 +31,18 @@ def current_umask() -> int:
 def atomic_write(path: os.PathLike | str, mode: str = "w", **kwargs) -> Iterator[Any]:
     """Open a temporary file next to ``path``; rename it over ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{STAGING}", suffix=".tmp",
+                                   dir=path.parent)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: give the usual mode
     try:
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with output_errors(path, tmp):
+            with os.fdopen(fd, mode, **kwargs) as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -53,18 +60,73 @@ def write_json(path: os.PathLike | str, obj: Any) -> None:
 def atomic_directory(path: os.PathLike | str) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces ``path`` whole."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{STAGING}", suffix=".tmp",
+                                    dir=path.parent))
     os.chmod(tmp, 0o777 & ~current_umask())
     try:
-        yield tmp
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
+        with output_errors(path, tmp):
+            yield tmp
+        with output_errors(path):
+            old = None
+            if path.exists():
+                old = path.with_name(f".{path.name}{OLD}{os.getpid()}")
+                os.replace(path, old)
+            os.replace(tmp, path)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def output_errors(path: os.PathLike | str, staging: os.PathLike | str | None = None
+                  ) -> Iterator[None]:
+    """Make every ``OSError`` (read-only folder, full disk, a file in the way...) name the
+    output: a write error without a file name (``ENOSPC`` from ``write``) gets ``path``, and
+    a name inside the temporary ``staging`` copy is shown as the same name inside ``path``,
+    so :func:`bortkit.errors.run_cli` prints one line ``bortkit: error: PATH: problem``."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno is None:
+            raise
+        name = os.fspath(path) if err.filename is None else os.fspath(err.filename)
+        if staging is not None and name.startswith(os.fspath(staging)):
+            name = os.fspath(path) + name[len(os.fspath(staging)):]
+        if name == err.filename:
+            raise
+        raise type(err)(err.errno, err.strerror, name) from err
+
+
+def clean_staging(root: os.PathLike | str) -> list[Path]:
+    """Remove what interrupted saves left under ``root``: staging files and folders
+    (:data:`STAGING`) go; a replaced folder (:data:`OLD`) whose new version never arrived is
+    renamed back. Call it only while holding the folder (no save can be running). Returns
+    the paths removed or restored."""
+    touched = []
+    for parent, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(parent) / name
+            if STAGING in name:
+                remove(path)
+                touched.append(path)
+            elif OLD in name and name.startswith("."):
+                target = path.with_name(name[1:name.index(OLD)])
+                if target.exists():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.replace(path, target)
+                touched.append(path)
+        dirs[:] = [d for d in dirs if STAGING not in d and OLD not in d]
+    return touched
+
+
+def remove(path: Path) -> None:
+    """Delete a file or a whole folder."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

@@ -156,7 +156,8 @@ class AlternatingTeacher:
 
 def _args(tmp_path, glue_dir, teacher, **kw):
     thetas = [{"learning_rate": lr, "max_length": 32} for lr in (1e-4, 2e-4, 3e-4)]
-    return AgoraArgs(task="SST-2", student="student", teacher=str(teacher),
+    # the scripted runs never train the student, but Agora checks it fits every θ first
+    return AgoraArgs(task="SST-2", student=str(teacher), teacher=str(teacher),
                      data_dir=str(glue_dir), output_dir=str(tmp_path / "run"), thetas=thetas,
                      budget=300, rounds=3, per_error=2, max_train_examples=40,
                      max_eval_examples=32, **kw)
@@ -213,7 +214,8 @@ def test_rounds_prune_replay_and_spend_the_budget(tmp_path, glue_dir, tiny_teach
     resumed = ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher, resume=True), [],
                             tiny_teacher, teacher=AlternatingTeacher())
     assert resumed.run() == result and resumed.calls == []
-    with pytest.raises(ConfigError, match="holds an Agora run already"):
+    with pytest.raises(ConfigError,
+                       match=r"holds a finished run \(result.json\); pass --overwrite"):
         ScriptedAgora(_args(tmp_path, glue_dir, tiny_teacher), [], tiny_teacher).run()
     state_file = tmp_path / "run" / "agora_state.json"
     state_file.write_text(json.dumps({k: v for k, v in json.loads(state_file.read_text()).items()

@@ -21,7 +21,9 @@ def test_embed_size_defaults_to_units():
 @pytest.mark.parametrize("data,message", [
     ({"units": 100, "num_heads": 12}, "units (100) must be divisible by num_heads (12)"),
     ({"num_layers": 0}, "num_layers must be a positive integer, got 0"),
-    ({"hidden_size": 768}, "unknown model config field(s): hidden_size"),
+    ({"hidden_size": 768}, "a Hugging Face config.json (model_type/hidden_size) without its "
+                           "weights"),
+    ({"hidden_units": 768}, "unknown model config field(s): hidden_units"),
     ({"activation": "swish"}, "activation must be one of"),
     ({"dropout": 1.5}, "dropout must be in [0, 1)"),
 ])

@@ -386,8 +386,8 @@ def test_student_vocab_must_match_data_and_output_is_not_clobbered(corpus, tmp_p
                     "in the student config")
     (tmp_path / "used" / "checkpoint").mkdir(parents=True)
     line = cli_error(capsys, cli_args(corpus, tmp_path / "used"))
-    assert line.endswith("already holds a run (checkpoint/); pass --resume to continue it or "
-                         "choose another --output-dir")
+    assert line.endswith("holds a started run (checkpoint); pass --resume to continue it, "
+                         "--overwrite to replace it, or choose another --output-dir")
 
 
 def test_teacher_without_mlm_head_needs_teacher_mlm_steps(corpus, tmp_path, capsys, minilm_dir):

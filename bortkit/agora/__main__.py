@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-train-examples", type=int)
     p.add_argument("--max-eval-examples", type=int)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished or started run in --output-dir (default: refuse)")
     add_shared(p, d, ["progress"])
     p.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)  # the old spelling: bars are on by default now

@@ -60,7 +60,7 @@ from ..metrics import task_scores
 from ..options import check, check_choice, check_range
 from ..tasks import Example
 from ..tasks.files import load_task
-from ..train import JsonlLog
+from ..train import JsonlLog, check_resume, claim
 from ..train.names import OPTIMIZER_STATES, TRAINING_STATE
 from ..train.retention import link_or_copy
 from .generate import make_generator
@@ -99,6 +99,7 @@ class AgoraArgs:
     max_eval_examples: Optional[int] = None  # dev examples (before any split)
     generator: str = "perturb"
     resume: bool = False
+    overwrite: bool = False           # replace a finished run in output_dir
     progress: bool = True             # progress bars of the fine-tuning runs
     files: Optional[dict] = None      # the user's files (bortkit.tasks.files.file_task kwargs)
 
@@ -201,6 +202,8 @@ class Agora:
         self.generator = generator or make_generator(args.generator)
         self.on_round = on_round
         self.thetas = [{"seed": args.seed, **theta} for theta in args.thetas]
+        self.run_dir = claim(self.out, finished=("result.json",), started=(STATE,),
+                             resume=args.resume, overwrite=args.overwrite)
 
     # ------------------------------------------------------------------ data
     def _split(self) -> tuple[list[Example], list[Example], list[Example]]:
@@ -260,7 +263,8 @@ class Agora:
         args = FinetuneArgs(task=self.task.name, model=self.args.student,
                             data_dir=self.args.data_dir, files=self.args.files,
                             output_dir=str(run_dir),
-                            progress=self.args.progress, resume=True,
+                            progress=self.args.progress,
+                            resume=(run_dir / "checkpoint").exists(),
                             **{**self.thetas[index], "max_steps": begin + steps,
                                "eval_every": every})
         schedule = LinearSchedule(args.learning_rate, begin + planned, args.warmup_ratio)
@@ -302,17 +306,23 @@ class Agora:
 
     def _load_state(self) -> dict:
         path = self.out / STATE
-        if path.exists():
-            if not self.args.resume:
-                raise ConfigError("this folder holds an Agora run already; pass --resume to "
-                                  "continue it or choose another --output-dir", path=self.out)
+        if path.exists():  # the claim refused it unless --resume (or --overwrite removed it)
             state = json.loads(path.read_text())
             if "trained" not in state:
                 raise ConfigError("this Agora run was written by an older bortkit (each round "
                                   "restarted training); start it again in a new --output-dir",
                                   path=self.out)
+            check_resume(state.get("args", {}), self._settings(), self.out)
             return state
-        return self._initial_state()
+        if self.args.resume:
+            raise ConfigError("--resume: no Agora run to resume here (run without --resume "
+                              "to start)", path=self.out)
+        return {**self._initial_state(), "args": self._settings()}
+
+    def _settings(self) -> dict:
+        """What a resumed run must share with the run it continues."""
+        return {k: v for k, v in asdict(self.args).items()
+                if k not in ("resume", "overwrite", "progress", "output_dir")}
 
     def _train_candidates(self, state: dict, steps: int, train: list) -> dict:
         """Every surviving θ goes on ``steps`` steps on ``train``; returns the E scores of
@@ -385,7 +395,23 @@ class Agora:
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
-        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_models()
+        with self.run_dir:
+            return self._run()
+
+    def _check_models(self) -> None:
+        """The student fits every θ's max_length and the teacher has this task's head,
+        before the output folder is touched."""
+        from ..checkpoint import read_state
+        from ..finetune import FinetuneArgs
+        config = read_state(self.args.student).config
+        default = FinetuneArgs.__dataclass_fields__["max_length"].default
+        for theta in self.thetas:
+            config.check_sequence_length(theta.get("max_length", default), path=self.args.student)
+        if self._teacher is None and self.args.num_rounds > 1:
+            self._teacher = CheckpointClassifier(self.args.teacher, self.task)
+
+    def _run(self) -> dict:
         state = self._load_state()
         self.d, self.e, self.report = self._split()
         write_json(self.out / "split.json", {"train": [ex.guid for ex in self.d],
@@ -395,9 +421,6 @@ class Agora:
             log.write("start", args=asdict(self.args), train_examples=len(self.d),
                       eval_examples=len(self.e))
         self.generator.fit(self.d)
-        if state["round"] < self.args.num_rounds and self._teacher is None:
-            # load now, so that a wrong teacher fails before any training
-            self._teacher = CheckpointClassifier(self.args.teacher, self.task)
         while state["round"] <= self.args.num_rounds and not state["stopped"]:
             if not self._round(state, log):
                 break

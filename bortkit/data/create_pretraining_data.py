@@ -19,7 +19,7 @@ import sys
 from typing import Optional, Sequence
 
 from ..errors import run_cli
-from ..options import add_shared
+from ..options import add_shared, check_range
 from .pretraining import SPM_SAMPLE_LINES, create_pretraining_data
 
 
@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    # the options by their command-line names (the function checks its own arguments too)
+    check_range("max_length", args.max_length, 5 if args.sentence_pairs else 3, integer=True)
+    for name in ("shard_size", "workers"):
+        check_range(name, getattr(args, name), 1, integer=True)
+    check_range("seed", args.seed, 0, integer=True)
     meta = create_pretraining_data(
         args.input, args.tokenizer, args.output_dir, max_seq_length=args.max_length,
         sentence_pairs=args.sentence_pairs, one_sentence_per_line=args.one_sentence_per_line,

@@ -198,6 +198,13 @@ class PretrainingDataset:
                 array[where] = arrays[name][rows[where]]
         return out
 
+    def verify(self) -> None:
+        """Open every shard's arrays (memory maps: headers and sizes, no data read) so a
+        missing, truncated or mis-shaped shard fails before training starts."""
+        for shard, size in enumerate(self._shard_sizes):
+            open_shard(self.directory / self.meta["shards"][shard]["directory"], size,
+                       self.max_seq_length)
+
     def _shard(self, shard: int) -> Dict[str, np.ndarray]:
         """The arrays of a shard, from a small LRU of open memory maps."""
         with self._open_lock:

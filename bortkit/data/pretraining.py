@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from ..errors import BortkitError, ConfigError, DataError
+from ..errors import ConfigError, DataError, OutputError
 from ..io import atomic_directory, write_json
+from ..rundir import claim
 from ..tokenizers import Tokenizer, train_sentencepiece
 from .checks import as_tokenizer, check_int, check_length
 from .corpus import PathLike, describe_inputs, input_files, write_line_sample
@@ -69,9 +70,12 @@ def create_pretraining_data(inputs: Union[PathLike, Sequence[PathLike]],
         check_length(tokenizer, max_seq_length, sentence_pairs)
     files = input_files(inputs)
     output_dir = Path(output_dir)
-    _check_output(output_dir, overwrite)
-
-    with atomic_directory(output_dir) as tmp:
+    if output_dir.is_dir() and not overwrite and any(output_dir.iterdir()):
+        raise OutputError("output directory exists and is not empty (use overwrite / "
+                          "--overwrite to replace it)", path=output_dir)
+    # the lock refuses a second writer while this one runs; the folder is swapped in whole
+    with claim(output_dir, overwrite=overwrite, create=False), \
+            atomic_directory(output_dir) as tmp:
         if train_sentencepiece_vocab is not None:
             tokenizer = _train_sentencepiece(files, tmp, train_sentencepiece_vocab,
                                              spm_sample_lines, seed, progress)
@@ -103,16 +107,6 @@ def create_pretraining_data(inputs: Union[PathLike, Sequence[PathLike]],
         }
         write_json(tmp / META_NAME, meta)
     return meta
-
-
-def _check_output(output_dir: Path, overwrite: bool) -> None:
-    if not output_dir.exists():
-        return
-    if not output_dir.is_dir():
-        raise BortkitError("output exists and is not a directory", path=output_dir)
-    if not overwrite and any(output_dir.iterdir()):
-        raise BortkitError("output directory exists and is not empty (use overwrite / "
-                           "--overwrite to replace it)", path=output_dir)
 
 
 def _train_sentencepiece(files: Sequence[Path], directory: Path, vocab_size: int,

@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS")
     run.add_argument("--resume", action="store_true",
                      help="continue from output-dir/checkpoint (bit-for-bit on CPU)")
+    run.add_argument("--overwrite", action="store_true",
+                     help="replace a finished or started run in output-dir (default: refuse)")
     add_shared(run, d, ["progress"])
     run.add_argument("--check-only", action="store_true",
                      help="validate data, models and output directory, then exit")

@@ -11,6 +11,7 @@ from ..config import ModelConfig, configs_dir, load_config
 from ..errors import BortkitError, CheckpointError, ConfigError, DataError
 from ..options import check_choice, check_range
 from ..train import OPTIMIZERS, Workers
+from ..train import RunDir, check_resume, claim
 from .weights import LossWeights, parse_layer_map, uniform_layer_map
 
 EVAL_SEED = 0            # held-out masks are the same whatever the training seed
@@ -76,6 +77,7 @@ class PretrainingArguments:
     save_weights: bool = True                  # False: no checkpoint or final weights (scoring)
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False                    # replace a finished or started run
     progress: bool = True
     check_only: bool = False                   # validate everything, write nothing, exit
     stop_at_step: Optional[int] = None         # debug: SIGKILL itself during this step
@@ -106,11 +108,6 @@ class PretrainingArguments:
         return LossWeights(mlm=self.mlm_weight, kd=self.kd_weight, temperature=self.temperature,
                            kd_mode=self.kd_mode, hidden=self.hidden_weight,
                            attention=self.attention_weight)
-
-
-def flag(name: str) -> str:
-    """The command-line spelling of an argument name."""
-    return name.replace("_", "-")
 
 
 def resolve_student_config(name_or_path: str, dropout: Optional[float] = None) -> ModelConfig:
@@ -145,6 +142,7 @@ class Plan:
     layer_map: list
     resume_state: Optional[dict]
     output_dir: Path
+    run_dir: RunDir                    # the claim on output_dir (entered when work starts)
 
 
 def _open_dataset(path: Optional[str], flag: str, args: PretrainingArguments, workers: Workers,
@@ -154,10 +152,15 @@ def _open_dataset(path: Optional[str], flag: str, args: PretrainingArguments, wo
         raise DataError(f"{flag} must be a shard directory made by python -m "
                         "bortkit.data.create_pretraining_data (scripts/"
                         "run_pretraining_distillation.sh converts raw text)", path=path)
-    return PretrainingDataset(path, args.batch_size, seed=seed, rank=workers.rank,
+    from ..data import read_meta
+    length = read_meta(path)["max_seq_length"]
+    check_range("max_predictions", args.max_predictions, 1, length, integer=True)
+    data = PretrainingDataset(path, args.batch_size, seed=seed, rank=workers.rank,
                               world_size=workers.size, mlm_probability=args.mlm_probability,
                               max_predictions=args.max_predictions, whole_word=args.whole_word,
                               shuffle=shuffle, drop_last=drop_last)
+    data.verify()  # every shard's arrays, before any worker starts
+    return data
 
 
 def _vocabulary(tokenizer_dir: Path) -> Optional[list]:
@@ -212,16 +215,6 @@ def resume_record(args: PretrainingArguments, workers: Workers, config: ModelCon
     return record
 
 
-def _check_resume(stored: dict, current: dict, path: Path) -> None:
-    for key in RESUME_KEYS:
-        if key in stored and stored[key] != current.get(key):
-            shown = "student config" if key == "student" else f"--{flag(key)}"
-            if key == "global_batch_size":
-                shown = "global batch (--batch-size x workers)"
-            raise ConfigError(f"cannot resume: {shown} was {stored[key]!r} in the checkpoint, "
-                              f"now {current.get(key)!r}", path=path)
-
-
 def stored_state(checkpoint: Path) -> Optional[dict]:
     for directory in (checkpoint, checkpoint.with_name(checkpoint.name + ".old")):
         if (directory / "state.json").is_file():
@@ -273,19 +266,18 @@ def plan_run(args: PretrainingArguments, workers: Workers) -> Plan:
                          uniform_layer_map(config.num_layers, tconfig.num_layers))
 
     output = Path(args.output_dir)
-    if output.exists() and not output.is_dir():
-        raise ConfigError("--output-dir exists and is not a directory", path=output)
-    stored = stored_state(output / CHECKPOINT)
-    previous = [name for name in (CHECKPOINT, FINAL, TEACHER) if (output / name).exists()]
-    if previous and not args.resume:
-        raise ConfigError(f"already holds a run ({previous[0]}/); pass --resume to continue "
-                          "it or choose another --output-dir", path=output)
-    if args.resume and stored is not None:
-        _check_resume(stored.get("resume", {}), resume_record(args, workers, config),
-                      output / CHECKPOINT)
+    run_dir = claim(output, finished=(FINAL,), started=(CHECKPOINT, TEACHER),
+                    resume=args.resume, overwrite=args.overwrite, enabled=workers.is_root)
+    stored = stored_state(output / CHECKPOINT) if args.resume else None
+    if args.resume and stored is None and not (output / FINAL).exists():
+        raise ConfigError("--resume: no checkpoint to resume from (run without --resume to "
+                          "start)", path=output)
+    if stored is not None:
+        check_resume(stored.get("resume", {}), resume_record(args, workers, config),
+                     output / CHECKPOINT, RESUME_KEYS)
     return Plan(args=args, train_data=train, eval_data=evaluation, student_config=config,
                 teacher_state=teacher_state, adapt_teacher=adapt,
-                layer_map=layer_map, resume_state=stored if args.resume else None,
-                output_dir=output)
+                layer_map=layer_map, resume_state=stored, output_dir=output,
+                run_dir=run_dir)
 
 

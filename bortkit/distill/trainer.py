@@ -327,6 +327,5 @@ def train(args: PretrainingArguments, workers: Optional[Workers] = None) -> dict
     plan = plan_run(args, workers)
     if args.check_only:
         return {"checked": True}
-    if workers.is_root:
-        plan.output_dir.mkdir(parents=True, exist_ok=True)
-    return PretrainingRun(plan, workers).run()
+    with plan.run_dir:
+        return PretrainingRun(plan, workers).run()

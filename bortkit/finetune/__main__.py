@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training checkpoints (weights + optimizer) kept per run: 1 keeps the "
                         "latest (checkpoint/), N > 1 also checkpoint-STEP/ of the last N, 0 "
                         "none (no --resume); best/ is always kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace finished runs in --output-dir (default: refuse)")
     add_shared(p, d, ["progress"])
     p.add_argument("--distributed", action="store_true",
                    help="Horovod data parallelism; launch with horovodrun -np N")
@@ -111,7 +113,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         tasks = [load_task(name, files).name]  # reads --train: bad rows stop here
     else:
         tasks = resolve_tasks(name, data_dir)
-    from .trainer import Finetuner
+    from ..train import claim
+    from .trainer import CHECKPOINT, RESULT, Finetuner
+    for task in tasks:  # every run's folder, before the first one trains
+        for seed in seeds:
+            claim(out / task / f"seed-{seed}", finished=(RESULT,), started=(CHECKPOINT,),
+                  resume=args.resume, overwrite=args.overwrite)
     results = []
     writer = True
     for task in tasks:

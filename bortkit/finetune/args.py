@@ -39,6 +39,7 @@ class FinetuneArgs:
     eval_batch_size: int = 64
     predict: bool = False
     resume: bool = False
+    overwrite: bool = False           # replace a finished run in output_dir
     tokenizer: Optional[str] = None
     progress: bool = True
     max_steps: Optional[int] = None   # optimizer steps of the run; overrides epochs when set

@@ -20,6 +20,7 @@ all ranks see, so that every rank can resume from the same checkpoint.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from mxnet import gluon
 
 from ..checkpoint import classifier_from_state, read_state, save_pretrained
 from ..checkpoint.core import assign
-from ..errors import BortkitError, ConfigError
+from ..errors import BortkitError, CheckpointError, ConfigError
 from ..io import write_json
 from ..metrics import task_scores
 from ..tasks import Example, Task, write_predictions
@@ -39,11 +40,21 @@ from ..tasks.files import load_task
 from ..tokenizers import load_tokenizer
 from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
                      TrainStep, Workers, load_training_state, make_trainer, plot_curves,
-                     read_jsonl, save_training_state, seed_everything)
+                     check_resume, claim, read_jsonl, save_training_state,
+                     seed_everything)
 from ..train.retention import keep_snapshot
-from .args import FinetuneArgs
+from .args import FINETUNE_PARAMS, FinetuneArgs
 from .data import Features, epoch_batches, featurize, make_batch, subsample
 from .predict import batch_inputs, predict_logits
+
+
+CHECKPOINT, RESULT = "checkpoint", "result.json"
+# Settings a resumed run must share with the run that wrote its checkpoint. The run's length
+# and evaluation points may change (Agora extends a run round by round); the evaluation
+# batch size changes no result.
+RESUME_KEYS = ("task", "model", "pooling", "tokenizer",
+               *(k for k in FINETUNE_PARAMS if k not in ("max_steps", "epochs", "eval_every",
+                                                         "early_stopping", "eval_batch_size")))
 
 
 @dataclass
@@ -84,6 +95,13 @@ class Finetuner:
             raise ConfigError(f"--batch-size {args.batch_size} is smaller than the "
                               f"{self.size} Horovod ranks that share each batch")
         self.state = read_state(args.model)
+        self.state.config.check_sequence_length(args.max_length, path=args.model)
+        if args.predict:  # the test file must be there before training, not after it
+            self.task.path(args.data_dir, "test")
+        self.run_dir = claim(self.out, finished=(RESULT,), started=(CHECKPOINT,),
+                             resume=args.resume, overwrite=args.overwrite,
+                             enabled=self.is_writer)
+        self.saved = self._saved_settings() if args.resume else None
         tok_path = args.tokenizer or self.state.tokenizer_dir
         if tok_path is None:
             raise BortkitError("checkpoint has no tokenizer files; pass --tokenizer",
@@ -96,6 +114,21 @@ class Finetuner:
         self._build_model(schedule)
 
     # ------------------------------------------------------------------ setup
+    def _saved_settings(self) -> Optional[dict]:
+        """The settings the checkpoint being resumed was made with (None: no checkpoint);
+        refuses a resume with other settings, listing every difference."""
+        for directory in (self.out / CHECKPOINT, self.out / (CHECKPOINT + ".old")):
+            path = directory / "state.json"
+            if path.is_file():
+                try:
+                    saved = json.loads(path.read_text())
+                except json.JSONDecodeError as err:
+                    raise CheckpointError(f"corrupt state.json ({err})", path=path) from None
+                check_resume(saved.get("args", {}), asdict(self.args), self.out, RESUME_KEYS)
+                return saved
+        raise ConfigError("--resume: no checkpoint to resume from (run without --resume to "
+                          "start)", path=self.out)
+
     def _load_data(self, train=None, dev=None) -> None:
         a = self.args
         if train is None:
@@ -198,7 +231,7 @@ class Finetuner:
     def _checkpoint(self, run: RunState) -> None:
         if self.is_writer and self.args.save_total_limit > 0:
             state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
-            save_training_state(self.out / "checkpoint", self.net, self.config,
+            save_training_state(self.out / CHECKPOINT, self.net, self.config,
                                 self.trainer, state, tokenizer=self.tokenizer,
                                 meta=self._head_meta())
             keep_snapshot(self.out, run.step, self.args.save_total_limit)
@@ -214,17 +247,17 @@ class Finetuner:
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
+        with self.run_dir:
+            return self._run()
+
+    def _run(self) -> dict:
         a = self.args
-        if self.is_writer:
-            self.out.mkdir(parents=True, exist_ok=True)
         log = JsonlLog(self.out / "log.jsonl", enabled=self.is_writer)
         run = RunState()
-        if a.resume and (self.out / "checkpoint").exists():
-            saved = load_training_state(self.out / "checkpoint", self.net, self.trainer)
+        if self.saved is not None:
+            saved = load_training_state(self.out / CHECKPOINT, self.net, self.trainer)
             run = RunState(**saved["run"])
             log.write("resume", step=run.step)
-        elif a.resume:
-            log.write("resume", step=0, note="no checkpoint yet; starting fresh")
         else:
             log.write("start", args=asdict(a), train_examples=len(self.train),
                       dev_examples=len(self.dev), total_steps=self.total_steps)
@@ -257,7 +290,7 @@ class Finetuner:
             return result
         if self.args.predict:
             result["submission"] = str(self.predict_test())
-        write_json(self.out / "result.json", result)
+        write_json(self.out / RESULT, result)
         log.write("done", best_step=run.best_step, best=result["best"])
         records = _this_run(read_jsonl(self.out / "log.jsonl"))
         plot_curves(records, self.out / "learning_curve.png",

@@ -181,6 +181,13 @@ def pool_tokens(sequence: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndar
     return (sequence * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
 
 
+def _check_values(name: str, array: np.ndarray, high: int) -> None:
+    """Every value of ``array`` in [0, high): an embedding lookup would clamp the rest."""
+    if array.min() < 0 or array.max() >= high:
+        raise BortkitError(f"encode: {name} must be in [0, {high - 1}] (the model's table), "
+                           f"got values in [{array.min()}, {array.max()}]")
+
+
 def _as_batch(name: str, array, like: Optional[np.ndarray] = None) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim == 1:
@@ -189,6 +196,11 @@ def _as_batch(name: str, array, like: Optional[np.ndarray] = None) -> np.ndarray
         raise BortkitError(f"encode: {name} must be (batch, length), got shape {array.shape}")
     if like is not None and array.shape != like.shape:
         raise BortkitError(f"encode: {name} has shape {array.shape}, input_ids {like.shape}")
+    integral = array.dtype.kind in "iub" or (array.dtype.kind == "f" and array.size and
+                                              np.isfinite(array).all() and
+                                              (array == np.round(array)).all())
+    if array.size and not integral:
+        raise BortkitError(f"encode: {name} must hold integers, got dtype {array.dtype}")
     return array
 
 
@@ -298,17 +310,20 @@ class Model:
     def _inputs(self, input_ids, token_type_ids, attention_mask) -> list:
         """Checked (B, T) model inputs as float32 NDArrays on the model's context."""
         ids = _as_batch("input_ids", input_ids)
-        if ids.size and (ids.min() < 0 or ids.max() >= self.config.vocab_size):
-            raise BortkitError(f"encode: input_ids must be in [0, {self.config.vocab_size}), "
-                               f"got values in [{ids.min()}, {ids.max()}]")
-        if ids.shape[1] + self.config.position_offset > self.config.max_length \
-                and self.config.position_embedding == "learned":
-            raise BortkitError(f"encode: sequence length {ids.shape[1]} exceeds max_length "
-                               f"{self.config.max_length - self.config.position_offset}")
+        if ids.size == 0:
+            raise BortkitError(f"encode: input_ids must hold at least one sequence of at least "
+                               f"one token, got shape {ids.shape}")
+        _check_values("input_ids", ids, self.config.vocab_size)
+        longest = self.config.longest_sequence
+        if longest is not None and ids.shape[1] > longest:
+            raise BortkitError(f"encode: sequence length must be in [1, {longest}] (the model's "
+                               f"position table), got {ids.shape[1]}")
         types = np.zeros_like(ids) if token_type_ids is None else \
             _as_batch("token_type_ids", token_type_ids, ids)
+        _check_values("token_type_ids", types, max(self.config.type_vocab_size, 1))  # no clamping
         mask = np.ones_like(ids) if attention_mask is None else \
             _as_batch("attention_mask", attention_mask, ids)
+        _check_values("attention_mask", mask, 2)
         return [mx.nd.array(a, ctx=self.ctx, dtype="float32") for a in (ids, types, mask)]
 
     def num_params(self) -> int:

@@ -54,9 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import search
+    from ..train import claim
     from . import load_space
-    from .costs import MeasuredLatency, ParamCost, analytic_flops, arch_config
-    from .error import DistillationError
 
     budget = search.parse_count(args.max_params) if args.max_params is not None else None
     check_range("steps_per_candidate", args.steps_per_candidate, 1, integer=True)
@@ -66,7 +65,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     space = load_space(args.space)
     candidates = list(space.candidates())
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # rerunning the same command resumes (state.sqlite refuses other settings); the lock
+    # refuses a second search in the same folder while this one runs
+    with claim(out):
+        return _search(args, space, candidates, out, budget)
+
+
+def _search(args, space, candidates, out: Path, budget) -> int:
+    import search
+    from .costs import MeasuredLatency, ParamCost, analytic_flops, arch_config
+    from .error import DistillationError
     params = ParamCost(include_embeddings=args.params == "total")
     if budget is not None:  # fail fast, before measuring or training anything
         search.apply_budget(candidates, [params(a) for a in candidates], budget, space.describe)

@@ -79,6 +79,7 @@ class DistillationError:
         state = read_state(base)
         if state.tokenizer_dir is None:
             raise BortkitError("teacher checkpoint has no tokenizer files", path=base)
+        state.config.check_sequence_length(seq_length, path=base)  # before any tokenising
         data = out / "data"
         train_dir = _shards(corpus, state.tokenizer_dir, data / "train", seq_length, progress)
         heldout_dir = _shards(heldout, state.tokenizer_dir, data / "heldout", seq_length,

@@ -21,6 +21,7 @@ from ..agora import Agora, AgoraArgs
 from ..errors import ConfigError
 from ..finetune import FinetuneArgs
 from ..options import check, check_choice, check_range
+from ..rundir import RunDir
 from .distributed import make_coordinator
 from .space import apply_overrides, load_space, split_agora, uses_agora
 from .hygiene import tidy_finished_trials
@@ -134,6 +135,13 @@ class Sweep:
         self.study = self.storage = None
         self.retry = ResumeFailedTrial(args.max_retry)
         if self.coordinator.rank == 0:
+            if execute is None:  # the inputs every trial reads, before the study exists
+                from ..checkpoint import read_state
+                read_state(args.model)
+                get_task(self.task).path(args.data_dir, "train")
+            # workers of one study share this folder, so it is checked, not locked; each
+            # trial's run folder is claimed by the trainer
+            RunDir(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
             self.storage = open_storage(args.storage, args.heartbeat, args.grace, args.max_retry)
             self.study = load_study(self.storage, args.study, identity, self.space.to_dict(),
@@ -169,7 +177,10 @@ class Sweep:
     def _job(self, trial) -> dict:
         trial.set_user_attr("worker", worker_identity())
         run_dir = trial.user_attrs.get("run_dir")
-        resume = run_dir is not None  # a retry: continue in the failed attempt's directory
+        # a retry continues in the failed attempt's directory, from its checkpoint if it got
+        # that far; otherwise it starts that directory afresh
+        resume = run_dir is not None and any((Path(run_dir) / name).exists()
+                                             for name in ("checkpoint", "agora_state.json"))
         if run_dir is None:
             run_dir = str((self.out / "trials" / f"trial-{trial.number:04d}").resolve())
             trial.set_user_attr("run_dir", run_dir)

@@ -10,6 +10,8 @@ sweep, the search): a trainer supplies batches, a loss and hooks; this package d
 - :class:`Loop` — steps with hooks given at construction (``on_step``, ``evaluate``,
   ``checkpoint``, ``stop``: early stopping, sweep reports and pruning).
 - :class:`Progress`, :class:`JsonlLog`, :func:`plot_curves` — bar/messages, JSONL, PNG.
+- :func:`claim` / :class:`RunDir`, :func:`check_resume` — output folders claimed before work
+  starts (finished runs, live holders, staging leftovers), resumes with the same settings.
 - :func:`save_training_state` / :func:`load_training_state`, :func:`seed_everything` —
   resumable, bit-for-bit reproducible runs.
 
@@ -35,6 +37,7 @@ Heavy modules (MXNet) load on first use, so ``from bortkit.train import OPTIMIZE
 """
 from __future__ import annotations
 
+from ..rundir import RunDir, check_resume, claim, differences, lock_path  # noqa: F401
 from .names import OPTIMIZERS  # noqa: F401
 
 _EXPORTS = {
@@ -47,7 +50,8 @@ _EXPORTS = {
     "workers": ("Workers", "launched_by_horovod"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["OPTIMIZERS", *_MODULE_OF]
+__all__ = ["OPTIMIZERS", "RunDir", "check_resume", "claim", "differences", "lock_path",
+           *_MODULE_OF]
 
 
 def __getattr__(name):  # PEP 562: MXNet loads only when a piece that needs it is used

@@ -24,7 +24,7 @@ import numpy as np
 from ..checkpoint import read_state, save_pretrained
 from ..checkpoint.core import assign
 from ..errors import CheckpointError
-from ..io import write_json
+from ..io import STAGING, output_errors, write_json
 from .names import OPTIMIZER_STATES as OPTIMIZER, TRAINING_STATE as STATE
 
 
@@ -48,20 +48,26 @@ def save_training_state(directory: Path, block, config, trainer, state: dict,
     projections of a distillation loss; each is saved as ``<name>.params``.
     """
     directory = Path(directory)
-    staging = directory.with_name(directory.name + ".staging")
+    staging = directory.with_name(f".{directory.name}{STAGING}save")  # clean_staging removes it
     shutil.rmtree(staging, ignore_errors=True)
-    save_pretrained(block, staging, config=config, tokenizer=tokenizer, source=source,
-                    meta=meta, seed=state.get("seed"))
-    trainer.save_states(str(staging / OPTIMIZER))
-    for name, extra in (extra_blocks or {}).items():
-        extra.save_parameters(str(staging / f"{name}.params"))
-    write_json(staging / STATE, state)
+    try:
+        with output_errors(directory, staging):  # a full disk names the checkpoint
+            save_pretrained(block, staging, config=config, tokenizer=tokenizer, source=source,
+                            meta=meta, seed=state.get("seed"))
+            trainer.save_states(str(staging / OPTIMIZER))
+            for name, extra in (extra_blocks or {}).items():
+                extra.save_parameters(str(staging / f"{name}.params"))
+            write_json(staging / STATE, state)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # the previous checkpoint stays whole
+        raise
     # save_pretrained wrote `staging` atomically; one rename makes it the checkpoint.
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
+    old = directory.with_name(directory.name + ".old")  # kept if killed: load falls back to it
+    with output_errors(directory):
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            directory.rename(old)
+        staging.rename(directory)
     shutil.rmtree(old, ignore_errors=True)
     return directory
 
