@@ -12,8 +12,8 @@ BORTKIT = REPO / "bortkit"
 # ARCHITECTURE.md's table: a unit imports only from lower layers (and from itself).
 LAYERS = {
     "errors": 0,
-    "io": 1, "resolve": 1, "rundir": 1,
-    "config": 2, "options": 2, "tokenizers": 2, "tasks": 2, "ops": 2,
+    "io": 1, "resolve": 1,
+    "config": 2, "options": 2, "rundir": 2, "tokenizers": 2, "tasks": 2, "ops": 2,
     "model": 3, "data": 3, "accounting": 3, "metrics": 3,
     "checkpoint": 4, "info": 4,
     "train": 5, "inference": 5, "quantize": 5,

@@ -188,7 +188,7 @@ def test_cli_writes_a_runnable_directory(tmp_path):
     code, lines = _cli("--model", tmp_path / "ckpt", "--format", "onnx",
                        "--output-dir", tmp_path / "out")
     assert code == 2 and lines == [f"bortkit: error: {tmp_path / 'out'}: output directory "
-                                   "exists and is not empty (pass --overwrite to replace it)"]
+                                   "already exists (pass --overwrite to replace it)"]
 
 
 @pytest.mark.parametrize("args,message", [

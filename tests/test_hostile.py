@@ -217,7 +217,13 @@ def table(s: Path, readonly) -> dict:
     export = [("output exists", ["--model", m, "--output-dir", str(s / "export-existing")],
                "export-existing"),
               ("model missing", ["--model", str(s / "nope"), "--output-dir",
-                                 str(s / "out/export")], "nope")]
+                                 str(s / "out/export")], "nope"),
+              ("unknown format", ["--model", m, "--format", "tflite", "--output-dir",
+                                  str(s / "out/export")], "--format"),
+              ("quantize without onnx", ["--model", m, "--quantize", "int8", "--output-dir",
+                                         str(s / "out/export")], "--quantize"),
+              ("unknown quantization", ["--model", m, "--format", "onnx", "--quantize", "int4",
+                                        "--output-dir", str(s / "out/export")], "--quantize")]
     convert = [("missing folder", [str(s / "nope")], "nope"),
                ("a file", [str(s / "afile")], "afile")]
     api = [(name, [f"api:{name}"], text) for name, text in (
@@ -242,7 +248,7 @@ def table(s: Path, readonly) -> dict:
             "bortkit.data.create_pretraining_data": create, "bortkit.info": info,
             "bortkit.search.__main__": search, "bortkit.sweep.__main__": sweep,
             "bortkit.agora.__main__": agora, "bortkit.predict": predict,
-            "bortkit.export": export, "bortkit.data.convert_shards": convert, None: api}
+            "bortkit.export.__main__": export, "bortkit.data.convert_shards": convert, None: api}
 
 
 def _run_children(jobs: dict) -> dict:

@@ -124,5 +124,5 @@ def test_export_cli_writes_a_transformers_classifier(finetuned_sst2, tmp_path):
                             "--output-dir", str(tmp_path / "hf")],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 2
-    assert again.stderr == (f"bortkit: error: {tmp_path / 'hf'}: output directory exists and "
-                            "is not empty (pass --overwrite to replace it)\n")
+    assert again.stderr == (f"bortkit: error: {tmp_path / 'hf'}: output directory already "
+                            "exists (pass --overwrite to replace it)\n")

@@ -47,9 +47,9 @@ def check_options(model: os.PathLike | str, output_dir: os.PathLike | str,
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError("output directory is a file", path=out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError("output directory exists and is not empty (pass --overwrite to "
-                          "replace it)", path=out)
+    if out.exists() and not overwrite:
+        raise ConfigError("output directory already exists (pass --overwrite to replace it)",
+                          path=out)
     if format != "onnx":
         return
     try:

@@ -138,7 +138,7 @@ class Sweep:
             if execute is None:  # the inputs every trial reads, before the study exists
                 from ..checkpoint import read_state
                 read_state(args.model)
-                get_task(self.task).path(args.data_dir, "train")
+                task.path(args.data_dir, "train")
             # workers of one study share this folder, so it is checked, not locked; each
             # trial's run folder is claimed by the trainer
             RunDir(self.out)
