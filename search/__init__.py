@@ -3,7 +3,8 @@
 Plain Python (no MXNet, no model code): a search space (:class:`SearchSpace`), the W-coefficient
 (:func:`w_coefficient`), the interval FPTAS and exhaustive search over any cost model
 (:func:`fptas`, :func:`exhaustive`), a resumable SQLite state (:class:`SearchStore`) and
-reports (:func:`write_results`, :func:`format_table`). bortkit wires its models to these in
+reports (:func:`write_results`, :func:`format_table`) and the hyperparameter set Θ
+(:func:`load_thetas`). bortkit wires its models to these in
 ``bortkit/search.py``. ``search/ALGORITHM.md`` documents the algorithm and its sources.
 """
 from .budget import apply_budget, format_count, parse_count
@@ -11,12 +12,13 @@ from .fptas import (CostModel, ScoredCandidate, SearchResult, exhaustive, fptas,
                     pareto_front)
 from .space import SearchSpace, default_space_path
 from .store import SearchStore, arch_key
+from .theta import load_thetas
 from .wcoef import MaximumPoint, WCoefficient, w_coefficient
 
 __all__ = ["SearchSpace", "default_space_path", "parse_count", "format_count", "apply_budget",
            "MaximumPoint", "WCoefficient", "w_coefficient", "CostModel", "ScoredCandidate",
            "SearchResult", "fptas", "exhaustive", "pareto_front", "SearchStore", "arch_key",
-           "write_results", "format_table"]
+           "load_thetas", "write_results", "format_table"]
 
 
 def __getattr__(name):  # the report pulls in Matplotlib: load it only when asked for
