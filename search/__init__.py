@@ -8,8 +8,8 @@ reports (:func:`write_results`, :func:`format_table`) and the hyperparameter set
 ``bortkit/search.py``. ``search/ALGORITHM.md`` documents the algorithm and its sources.
 """
 from .budget import apply_budget, format_count, parse_count
-from .fptas import (CostModel, ScoredCandidate, SearchResult, exhaustive, fptas,
-                    pareto_front)
+from .fptas import (PARTITIONS, CostModel, ScoredCandidate, SearchResult, check_epsilon,
+                    exhaustive, fptas, pareto_front)
 from .space import SearchSpace, default_space_path
 from .store import SearchStore, arch_key
 from .theta import load_thetas
@@ -17,7 +17,7 @@ from .wcoef import MaximumPoint, WCoefficient, w_coefficient
 
 __all__ = ["SearchSpace", "default_space_path", "parse_count", "format_count", "apply_budget",
            "MaximumPoint", "WCoefficient", "w_coefficient", "CostModel", "ScoredCandidate",
-           "SearchResult", "fptas", "exhaustive", "pareto_front", "SearchStore", "arch_key",
+           "SearchResult", "PARTITIONS", "check_epsilon", "fptas", "exhaustive", "pareto_front", "SearchStore", "arch_key",
            "load_thetas", "write_results", "format_table"]
 
 

@@ -164,7 +164,7 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
     if not callable(sort_by) and sort_by not in SORT_KEYS:
         raise ConfigError(f"sort_by must be one of {', '.join(SORT_KEYS)} or a function, "
                           f"got {sort_by!r}")
-    epsilon = _check_epsilon(epsilon, partition)
+    epsilon = check_epsilon(epsilon, partition)
     options = {"algorithm": "fptas", "epsilon": epsilon, "partition": partition,
                "sort_by": sort_by if isinstance(sort_by, str) else _callable_name(sort_by),
                "representative": representative}
@@ -408,7 +408,8 @@ def _sort_key(sort_by) -> Callable[[ScoredCandidate], float]:
 
 
 # ---------------------------------------------------------------------------- checks
-def _check_epsilon(epsilon: Any, partition: str) -> float:
+def check_epsilon(epsilon: Any, partition: str) -> float:
+    """ε as the partition takes it (an int for ``count``); a :class:`ConfigError` otherwise."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
             or not math.isfinite(epsilon):
         raise ConfigError(f"epsilon must be a number, got {epsilon!r}")

@@ -7,19 +7,21 @@ held-out distillation loss of the candidate after a short training from the teac
 Candidates over ``--max-params`` are removed before anything is trained. With no other
 argument it runs on a bundled default (a WikiText-2 sample and a MiniLM teacher) in minutes.
 
-Writes to ``--out``: results.csv, results.json, tradeoff.png, best/config.json (ready for
-``scripts/run_pretraining_distillation.sh``), state.sqlite (resume: rerun the same command),
+Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (the chosen shape with the
+teacher's vocabulary: the student of ``scripts/run_pretraining_distillation.sh``), state.sqlite (resume: rerun the same command),
 latency.json (measured vs modelled latency) and log.jsonl.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
+from .error import ERROR_MODES, INITS, TEACHER_MLM_STEPS, THETA_CHECKS, Training
 
-REPO = Path(__file__).resolve().parents[2]
+DEFAULT_EPSILON = {"count": 12, "geometric": 0.25}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,22 +32,84 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="teacher checkpoint (default: MiniLM with a fitted MLM head)")
     p.add_argument("--corpus", nargs="+", help="training text files (default: bundled sample)")
     p.add_argument("--heldout", nargs="+", help="held-out text files (default: bundled sample)")
-    p.add_argument("--epsilon", type=float, default=12.0,
-                   help="interval size: candidates per trained representative (default 12)")
-    p.add_argument("--steps-per-candidate", type=int, default=30,
-                   help="distillation steps before a candidate's error is measured")
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--seq-length", type=int, default=64, help="training sequence length")
+    algorithm = p.add_argument_group("the algorithm (de Wynter 2020; search/ALGORITHM.md)")
+    algorithm.add_argument("--partition", choices=("count", "geometric"), default="count",
+                           help="intervals of --epsilon candidates each (count, the paper's "
+                                "reading), or runs whose parameter count grows by at most a "
+                                "factor 1 + epsilon (geometric: the answer's W is within "
+                                "(1 - epsilon) of the optimum when the error is smooth in size)")
+    algorithm.add_argument("--epsilon", type=float, default=None,
+                           help="count: candidates per interval, a whole number >= 1 (default "
+                                f"{DEFAULT_EPSILON['count']:g}); geometric: relative width in "
+                                f"(0, 1) (default {DEFAULT_EPSILON['geometric']:g})")
+    algorithm.add_argument("--theta", metavar="FILE.yaml",
+                           help="hyperparameter set: a list of settings or a grid of "
+                                f"{', '.join(THETA_CHECKS)}; each representative is trained "
+                                "once per setting and its error is the smallest")
+    algorithm.add_argument("--error", choices=ERROR_MODES, default="teacher-ce",
+                           help="teacher-ce: cross-entropy against the teacher's distribution at "
+                                "held-out masked positions (the paper's reading); mlm: against "
+                                "the true tokens")
+    for name, what in (("alpha", "size"), ("beta", "inference time"), ("gamma", "error")):
+        algorithm.add_argument(f"--{name}", type=float, default=1.0,
+                               help=f"W exponent on the {what} term (default 1, the paper's)")
+    algorithm.add_argument("--exhaustive", action="store_true", help="train every candidate")
+    train = p.add_argument_group("training each candidate (the default setting of Θ)")
+    train.add_argument("--steps-per-candidate", type=int, default=Training.steps,
+                       help="distillation steps before a candidate's error is measured")
+    train.add_argument("--learning-rate", type=float, default=Training.learning_rate)
+    train.add_argument("--warmup-ratio", type=float, default=Training.warmup_ratio)
+    train.add_argument("--batch-size", type=int, default=Training.batch_size)
+    train.add_argument("--max-grad-norm", type=float, default=Training.max_grad_norm)
+    train.add_argument("--init", choices=INITS, default=Training.init,
+                       help="a candidate's starting weights: random, or the teacher's cut to "
+                            "its shape where they overlap (sub-network extraction)")
+    train.add_argument("--eval-batches", type=int, default=Training.eval_batches,
+                       help="held-out batches a candidate is scored on")
+    train.add_argument("--max-length", "--seq-length", dest="seq_length", type=int, default=64,
+                       help="training sequence length")
+    train.add_argument("--seed", type=int, default=0)
+    teacher = p.add_argument_group("the teacher's MLM head (for a teacher shipped without one)")
+    teacher.add_argument("--teacher-mlm-steps", type=int, default=TEACHER_MLM_STEPS,
+                         help="masked-LM steps that fit the head (default %(default)s)")
+    teacher.add_argument("--cache-dir", default=None,
+                         help="where fitted heads are kept and reused across searches "
+                              "(default $BORTKIT_CACHE or ~/.cache/bortkit)")
+    teacher.add_argument("--no-cache", dest="cache", action="store_false",
+                         help="fit the head inside --output-dir instead of reusing a cached one")
     p.add_argument("--params", choices=("total", "encoder"), default="total",
                    help="p: all parameters, or without the embeddings")
     p.add_argument("--latency", choices=("measured", "flops"), default="measured",
                    help="i: measured on this CPU (batch 1 x 128) or analytic FLOPs")
-    p.add_argument("--exhaustive", action="store_true", help="train every candidate")
-    p.add_argument("--out", default="runs/search", help="output directory")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", "--out", dest="out", default="runs/search",
+                   help="output directory")
     p.add_argument("--top", type=int, default=10, help="rows of the printed ranking")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every option a run cannot use: one line, before anything is written."""
+    import search
+    for flag in ("steps_per_candidate", "batch_size", "eval_batches", "seq_length",
+                 "teacher_mlm_steps"):
+        value = getattr(args, flag)
+        if value < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
+    for flag in ("learning_rate", "warmup_ratio", "max_grad_norm"):
+        problem = THETA_CHECKS[flag](getattr(args, flag))
+        if problem is not None:
+            raise ConfigError(f"--{flag.replace('_', '-')} {problem}, got {getattr(args, flag)}")
+    if args.epsilon is None:
+        args.epsilon = DEFAULT_EPSILON[args.partition]
+    try:
+        args.epsilon = search.check_epsilon(args.epsilon, args.partition)
+    except ConfigError as err:
+        raise ConfigError(f"--epsilon: {err.problem}") from None
+    try:
+        args.exponents = search.WCoefficient(args.alpha, args.beta, args.gamma)
+    except ConfigError as err:
+        raise ConfigError(f"--alpha/--beta/--gamma: {err.problem}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -53,42 +117,56 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import search
     from .costs import MeasuredLatency, ParamCost, analytic_flops, arch_config
     from .error import DistillationError
+    from .teacher import user_cache_dir
 
+    check_arguments(args)
     budget = search.parse_count(args.max_params) if args.max_params is not None else None
-    if args.steps_per_candidate < 1:
-        raise ConfigError(f"--steps-per-candidate must be >= 1, got {args.steps_per_candidate}")
+    thetas = search.load_thetas(args.theta, THETA_CHECKS) if args.theta else None
     space = search.SearchSpace.from_yaml(args.space)
     candidates = list(space.candidates())
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     params = ParamCost(include_embeddings=args.params == "total")
-    if budget is not None:  # fail fast, before measuring or training anything
+    if budget is not None:  # fail fast, before measuring, training or writing anything
         search.apply_budget(candidates, [params(a) for a in candidates], budget, space.describe)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError("--output-dir exists and is not a directory", path=out)
+    out.mkdir(parents=True, exist_ok=True)
     latency = MeasuredLatency() if args.latency == "measured" else analytic_flops()
+    training = Training(steps=args.steps_per_candidate, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, max_grad_norm=args.max_grad_norm,
+                        batch_size=args.batch_size, seed=args.seed, init=args.init,
+                        eval_batches=args.eval_batches)
+    cache = (Path(args.cache_dir) if args.cache_dir else user_cache_dir()) if args.cache else None
     error = DistillationError.prepare(out, teacher=args.teacher, corpus=args.corpus,
-                                      heldout=args.heldout, steps=args.steps_per_candidate,
-                                      batch_size=args.batch_size, seq_length=args.seq_length,
-                                      seed=args.seed, progress=args.progress)
+                                      heldout=args.heldout, training=training,
+                                      seq_length=args.seq_length, mode=args.error,
+                                      teacher_mlm_steps=args.teacher_mlm_steps, cache=cache,
+                                      progress=args.progress)
     costs = search.CostModel(params=params, inference_cost=latency, error=error)
-    settings = {"steps_per_candidate": args.steps_per_candidate, "seed": args.seed,
-                "batch_size": args.batch_size, "seq_length": args.seq_length,
-                "teacher": error.teacher_id, "corpus": error.corpus_id,
-                "params": args.params, "latency": args.latency}
+    settings = {"training": asdict(training), "seq_length": args.seq_length,
+                "error": args.error, "teacher": error.teacher_id, "corpus": error.corpus_id,
+                "teacher_mlm_steps": args.teacher_mlm_steps, "params": args.params,
+                "latency": args.latency}
     progress = _Progress(out, enabled=args.progress)
+    common = dict(max_params=budget, store=None, coefficient=args.exponents,
+                  settings=settings, thetas=thetas, callback=progress)
     with search.SearchStore(out / "state.sqlite") as store:
+        common["store"] = store
         if args.exhaustive:
-            result = search.exhaustive(candidates, costs, max_params=budget, store=store,
-                                       settings=settings, callback=progress)
+            result = search.exhaustive(candidates, costs, **common)
         else:
-            result = search.fptas(candidates, costs, args.epsilon, max_params=budget,
-                                  store=store, settings=settings, callback=progress)
+            result = search.fptas(candidates, costs, args.epsilon, partition=args.partition,
+                                  **common)
     progress.close()
     paths = search.write_results(result, out)
-    best = arch_config(result.chosen.arch)
+    best = error.student_config(result.chosen.arch)   # the teacher's vocabulary: a student
     from ..io import write_json
-    write_json(out / "best" / "config.json", {**best.to_dict(), "_format": "bortkit",
-                                              "_search": {"W": result.chosen.w,
-                                                          "params": result.chosen.params}})
+    write_json(out / "best" / "config.json",
+               {**best.to_dict(), "_format": "bortkit",
+                "_search": {"W": result.chosen.w, "error": result.chosen.error,
+                            "error_kind": args.error, "theta": result.chosen.theta,
+                            "params": result.chosen.params,
+                            "space_config": arch_config(result.chosen.arch).to_dict()}})
     if isinstance(latency, MeasuredLatency):
         write_json(out / "latency.json", {"model": "t_embed(units) + D * t_layer(A, H, I)",
                                           "batch_size": latency.batch_size,
