@@ -115,7 +115,7 @@ def check_arguments(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import search
-    from .costs import MeasuredLatency, ParamCost, analytic_flops, arch_config
+    from .costs import IsolatedLatency, ParamCost, analytic_flops, arch_config
     from .error import DistillationError
     from .teacher import user_cache_dir
 
@@ -131,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if out.exists() and not out.is_dir():
         raise ConfigError("--output-dir exists and is not a directory", path=out)
     out.mkdir(parents=True, exist_ok=True)
-    latency = MeasuredLatency() if args.latency == "measured" else analytic_flops()
+    latency = IsolatedLatency(candidates) if args.latency == "measured" else analytic_flops()
     training = Training(steps=args.steps_per_candidate, learning_rate=args.learning_rate,
                         warmup_ratio=args.warmup_ratio, max_grad_norm=args.max_grad_norm,
                         batch_size=args.batch_size, seed=args.seed, init=args.init,
@@ -167,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             "error_kind": args.error, "theta": result.chosen.theta,
                             "params": result.chosen.params,
                             "space_config": arch_config(result.chosen.arch).to_dict()}})
-    if isinstance(latency, MeasuredLatency):
+    if isinstance(latency, IsolatedLatency):
         write_json(out / "latency.json", {"model": "t_embed(units) + D * t_layer(A, H, I)",
                                           "batch_size": latency.batch_size,
                                           "seq_length": latency.seq_length,

@@ -110,3 +110,46 @@ class MeasuredLatency:
                          "predicted_ms": round(predicted, 3), "measured_ms": round(measured, 3),
                          "relative_error": round((predicted - measured) / measured, 4)})
         return rows
+
+
+@dataclass
+class IsolatedLatency:
+    """:class:`MeasuredLatency` of every candidate, probed in one worker process on first use
+    (the probes build a hundred model shapes; their memory leaves with the worker). A search
+    resumed from its state file never calls it, so it never probes."""
+
+    candidates: list
+    latency: MeasuredLatency = field(default_factory=MeasuredLatency)
+    _table: dict = field(default=None, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.latency.batch_size
+
+    @property
+    def seq_length(self) -> int:
+        return self.latency.seq_length
+
+    def __call__(self, arch: Mapping) -> float:
+        if self._table is None:
+            from .worker import isolated
+            self._table, self.latency = isolated(_probe_all, self.latency, self.candidates)
+        return self._table[_key(arch)]
+
+    def validate(self, archs: list) -> list[dict]:
+        from .worker import isolated
+        return isolated(_validate, self.latency, archs)
+
+
+def _key(arch: Mapping) -> str:
+    import json
+    return json.dumps(dict(arch), sort_keys=True)
+
+
+def _probe_all(latency: MeasuredLatency, archs: list) -> tuple:
+    """(arch key -> ms, the latency model with its probe timings) for :class:`IsolatedLatency`."""
+    return {_key(a): latency(a) for a in archs}, latency
+
+
+def _validate(latency: MeasuredLatency, archs: list) -> list[dict]:
+    return latency.validate(archs)

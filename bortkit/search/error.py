@@ -33,6 +33,7 @@ from ..errors import BortkitError, ConfigError
 from ..io import write_json
 from .costs import arch_config
 from .teacher import fingerprint, head_key, teacher_with_head, user_cache_dir
+from .worker import isolated
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "corpus"
 ERROR_MODES = ("teacher-ce", "mlm")
@@ -139,9 +140,9 @@ class DistillationError:
         if "mlm_head.decoder.bias" not in state.tensors:
             key = head_key(base, corpus_id, teacher_mlm_steps, training.batch_size, seq_length,
                            training.seed)
-            teacher_dir = teacher_with_head(base, train_dir, heldout_dir, key,
-                                            teacher_mlm_steps, training.batch_size,
-                                            training.seed, cache, out / "teacher", progress)
+            teacher_dir = isolated(teacher_with_head, base, train_dir, heldout_dir, key,
+                                   teacher_mlm_steps, training.batch_size, training.seed,
+                                   cache, out / "teacher", progress)
         config = state.config
         vocab = {"vocab_size": config.vocab_size, "pad_token_id": config.pad_token_id,
                  "type_vocab_size": config.type_vocab_size,
@@ -155,6 +156,8 @@ class DistillationError:
 
     def run_dir(self, arch: Mapping, theta: Optional[Mapping] = None) -> Path:
         shape = "-".join(f"{arch[k]}" for k in ("num_layers", "num_heads", "units", "ffn_units"))
+        if arch.get("attention", "dot_product") != "dot_product":  # one folder per variant
+            shape += f"-{arch['attention']}"
         name = "default" if not theta else hashlib.sha256(
             json.dumps(dict(theta), sort_keys=True).encode()).hexdigest()[:10]
         return self.out / "candidates" / shape / name
@@ -167,19 +170,10 @@ class DistillationError:
                "teacher": str(self.teacher_dir), "train": str(self.train_dir),
                "heldout": str(self.heldout_dir),
                "training": asdict(self.training.with_theta(theta))}
-        scores = _in_worker(job) if self.isolate else score_candidate(job)
+        scores = isolated(score_candidate, job) if self.isolate else score_candidate(job)
         write_json(run_dir / "error.json", {"arch": dict(arch), "theta": theta, **scores})
         self.last = scores
         return float(scores[self.mode])
-
-
-def _in_worker(job: dict) -> dict:
-    """:func:`score_candidate` in a fresh spawned process, which ends with the candidate."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        return pool.submit(score_candidate, job).result()
 
 
 def score_candidate(job: dict) -> dict:
