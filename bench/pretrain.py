@@ -7,8 +7,9 @@ One *step* is forward, backward, global-norm clipping at 1.0 and an Adam-type up
 
 ``bortkit``
     the code path of ``python -m bortkit.distill`` without a teacher
-    (:class:`bortkit.distill.trainer.PretrainingRun`: hybridized static graphs, BERTAdam,
-    the fused CPU kernels of :mod:`bortkit.model.kernels` when they build); each step ends
+    (:class:`bortkit.distill.PretrainingRun` timed through its public
+    :class:`bortkit.train.TrainStep`: hybridized static graphs, BERTAdam, the fused CPU
+    kernels of :mod:`bortkit.model.kernels` when they build); each step ends
     with ``mx.nd.waitall()``, so MXNet's asynchronous work is inside the step's time;
 ``torch``
     ``BertForMaskedLM`` split as bortkit computes it: encoder, gather the masked positions,
@@ -92,8 +93,9 @@ def bortkit_run(shards: Path, config_name: str, batch_size: int, out: Path):
     then built with the real config."""
     import json
     from bortkit.data import read_meta
-    from bortkit.distill.trainer import (PretrainingArguments, PretrainingRun, Workers,
-                                         plan_run, resolve_student_config)
+    from bortkit.distill import (PretrainingArguments, PretrainingRun, plan_run,
+                                 resolve_student_config)
+    from bortkit.train import Workers
     config = resolve_student_config(config_name)
     vocab = read_meta(shards)["tokenizer"]["vocab_size"]
     planning = out.with_suffix(".json")
@@ -193,24 +195,26 @@ def torch_contenders(model, batches: list):
 
 
 def bortkit_contender(run, batches: list):
+    """One public :class:`bortkit.train.TrainStep` of the run (its loss, clipping at 1.0)."""
     import mxnet as mx
     from bortkit.distill.losses import masked_lm_loss
-    from bortkit.distill.trainer import _arrays, _token_types
-    counter = iter(range(10 ** 9))
+    from bortkit.distill.models import batch_arrays, token_types
+    from bortkit.distill.teacher import inverse_counts
+    counter = iter(range(1, 10 ** 9))
 
     def step():
-        batch = batches[next(counter) % len(batches)]
-        inv_masked, inv_tokens, _ = run._inverse_counts([batch])
-        terms = run._forward_backward(batch, inv_masked, inv_tokens)
-        run._apply_gradients(run.trainer, run.params, 1.0)
-        loss = float(terms[0].asscalar())
+        number = next(counter)
+        batch = batches[(number - 1) % len(batches)]
+        inv_masked, inv_tokens, _ = inverse_counts([batch], run.workers, run.ctx)
+        result = run.train_step(run.loss, [(batch, inv_masked, inv_tokens)], number)
+        loss = result.loss
         mx.nd.waitall()  # the update too: MXNet runs asynchronously, PyTorch does not
         return loss
 
     def initial_loss():
-        nd = _arrays(batches[0], run.ctx)
+        nd = batch_arrays(batches[0], run.ctx)
         config = run.plan.student_config
-        logits = run.student(nd["input_ids"], _token_types(config, nd["token_type_ids"]),
+        logits = run.student(nd["input_ids"], token_types(config, nd["token_type_ids"]),
                              nd["attention_mask"], nd["masked_positions"])
         weights = nd["masked_weights"]
         return float(masked_lm_loss(mx.nd, logits, nd["masked_labels"], weights,

@@ -261,9 +261,9 @@ class Agora:
                             progress=self.args.progress, resume=True,
                             **{**self.thetas[index], "max_steps": begin + steps,
                                "eval_every": every})
-        tuner = Finetuner(args, train_examples=train, dev_examples=self.e)
-        tuner.schedule = LinearSchedule(args.learning_rate, begin + planned, args.warmup_ratio)
-        return tuner.run()
+        schedule = LinearSchedule(args.learning_rate, begin + planned, args.warmup_ratio)
+        return Finetuner(args, train_examples=train, dev_examples=self.e,
+                         schedule=schedule).run()
 
     def _logits(self, models: dict) -> dict:
         """Each candidate's (N, C) scores on E, by θ index."""

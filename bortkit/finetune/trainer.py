@@ -22,12 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import mxnet as mx
 import numpy as np
-from mxnet import autograd, gluon
-from tqdm import tqdm
+from mxnet import gluon
 
 from ..checkpoint import classifier_from_state, read_state, save_pretrained
 from ..checkpoint.core import assign
@@ -36,10 +35,9 @@ from ..io import write_json
 from ..metrics import task_scores
 from ..tasks import Example, Task, get_task, write_predictions
 from ..tokenizers import load_tokenizer
-from ..train import (JsonlLog, LinearSchedule, clip_global_norm, load_training_state,
-                     make_trainer, plot_curves, save_training_state, seed_everything,
-                     seed_step, zero_grad)
-from ..train.log import read_jsonl
+from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
+                     TrainStep, Workers, load_training_state, make_trainer, plot_curves,
+                     read_jsonl, save_training_state, seed_everything)
 from .data import Features, epoch_batches, eval_batches, featurize, make_batch, subsample
 
 
@@ -101,22 +99,28 @@ class RunState:
 class Finetuner:
     """One (model, task, seed) run. ``Finetuner(args).run()`` returns the result dict.
 
-    ``on_evaluation(step, scores) -> bool`` may be set by callers (Optuna pruning): returning
-    True stops the run after that evaluation. ``train_examples`` / ``dev_examples`` replace
-    the task's train / dev files (Agora trains on generated examples and scores on a held-out
-    part of the training data).
+    ``on_evaluation(step, scores) -> bool`` (Optuna pruning) is called after every
+    evaluation; returning True stops the run after it. ``train_examples`` / ``dev_examples``
+    replace the task's train / dev files (Agora trains on generated examples and scores on a
+    held-out part of the training data). ``schedule(n)`` replaces the learning rate of
+    optimizer step ``n`` (Agora plans one schedule over several rounds). ``workers`` default:
+    Horovod ranks with ``args.distributed``, else this process.
     """
 
-    def __init__(self, args: FinetuneArgs, on_evaluation=None,
+    def __init__(self, args: FinetuneArgs,
+                 on_evaluation: Optional[Callable[[int, dict], bool]] = None,
                  train_examples: Optional[Sequence[Example]] = None,
-                 dev_examples: Optional[Sequence[Example]] = None):
+                 dev_examples: Optional[Sequence[Example]] = None,
+                 schedule: Optional[Callable[[int], float]] = None,
+                 workers: Optional[Workers] = None):
         args.validate()
         self.args = args
         self.task: Task = get_task(args.task)
         self.out = Path(args.output_dir)
         self.on_evaluation = on_evaluation
-        self.rank, self.size = _horovod_rank_size() if args.distributed else (0, 1)
-        self.is_writer = self.rank == 0
+        self.workers = workers or Workers(distributed=args.distributed)
+        self.rank, self.size = self.workers.rank, self.workers.size
+        self.is_writer = self.workers.is_root
         if args.batch_size < self.size:
             raise ConfigError(f"--batch-size {args.batch_size} is smaller than the "
                               f"{self.size} Horovod ranks that share each batch")
@@ -130,7 +134,7 @@ class Finetuner:
             raise BortkitError(f"tokenizer has {self.tokenizer.vocab_size} tokens but the model "
                                f"only {self.state.config.vocab_size}", path=tok_path)
         self._load_data(train_examples, dev_examples)
-        self._build_model()
+        self._build_model(schedule)
 
     # ------------------------------------------------------------------ setup
     def _load_data(self, train=None, dev=None) -> None:
@@ -144,8 +148,9 @@ class Finetuner:
         self.dev = featurize(self.task, self.dev_examples, self.tokenizer, a.max_length)
         self.steps_per_epoch = math.ceil(len(self.train) / a.batch_size / a.accumulate)
         self.total_steps = a.max_steps or max(1, math.ceil(self.steps_per_epoch * a.epochs))
+        self.eval_every = a.eval_every or self.steps_per_epoch  # steps between evaluations
 
-    def _build_model(self) -> None:
+    def _build_model(self, schedule: Optional[Callable[[int], float]]) -> None:
         a = self.args
         seed_everything(a.seed)
         config = self.state.config
@@ -160,8 +165,11 @@ class Finetuner:
         from ..checkpoint import named_parameters
         self.params = named_parameters(self.net)
         self.trainer = make_trainer(self.params, a.optimizer, a.learning_rate, a.weight_decay,
-                                    accumulate=a.accumulate, distributed=a.distributed)
-        self.schedule = LinearSchedule(a.learning_rate, self.total_steps, a.warmup_ratio)
+                                    accumulate=a.accumulate)
+        self.schedule = schedule or LinearSchedule(a.learning_rate, self.total_steps,
+                                                   a.warmup_ratio)
+        self.group = ParamGroup(self.params, self.trainer, self.schedule,
+                                max_grad_norm=a.clip_norm, name="finetune")
         if self.task.kind == "regression":
             self.loss_fn = gluon.loss.L2Loss()
         else:
@@ -187,9 +195,9 @@ class Finetuner:
         return {k: float(v) for k, v in scores.items()}
 
     def _micro_batches(self, start_step: int):
-        """(step, micro-batch index arrays) from ``start_step`` on, epoch by epoch."""
+        """The micro-batches of each step after ``start_step``, epoch by epoch: this worker's
+        rows of each (rank r keeps rows r, r + size, ...) and the step's micro-batch count."""
         a = self.args
-        per_step = a.accumulate
         step = start_step
         while step < self.total_steps:
             epoch, offset = divmod(step, self.steps_per_epoch)
@@ -197,45 +205,26 @@ class Finetuner:
             for i in range(offset, self.steps_per_epoch):
                 if step >= self.total_steps:
                     return
-                group = batches[i * per_step:(i + 1) * per_step]
-                if group:
-                    yield step, epoch, group
+                group = batches[i * a.accumulate:(i + 1) * a.accumulate]
+                yield [(index[self.rank::self.size], len(group)) for index in group]
                 step += 1
 
-    def _train_step(self, step: int, group: list) -> float:
-        seed_step(self.args.seed, step, self.rank)
-        total = 0.0
-        for index in group:
-            shard = index[self.rank::self.size]
-            if not len(shard):  # a last batch with fewer rows than ranks: add no gradient
-                if self.args.accumulate == 1:
-                    zero_grad(self.params)
-                continue
-            batch = make_batch(self.train, shard)
-            labels = mx.nd.array(batch.labels, dtype="float32")
-            with autograd.record():
-                loss = self.loss_fn(self._forward(batch), labels).mean() / len(group)
-            loss.backward()
-            total += float(loss.asscalar())
-        self.trainer.allreduce_grads()  # no-op in one process; Horovod's sum over ranks
-        if self.args.clip_norm:
-            # Horovod on CPU sums here and divides by the rank count in update(); clip the
-            # sum at size * clip_norm so the averaged gradient is clipped at clip_norm.
-            summed = getattr(self.trainer, "_average_in_framework", False)
-            clip_global_norm(self.params, self.args.clip_norm * (self.size if summed else 1))
-        self.trainer.set_learning_rate(self.schedule(step + 1))
-        self.trainer.update(1)
-        if self.args.accumulate > 1:
-            zero_grad(self.params)
-        return total
+    def _loss(self, micro_batch):
+        """The loss of this worker's rows of one micro-batch (None: it has none)."""
+        rows, count = micro_batch
+        if not len(rows):  # a last batch with fewer rows than ranks
+            return None
+        batch = make_batch(self.train, rows)
+        labels = mx.nd.array(batch.labels, dtype="float32")
+        return self.loss_fn(self._forward(batch), labels).mean() / count
 
     def _head_meta(self) -> dict:
         return {"_head": {"task": self.task.name, "kind": self.task.kind,
                           "num_labels": self.task.num_labels, "labels": list(self.task.labels),
                           "max_length": self.args.max_length, "pooling": self.args.pooling}}
 
-    def _record_evaluation(self, step: int, run: RunState, log: JsonlLog) -> bool:
-        """Evaluate, keep the best, checkpoint; return True when training should stop."""
+    def _evaluation(self, step: int, run: RunState, log: JsonlLog) -> dict:
+        """Evaluate on dev, keep the best weights; the scores."""
         scores = self.evaluate()
         main = scores["main"]
         run.evaluations.append({"step": step, **scores})
@@ -249,15 +238,23 @@ class Finetuner:
         else:
             run.bad_evaluations += 1
         log.write("eval", step=step, improved=improved, **scores)
+        return scores
+
+    def _checkpoint(self, run: RunState) -> None:
         if self.is_writer:
             state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
             save_training_state(self.out / "checkpoint", self.net, self.config,
                                 self.trainer, state, tokenizer=self.tokenizer,
                                 meta=self._head_meta())
-        stop = bool(self.args.early_stopping) and run.bad_evaluations >= self.args.early_stopping
-        if self.on_evaluation is not None and self.on_evaluation(step, scores):
-            stop = True
-        return stop
+
+    def _on_step(self, result: StepResult, run: RunState, log: JsonlLog) -> dict:
+        run.step = result.step
+        loss = result.loss
+        epoch = (result.step - 1) // self.steps_per_epoch
+        if run.step % 10 == 0 or run.step == 1:
+            log.write("train", step=run.step, epoch=epoch, loss=loss,
+                      lr=result.learning_rates[0])
+        return {"loss": f"{loss:.4f}", "epoch": epoch}
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
@@ -275,27 +272,22 @@ class Finetuner:
         else:
             log.write("start", args=asdict(a), train_examples=len(self.train),
                       dev_examples=len(self.dev), total_steps=self.total_steps)
-        eval_every = a.eval_every or self.steps_per_epoch
-        stopped = False
-        bar = tqdm(total=self.total_steps, initial=run.step,
-                   disable=not (a.progress and self.is_writer),
-                   desc=f"{self.task.name} seed {a.seed}", unit="step", leave=False)
-        for step, epoch, group in self._micro_batches(run.step):
-            loss = self._train_step(step, group)
-            run.step = step + 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", epoch=epoch)
-            if run.step % 10 == 0 or run.step == 1:
-                log.write("train", step=run.step, epoch=epoch, loss=loss,
-                          lr=self.trainer.learning_rate)
-            if run.step % eval_every == 0 or run.step == self.total_steps:
-                if self._record_evaluation(run.step, run, log):
-                    stopped = True
-                    break
-        bar.close()
-        if not run.evaluations or run.evaluations[-1]["step"] != run.step:
-            stopped = self._record_evaluation(run.step, run, log) or stopped
-        return self._finish(run, log, stopped)
+        early = lambda step, scores: bool(a.early_stopping) and \
+            run.bad_evaluations >= a.early_stopping  # noqa: E731
+        stop = [early] + ([self.on_evaluation] if self.on_evaluation is not None else [])
+        with Progress(self.total_steps, run.step, f"{self.task.name} seed {a.seed}",
+                      enabled=a.progress, writer=self.is_writer, unit="step",
+                      leave=False) as progress:
+            done = Loop(TrainStep([self.group], self.workers, seed=a.seed), self._loss,
+                        self._micro_batches(run.step), self.total_steps, run.step,
+                        on_step=lambda result: self._on_step(result, run, log),
+                        evaluate=lambda step: self._evaluation(step, run, log),
+                        eval_every=self.eval_every,
+                        checkpoint=lambda step: self._checkpoint(run),
+                        checkpoint_every=self.eval_every, stop=stop, progress=progress,
+                        evaluated_step=run.evaluations[-1]["step"] if run.evaluations
+                        else None).run()
+        return self._finish(run, log, done.stopped)
 
     def _finish(self, run: RunState, log: JsonlLog, stopped: bool) -> dict:
         best = max(run.evaluations, key=lambda e: e["main"])
@@ -332,16 +324,6 @@ def _this_run(records: list) -> list:
     its log (nothing written is lost) but plots only itself."""
     starts = [i for i, r in enumerate(records) if r.get("event") == "start"]
     return records[starts[-1]:] if starts else records
-
-
-def _horovod_rank_size() -> tuple[int, int]:
-    try:
-        import horovod.mxnet as hvd
-    except ImportError:
-        raise ConfigError("distributed fine-tuning needs Horovod built with MXNet: "
-                          "pip install horovod==0.28.1 (HOROVOD_WITH_MXNET=1)") from None
-    hvd.init()
-    return hvd.rank(), hvd.size()
 
 
 def finetune(**kwargs) -> dict:

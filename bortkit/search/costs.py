@@ -114,12 +114,14 @@ class MeasuredLatency:
 
 @dataclass
 class IsolatedLatency:
-    """:class:`MeasuredLatency` of every candidate, probed in one worker process on first use
-    (the probes build a hundred model shapes; their memory leaves with the worker). A search
-    resumed from its state file never calls it, so it never probes."""
+    """:class:`MeasuredLatency` of every candidate, probed on first use in worker processes,
+    ``shapes_per_worker`` layer shapes each: every probe builds a model, and MXNet keeps the
+    memory of every shape it has built until its process ends. A search resumed from its
+    state file never calls it, so it never probes."""
 
     candidates: list
     latency: MeasuredLatency = field(default_factory=MeasuredLatency)
+    shapes_per_worker: int = 8
     _table: dict = field(default=None, repr=False)
 
     @property
@@ -133,12 +135,26 @@ class IsolatedLatency:
     def __call__(self, arch: Mapping) -> float:
         if self._table is None:
             from .worker import isolated
-            self._table, self.latency = isolated(_probe_all, self.latency, self.candidates)
+            shapes: dict = {}
+            for candidate in self.candidates:
+                shapes.setdefault(_layer_shape(candidate), []).append(candidate)
+            groups = list(shapes.values())
+            self._table = {}
+            for start in range(0, len(groups), self.shapes_per_worker):
+                archs = [a for group in groups[start:start + self.shapes_per_worker]
+                         for a in group]
+                table, probed = isolated(_probe_all, self.latency, archs)
+                self._table.update(table)
+                self.latency._timings.update(probed._timings)
         return self._table[_key(arch)]
 
     def validate(self, archs: list) -> list[dict]:
         from .worker import isolated
         return isolated(_validate, self.latency, archs)
+
+
+def _layer_shape(arch: Mapping) -> tuple:
+    return tuple(v for k, v in sorted(arch.items()) if k != "num_layers")
 
 
 def _key(arch: Mapping) -> str:

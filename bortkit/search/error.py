@@ -140,9 +140,9 @@ class DistillationError:
         if "mlm_head.decoder.bias" not in state.tensors:
             key = head_key(base, corpus_id, teacher_mlm_steps, training.batch_size, seq_length,
                            training.seed)
-            teacher_dir = isolated(teacher_with_head, base, train_dir, heldout_dir, key,
-                                   teacher_mlm_steps, training.batch_size, training.seed,
-                                   cache, out / "teacher", progress)
+            teacher_dir = isolated(teacher_with_head, base, train_dir, key, teacher_mlm_steps,
+                                   training.batch_size, training.seed, cache, out / "teacher",
+                                   progress)
         config = state.config
         vocab = {"vocab_size": config.vocab_size, "pad_token_id": config.pad_token_id,
                  "type_vocab_size": config.type_vocab_size,
@@ -182,7 +182,8 @@ def score_candidate(job: dict) -> dict:
     import time
 
     from ..checkpoint import named_parameters
-    from ..distill.trainer import PretrainingArguments, PretrainingRun, Workers, plan_run
+    from ..distill import PretrainingArguments, PretrainingRun, plan_run
+    from ..train import Workers
     from .extract import init_from_teacher
     training = Training(**job["training"])
     run_dir = Path(job["run_dir"])
@@ -217,7 +218,7 @@ def heldout_losses(student, teacher, heldout_dir: str, batch_size: int, batches:
     import numpy as np
 
     from ..data import PretrainingDataset
-    from ..distill.trainer import EVAL_SEED
+    from ..distill.plan import EVAL_SEED
     data = PretrainingDataset(heldout_dir, batch_size, seed=EVAL_SEED, shuffle=False,
                               drop_last=False)
     steps = min(len(data), batches) if batches else len(data)

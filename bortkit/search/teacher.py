@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -39,32 +38,22 @@ def head_key(teacher: Path, corpus_id: str, steps: int, batch_size: int, seq_len
              seed: int) -> str:
     """What the fitted head depends on: the teacher's files, the corpus and the settings."""
     files = sorted(p for p in Path(teacher).iterdir() if p.is_file())
-    settings = json.dumps({"teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
+    settings = json.dumps({"fit": "bortkit.distill.fit_mlm_head(scope=head)",
+                           "teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
                            "batch_size": batch_size, "seq_length": seq_length, "seed": seed},
                           sort_keys=True)
     return hashlib.sha256(settings.encode()).hexdigest()[:20]
 
 
-def teacher_with_head(base: Path, train_dir: Path, heldout_dir: Path, key: str, steps: int,
-                      batch_size: int, seed: int, cache: Optional[Path],
-                      scratch: Path, progress: bool) -> Path:
+def teacher_with_head(base: Path, train_dir: Path, key: str, steps: int, batch_size: int,
+                      seed: int, cache: Optional[Path], scratch: Path, progress: bool) -> Path:
     """A checkpoint of ``base`` with a fitted MLM head: from ``cache/teacher-heads/key`` when
-    it is there, else fitted now and stored there. ``cache=None`` fits into ``scratch`` (the
-    search's own folder) and keeps it only for that search."""
+    it is there, else fitted now (:func:`bortkit.distill.fit_mlm_head`, the encoder frozen)
+    and stored there. ``cache=None`` fits into ``scratch`` (the search's own folder) and
+    keeps it only for that search. The checkpoint is written atomically."""
     home = (cache / "teacher-heads" / key) if cache is not None else scratch / "fitted"
-    if (home / "config.json").is_file():
-        return home
-    from ..distill import PretrainingArguments, train
-    work = home.with_name(f".{home.name}.{os.getpid()}.tmp")  # same file system as home
-    shutil.rmtree(work, ignore_errors=True)
-    train(PretrainingArguments(
-        train=str(train_dir), test=str(heldout_dir), output_dir=str(work),
-        student_config="bort-mini", teacher=str(base), teacher_mlm_steps=steps,
-        teacher_mlm_train="head", max_steps=1, batch_size=batch_size, eval_every=0,
-        eval_batches=1, checkpoint_every=0, seed=seed, progress=progress,
-        baseline_eval=False, save_weights=False))
-    home.parent.mkdir(parents=True, exist_ok=True)
-    if not (home / "config.json").is_file():  # another search may have stored it meanwhile
-        os.replace(work / "teacher", home)   # one rename: readers see all of it or nothing
-    shutil.rmtree(work, ignore_errors=True)
+    if not (home / "config.json").is_file():
+        from ..distill import fit_mlm_head
+        fit_mlm_head(base, train_dir, home, steps, scope="head", batch_size=batch_size,
+                     seed=seed, progress=progress)
     return home

@@ -203,12 +203,13 @@ class Sweep:
                                   thetas=[params], **agora, **common),
                         on_round=lambda r, score: reporter(r, score))
             return run.run()
+        # Optuna's step is the evaluation number (trials with other batch sizes compare
+        # epoch for epoch); the run knows its evaluation interval once it has read the data.
         finetuner = Finetuner(FinetuneArgs(model=self.args.model,
                                            distributed=self.coordinator.size > 1,
-                                           **params, **common))
-        every = finetuner.args.eval_every or finetuner.steps_per_epoch
-        finetuner.on_evaluation = lambda step, scores: reporter(math.ceil(step / every),
-                                                                scores["main"])
+                                           **params, **common),
+                              on_evaluation=lambda step, scores: reporter(
+                                  math.ceil(step / finetuner.eval_every), scores["main"]))
         return finetuner.run()
 
     def _say(self, text: str) -> None:

@@ -1,6 +1,56 @@
-"""Training machinery shared by fine-tuning, distillation pretraining, search and Agora."""
-from .log import JsonlLog, plot_curves, read_jsonl  # noqa: F401
-from .optim import (LinearSchedule, clip_global_norm, global_grad_norm,  # noqa: F401
-                    global_grad_norm_nd, make_trainer, zero_grad)
-from .state import (load_training_state, save_training_state, seed_everything,  # noqa: F401
-                    seed_step)
+"""The training runtime under every bortkit trainer (fine-tuning, distillation, Agora, the
+sweep, the search): a trainer supplies batches, a loss and hooks; this package does the rest.
+
+- :class:`Workers` — rank, size and collectives (one process, or Horovod ranks under
+  ``horovodrun``: :func:`launched_by_horovod`).
+- :class:`ParamGroup` + :func:`make_trainer` — parameters, their optimizer (``OPTIMIZERS``),
+  learning-rate schedule (:class:`LinearSchedule`) and clip norm; one group per optimizer.
+- :class:`TrainStep` — one optimizer step: forward/backward over micro-batches, allreduce,
+  device-side global-norm clipping, update; returns a :class:`StepResult` (loss terms).
+- :class:`Loop` — steps with hooks given at construction (``on_step``, ``evaluate``,
+  ``checkpoint``, ``stop``: early stopping, sweep reports and pruning).
+- :class:`Progress`, :class:`JsonlLog`, :func:`plot_curves` — bar/messages, JSONL, PNG.
+- :func:`save_training_state` / :func:`load_training_state`, :func:`seed_everything` —
+  resumable, bit-for-bit reproducible runs.
+
+A new trainer in ten lines (two optimizers, any batch iterator)::
+
+    workers = Workers()                                   # horovodrun is detected
+    groups = [ParamGroup(weights, make_trainer(weights, "bertadam", 1e-4),
+                         LinearSchedule(1e-4, total), max_grad_norm=1.0, name="weights"),
+              ParamGroup(masks, make_trainer(masks, "adamw", 1e-2), name="masks")]
+    def loss_fn(batch):                                   # runs under autograd.record()
+        logits = model(*batch.inputs)
+        return [loss(logits, batch.labels), penalty()]    # [differentiated, more terms...]
+    result = Loop(TrainStep(groups, workers, seed=0), loss_fn, ([b] for b in batches),
+                  total, evaluate=lambda step: {"main": score(model)}, eval_every=100,
+                  checkpoint=save, stop=[lambda step, scores: scores["main"] > 0.99],
+                  on_step=lambda r: log.write("train", step=r.step, loss=r.loss)).run()
+
+A maximising optimizer (Lagrange multipliers) is a group whose loss term is negated in
+``loss_fn`` or whose schedule returns negative rates. Nothing here imports a trainer.
+Heavy modules (MXNet) load on first use, so ``from bortkit.train import OPTIMIZERS`` is light.
+"""
+from __future__ import annotations
+
+from .names import OPTIMIZERS  # noqa: F401
+
+_EXPORTS = {
+    "log": ("JsonlLog", "Progress", "plot_curves", "read_jsonl", "say"),
+    "loop": ("Loop", "LoopResult"),
+    "optim": ("LinearSchedule", "clip_global_norm", "global_grad_norm", "global_grad_norm_nd",
+              "make_trainer", "zero_grad"),
+    "state": ("load_training_state", "save_training_state", "seed_everything", "seed_step"),
+    "step": ("ParamGroup", "StepResult", "TrainStep"),
+    "workers": ("Workers", "launched_by_horovod"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = ["OPTIMIZERS", *_MODULE_OF]
+
+
+def __getattr__(name):  # PEP 562: MXNet loads only when a piece that needs it is used
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bortkit.train' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(f".{module}", __name__), name)

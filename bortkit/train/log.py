@@ -1,7 +1,12 @@
-"""Run logs: one JSON object per line (appended and flushed as it happens) and PNG curves."""
+"""Run logs: one JSON object per line (appended and flushed as it happens), a progress bar
+with messages for people, and PNG curves.
+
+Only one worker of a data-parallel job writes: pass ``enabled=workers.is_root``.
+"""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -23,6 +28,47 @@ class JsonlLog:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
+
+
+def say(message: str) -> None:
+    """One line on stderr that does not tear a progress bar."""
+    from tqdm import tqdm
+    tqdm.write(message, file=sys.stderr)
+
+
+class Progress:
+    """A tqdm bar on stderr (``enabled=False``: none, as with ``--no-progress``) and
+    one-line messages that do not tear it.
+
+    :meth:`say` prints evaluations and other news always, per-step lines (``always=False``)
+    only when there is no bar to show them.
+    """
+
+    def __init__(self, total: int, initial: int = 0, desc: str = "", enabled: bool = True,
+                 writer: bool = True, **tqdm_options):
+        from tqdm import tqdm
+        self.writer = writer
+        self.bar_shown = enabled and writer
+        self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
+                        disable=not self.bar_shown, file=sys.stderr, **tqdm_options)
+
+    def update(self, steps: int = 1, **postfix) -> None:
+        if postfix:
+            self.bar.set_postfix(**postfix, refresh=False)
+        self.bar.update(steps)
+
+    def say(self, message: str, always: bool = False) -> None:
+        if self.writer and (always or not self.bar_shown):
+            say(message)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> "Progress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def read_jsonl(path: Path) -> list[dict]:

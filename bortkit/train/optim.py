@@ -20,8 +20,7 @@ from gluonnlp.optimizer import BERTAdam  # importing it registers "bertadam"
 
 from ..errors import ConfigError
 from ..model import kernels
-
-OPTIMIZERS = ("bertadam", "adamw", "lamb")
+from .names import OPTIMIZERS
 
 
 @mx.optimizer.register
@@ -107,13 +106,13 @@ def no_decay(name: str) -> bool:
 
 
 def make_trainer(params: dict, optimizer: str = "bertadam", learning_rate: float = 1e-4,
-                 weight_decay: float = 0.01, epsilon: float = 1e-6, distributed: bool = False,
-                 accumulate: int = 1, prefix: str = ""):
-    """A Gluon (or Horovod) Trainer over ``params`` (name -> Parameter).
+                 weight_decay: float = 0.01, epsilon: float = 1e-6, accumulate: int = 1):
+    """A Gluon Trainer over ``params`` (name -> Parameter), for a
+    :class:`~bortkit.train.ParamGroup`: :class:`~bortkit.train.TrainStep` does the
+    workers' allreduce, so the same trainer serves one process and Horovod.
 
-    With ``accumulate > 1`` gradients add up over micro-batches (``grad_req='add'``); call
-    :func:`zero_grad` after each optimizer step. ``prefix`` names a Horovod trainer's
-    allreduce tensors; give each trainer of one program its own.
+    With ``accumulate > 1`` gradients add up over micro-batches (``grad_req='add'``) and the
+    step zeroes them after each update.
     """
     if optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -129,12 +128,8 @@ def make_trainer(params: dict, optimizer: str = "bertadam", learning_rate: float
     kwargs = {"learning_rate": learning_rate, "wd": weight_decay, "epsilon": epsilon}
     if optimizer == "bertadam":
         optimizer, kwargs = FusedBERTAdam(**kwargs), None
-    # A dict: both trainers order it by key, the same on every rank (Horovod would try to
-    # sort a list of Parameters, which do not compare).
+    # Ordered by name: the same on every rank, so the allreduce tensors match.
     ordered = {name: params[name] for name in sorted(params)}
-    if distributed:
-        import horovod.mxnet as hvd
-        return hvd.DistributedTrainer(ordered, optimizer, kwargs, prefix=prefix or None)
     return mx.gluon.Trainer(ordered, optimizer, kwargs, kvstore=None)
 
 
@@ -170,8 +165,8 @@ def global_grad_norm_nd(params: dict) -> mx.nd.NDArray:
 def clip_global_norm(params: dict, max_norm: float) -> float:
     """Scale all gradients so their global L2 norm is at most ``max_norm``; return the norm.
 
-    (A trainer can avoid this extra pass over the gradients by handing the clip factor to
-    the optimizer instead: ``trainer.update(batch_size / factor)``.)
+    (:class:`~bortkit.train.TrainStep` avoids this extra pass over the gradients by handing
+    the clip factor to the optimizer instead.)
     """
     norm = global_grad_norm(params)
     if norm > max_norm:

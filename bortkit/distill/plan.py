@@ -1,0 +1,296 @@
+"""Arguments of a pretraining run and their checking: data, student, teacher, resume."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..checkpoint import read_state
+from ..config import ModelConfig, configs_dir, load_config
+from ..errors import BortkitError, CheckpointError, ConfigError, DataError
+from ..train import OPTIMIZERS, Workers
+from .losses import LossWeights, parse_layer_map, uniform_layer_map
+from .models import HEAD_TENSORS
+
+EVAL_SEED = 0            # held-out masks are the same whatever the training seed
+CHECKPOINT = "checkpoint"
+FINAL = "final"
+TEACHER = "teacher"
+LOG = "log.jsonl"
+OBJECTIVE = "objective"  # file stem of the loss block's learned projections in checkpoints
+TEACHER_MLM_SCOPES = ("all", "head")
+# Arguments a resumed run must share with the run that wrote the checkpoint.
+RESUME_KEYS = ("train", "teacher", "teacher_mlm_steps", "teacher_mlm_train", "seed",
+               "global_batch_size", "accumulate", "max_steps",
+               "max_predictions", "mlm_probability", "whole_word", "optimizer",
+               "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "mlm_weight",
+               "kd_weight", "temperature", "kd_mode", "hidden_weight", "attention_weight",
+               "layer_map", "student")
+
+
+@dataclass
+class PretrainingArguments:
+    """Everything a pretraining run needs; the CLI flags have the same names (dashed)."""
+
+    train: str                                 # shard directory (create_pretraining_data)
+    output_dir: str
+    test: Optional[str] = None                 # held-out shard directory
+    student_config: str = "bort-mini"          # preset, configs/distill/<name>.json, or path
+    teacher: Optional[str] = None              # bortkit / Hugging Face / GluonNLP checkpoint
+    teacher_mlm_steps: int = 0                 # first train the teacher as a masked LM
+    teacher_mlm_train: str = "all"             # ... all its weights, or only the MLM "head"
+    teacher_mlm_lr: float = 2e-4
+    dropout: Optional[float] = None            # overrides the student's dropout rates
+    # loss (defaults: Bort's run_pretraining_distillation.sh)
+    mlm_weight: float = 0.1
+    kd_weight: float = 0.5
+    temperature: float = 2.0
+    kd_mode: str = "correct"
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    layer_map: Optional[str] = None            # "0:1,1:3,..."; default uniform
+    # optimisation (defaults: Bort's pretraining)
+    optimizer: str = "bertadam"
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.01
+    adam_epsilon: float = 1e-6
+    warmup_ratio: float = 0.01
+    max_grad_norm: float = 1.0                 # 0 = no clipping
+    batch_size: int = 8                        # sequences per worker and micro-batch
+    accumulate: int = 1
+    max_steps: int = 1000
+    # masking
+    max_predictions: int = 20
+    mlm_probability: float = 0.15
+    whole_word: bool = False
+    # bookkeeping
+    eval_every: int = 100                      # 0 = only before and after training
+    eval_batches: int = 0                      # 0 = the whole held-out set
+    checkpoint_every: int = 100                # 0 = only at the end
+    log_every: int = 10
+    baseline_eval: bool = True                 # held-out loss of teacher and untrained student
+    save_weights: bool = True                  # False: no checkpoint or final weights (scoring)
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+    check_only: bool = False                   # validate everything, write nothing, exit
+    stop_at_step: Optional[int] = None         # debug: SIGKILL itself during this step
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for values no run can use."""
+        positive = ("batch_size", "accumulate", "max_steps", "max_predictions", "log_every")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"--{flag(name)} must be a positive integer, got {value!r}")
+        for name in ("eval_every", "eval_batches", "checkpoint_every", "teacher_mlm_steps",
+                     "seed"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
+                              f"got {self.optimizer!r}")
+        if self.teacher_mlm_train not in TEACHER_MLM_SCOPES:
+            raise ConfigError(f"--teacher-mlm-train must be one of "
+                              f"{', '.join(TEACHER_MLM_SCOPES)}, got {self.teacher_mlm_train!r}")
+        for name in ("learning_rate", "teacher_mlm_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
+        if self.max_grad_norm < 0 or self.weight_decay < 0:
+            raise ConfigError("--max-grad-norm and --weight-decay must be >= 0")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.teacher is None and (self.hidden_weight > 0 or self.attention_weight > 0
+                                     or self.layer_map or self.teacher_mlm_steps):
+            raise ConfigError("--hidden-weight, --attention-weight, --layer-map and "
+                              "--teacher-mlm-steps need a --teacher")
+        self.loss_weights()  # validates the loss settings
+
+    def loss_weights(self) -> LossWeights:
+        return LossWeights(mlm=self.mlm_weight, kd=self.kd_weight, temperature=self.temperature,
+                           kd_mode=self.kd_mode, hidden=self.hidden_weight,
+                           attention=self.attention_weight)
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of an argument name."""
+    return name.replace("_", "-")
+
+
+def resolve_student_config(name_or_path: str, dropout: Optional[float] = None) -> ModelConfig:
+    """A preset (``bort``), a name from ``configs/distill/`` (``bort-mini``), a config.json
+    or a checkpoint directory; ``dropout`` overrides both dropout rates."""
+    candidate = configs_dir() / "distill" / f"{name_or_path}.json"
+    if not Path(name_or_path).exists() and candidate.exists():
+        config = load_config(candidate)
+    else:
+        try:
+            config = load_config(name_or_path)
+        except ConfigError as err:
+            if "unknown architecture" in err.problem:
+                extra = sorted(p.stem for p in (configs_dir() / "distill").glob("*.json"))
+                raise ConfigError(f"{err.problem}; configs/distill: {', '.join(extra)}") from None
+            raise
+    if dropout is not None:
+        config = config.replace(dropout=dropout, attention_dropout=dropout)
+    return config
+
+
+@dataclass
+class Plan:
+    """What a run will do, fully checked before anything is written."""
+
+    args: PretrainingArguments
+    train_data: object                 # PretrainingDataset
+    eval_data: Optional[object]
+    student_config: ModelConfig
+    teacher_state: Optional[object]    # checkpoint State of the teacher
+    adapt_teacher: bool                # train the teacher as a masked LM before distilling
+    layer_map: list
+    resume_state: Optional[dict]
+    output_dir: Path
+
+
+def _open_dataset(path: Optional[str], flag: str, args: PretrainingArguments, workers: Workers,
+                  seed: int, shuffle: bool, drop_last: bool):
+    from ..data import PretrainingDataset
+    if Path(path).is_file():
+        raise DataError(f"{flag} must be a shard directory made by python -m "
+                        "bortkit.data.create_pretraining_data (scripts/"
+                        "run_pretraining_distillation.sh converts raw text)", path=path)
+    return PretrainingDataset(path, args.batch_size, seed=seed, rank=workers.rank,
+                              world_size=workers.size, mlm_probability=args.mlm_probability,
+                              max_predictions=args.max_predictions, whole_word=args.whole_word,
+                              shuffle=shuffle, drop_last=drop_last)
+
+
+def _vocabulary(tokenizer_dir: Path) -> Optional[list]:
+    from ..tokenizers import load_tokenizer
+    try:
+        tokenizer = load_tokenizer(tokenizer_dir)
+    except BortkitError:
+        return None
+    return tokenizer.convert_ids_to_tokens(list(range(tokenizer.vocab_size)))
+
+
+def check_teacher_tokenizer(teacher_dir: Optional[Path], data) -> None:
+    """The data must be tokenized with the teacher's vocabulary (same tokens, same ids)."""
+    if teacher_dir is None:
+        return
+    from ..data import tokenizer_fingerprint
+    try:
+        if tokenizer_fingerprint(teacher_dir) == data.tokenizer_fingerprint:
+            return
+    except BortkitError:
+        return
+    theirs = _vocabulary(teacher_dir)
+    if theirs is None:  # the checkpoint ships no tokenizer: only sizes can be compared
+        return
+    ours = _vocabulary(data.tokenizer_dir)
+    if ours == theirs:
+        return
+    if ours is None or len(ours) != len(theirs):
+        size = "?" if ours is None else len(ours)
+        raise DataError(f"the data was tokenized with a {size}-token vocabulary but the "
+                        f"teacher's tokenizer ({teacher_dir}) has {len(theirs)} tokens; "
+                        "recreate the data with --tokenizer pointing at the teacher",
+                        path=data.directory)
+    first = next(i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b)
+    raise DataError(f"the data's tokenizer does not match the teacher's vocabulary ({teacher_dir}):"
+                    f" id {first} is {ours[first]!r} in the data, {theirs[first]!r} for the "
+                    "teacher; recreate the data with --tokenizer pointing at the teacher",
+                    path=data.directory)
+
+
+def _check_lengths(config: ModelConfig, length: int, who: str, path) -> None:
+    learned = config.position_embedding == "learned"
+    if learned and length + config.position_offset > config.max_length:
+        raise ConfigError(f"the data's sequences have {length} tokens but the {who} takes at "
+                          f"most {config.max_length - config.position_offset}", path=path)
+
+
+def resume_record(args: PretrainingArguments, workers: Workers, config: ModelConfig) -> dict:
+    record = {key: getattr(args, key) for key in RESUME_KEYS if hasattr(args, key)}
+    record["global_batch_size"] = args.batch_size * workers.size
+    record["student"] = config.to_dict()
+    return record
+
+
+def _check_resume(stored: dict, current: dict, path: Path) -> None:
+    for key in RESUME_KEYS:
+        if key in stored and stored[key] != current.get(key):
+            shown = "student config" if key == "student" else f"--{flag(key)}"
+            if key == "global_batch_size":
+                shown = "global batch (--batch-size x workers)"
+            raise ConfigError(f"cannot resume: {shown} was {stored[key]!r} in the checkpoint, "
+                              f"now {current.get(key)!r}", path=path)
+
+
+def stored_state(checkpoint: Path) -> Optional[dict]:
+    for directory in (checkpoint, checkpoint.with_name(checkpoint.name + ".old")):
+        if (directory / "state.json").is_file():
+            try:
+                return json.loads((directory / "state.json").read_text())
+            except json.JSONDecodeError as err:
+                raise CheckpointError(f"corrupt state.json ({err})", path=directory) from None
+    return None
+
+
+def plan_run(args: PretrainingArguments, workers: Workers) -> Plan:
+    """Check data, models, teacher and output directory; write nothing."""
+    args.check()
+    train = _open_dataset(args.train, "--train", args, workers, args.seed, True, True)
+    evaluation = None
+    if args.test:
+        evaluation = _open_dataset(args.test, "--test", args, workers, EVAL_SEED, False, False)
+        if evaluation.tokenizer_fingerprint != train.tokenizer_fingerprint:
+            raise DataError("the held-out data was made with a different tokenizer than the "
+                            f"training data ({args.train})", path=args.test)
+    vocab = train.tokenizer_meta["vocab_size"]
+    config = resolve_student_config(args.student_config, args.dropout)
+    if config.vocab_size != vocab:
+        raise ConfigError(f"the student's vocab_size ({config.vocab_size}) differs from the "
+                          f"data tokenizer's ({vocab}); set vocab_size in the student config",
+                          path=args.student_config)
+    _check_lengths(config, train.max_seq_length, "student", args.student_config)
+
+    teacher_state, adapt, layer_map = None, False, []
+    if args.teacher:
+        teacher_state = read_state(args.teacher)
+        tconfig = teacher_state.config
+        if tconfig.vocab_size != config.vocab_size:
+            raise ConfigError(f"the teacher's vocab_size ({tconfig.vocab_size}) differs from "
+                              f"the student's ({config.vocab_size}); distillation needs one "
+                              "vocabulary", path=args.teacher)
+        check_teacher_tokenizer(teacher_state.tokenizer_dir, train)
+        _check_lengths(tconfig, train.max_seq_length, "teacher", args.teacher)
+        if not args.teacher_mlm_steps and any(n not in teacher_state.tensors
+                                               for n in HEAD_TENSORS):
+            raise CheckpointError("the teacher has no masked-LM head weights (e.g. a "
+                                  "sentence-transformers export); pass --teacher-mlm-steps N "
+                                  "to train it as a masked LM on the training data first",
+                                  path=args.teacher)
+        adapt = args.teacher_mlm_steps > 0
+        if args.hidden_weight > 0 or args.attention_weight > 0:
+            layer_map = (parse_layer_map(args.layer_map, config.num_layers, tconfig.num_layers)
+                         if args.layer_map else
+                         uniform_layer_map(config.num_layers, tconfig.num_layers))
+
+    output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        raise ConfigError("--output-dir exists and is not a directory", path=output)
+    stored = stored_state(output / CHECKPOINT)
+    previous = [name for name in (CHECKPOINT, FINAL, TEACHER) if (output / name).exists()]
+    if previous and not args.resume:
+        raise ConfigError(f"already holds a run ({previous[0]}/); pass --resume to continue "
+                          "it or choose another --output-dir", path=output)
+    if args.resume and stored is not None:
+        _check_resume(stored.get("resume", {}), resume_record(args, workers, config),
+                      output / CHECKPOINT)
+    return Plan(args=args, train_data=train, eval_data=evaluation, student_config=config,
+                teacher_state=teacher_state, adapt_teacher=adapt,
+                layer_map=layer_map, resume_state=stored if args.resume else None,
+                output_dir=output)
+
+
