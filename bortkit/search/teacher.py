@@ -38,8 +38,7 @@ def head_key(teacher: Path, corpus_id: str, steps: int, batch_size: int, seq_len
              seed: int) -> str:
     """What the fitted head depends on: the teacher's files, the corpus and the settings."""
     files = sorted(p for p in Path(teacher).iterdir() if p.is_file())
-    settings = json.dumps({"fit": "bortkit.distill.fit_mlm_head(scope=head)",
-                           "teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
+    settings = json.dumps({"teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
                            "batch_size": batch_size, "seq_length": seq_length, "seed": seed},
                           sort_keys=True)
     return hashlib.sha256(settings.encode()).hexdigest()[:20]
