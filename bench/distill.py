@@ -7,7 +7,7 @@ with and without a stronger teacher; held-out masked-LM loss on WikiText-2.
   larger than WikiText-2). sentence-transformers dropped its MLM head, so it is first trained
   as a masked LM on the *training* text for ``--teacher-mlm-steps`` (all weights); the
   held-out text is never trained on;
-- student: ``configs/distill/bort-mini.json`` (Bort's shape scaled down), same seed, same
+- student: ``bortkit/resources/configs/distill/bort-mini.json`` (Bort's shape scaled down), same seed, same
   initial weights and the same batches in both arms. ``alone`` minimises the MLM cross
   entropy; ``distilled`` Bort's objective, 0.1 MLM + 0.5 T² KL(teacher ‖ student), T = 2.
 

@@ -30,7 +30,7 @@ FP32_TOLERANCE = 1e-3  # largest |bortkit - torch fp32| accepted before timing
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", nargs="+", default=list(PRESETS), metavar="NAME",
-                        help="model presets from configs/ (default: %(default)s)")
+                        help="model presets from bortkit/resources/configs/ (default: %(default)s)")
     parser.add_argument("--batches", nargs="+", type=int, default=[8, 1], metavar="B",
                         help="batch sizes (default: %(default)s)")
     parser.add_argument("--length", type=int, default=128, help="tokens per sequence")

@@ -9,7 +9,7 @@ One *step* is forward, backward, global-norm clipping at 1.0 and an Adam-type up
     the code path of ``python -m bortkit.distill`` without a teacher
     (:class:`bortkit.distill.PretrainingRun` timed through its public
     :class:`bortkit.train.TrainStep`: hybridized static graphs, BERTAdam, the fused CPU
-    kernels of :mod:`bortkit.model.kernels` when they build); each step ends
+    kernels of :mod:`bortkit.ops` when they build); each step ends
     with ``mx.nd.waitall()``, so MXNet's asynchronous work is inside the step's time;
 ``torch``
     ``BertForMaskedLM`` split as bortkit computes it: encoder, gather the masked positions,
@@ -276,7 +276,7 @@ def main(argv=None) -> None:
     threads = common.configure_threads(args.threads)
     import torch
     torch.set_num_threads(int(threads["OMP_NUM_THREADS"]))
-    from bortkit.model import kernels
+    from bortkit import ops as kernels
     print(f"threads: {threads}; bortkit: {kernels.status()}; load average "
           f"{os.getloadavg()[0]:.2f}", flush=True)
     results = []

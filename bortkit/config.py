@@ -12,7 +12,7 @@ bortkit            Hugging Face            GluonNLP 0.x                meaning
 ``num_heads``      ``num_attention_heads`` ``num_heads``               attention heads
 =================  ======================  ==========================  ======================
 
-Presets live in ``configs/<name>.json`` (``bert-base``, ``bert-large``, ``roberta-base``,
+Presets live in ``bortkit/resources/configs/<name>.json`` (``bert-base``, ``bert-large``, ``roberta-base``,
 ``bort``, ``minilm-l6-h384``) and load with :func:`load_config`.
 """
 from __future__ import annotations
@@ -131,8 +131,9 @@ def from_dict(data: Mapping[str, Any], path: Optional[os.PathLike | str] = None)
 
 
 def configs_dir() -> Path:
-    """The repository's ``configs/`` folder (presets and experiment configs)."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """``bortkit/resources/configs``: the presets and experiment configs, shipped with the
+    package (so a wheel has them too)."""
+    return Path(__file__).resolve().parent / "resources" / "configs"
 
 
 def preset_names() -> list[str]:

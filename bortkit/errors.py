@@ -1,14 +1,17 @@
 """User-facing errors: one line naming the file (and line) and the problem.
 
-Every check at a public boundary raises a :class:`BortkitError` subclass. Command-line
-entry points run through :func:`run_cli`, which prints ``bortkit: error: <message>`` on a
-single line and exits with status 2 instead of showing a traceback.
+Every check at a public boundary raises a :class:`BortkitError` subclass (the framework-free
+``search`` package raises its own ``search.SearchError``, same form). Command-line entry
+points run through :func:`run_cli`, which prints ``bortkit: error: <message>`` for either on
+a single line and exits with status 2 instead of showing a traceback.
 """
 from __future__ import annotations
 
 import os
 import sys
 from typing import Callable, Optional, Sequence
+
+from search.errors import SearchError  # the bortkit-free search core's own user error
 
 
 class BortkitError(Exception):
@@ -45,7 +48,7 @@ def run_cli(main: Callable[[Optional[Sequence[str]]], Optional[int]],
     """Run a ``main(argv)`` function as a command: user errors become one line on stderr."""
     try:
         code = main(argv)
-    except BortkitError as err:
+    except (BortkitError, SearchError) as err:
         print(f"bortkit: error: {err}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

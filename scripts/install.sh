@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install bortkit into ./.venv with the pinned stack.
+# Install bortkit into ./.venv with the pinned stack, then build its fused CPU operators.
 #   bash scripts/install.sh            the library (MXNet 1.9.1, GluonNLP 0.10.0, Optuna, ...)
 #   bash scripts/install.sh test       + test extra + Horovod (built from source against MXNet)
 #   bash scripts/install.sh bench      + PyTorch/transformers for side-by-side benchmarks
@@ -22,5 +22,10 @@ if [[ ",$extras," == *",test,"* || ",$extras," == *",distributed,"* ]]; then
     HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 \
       "$py" -m pip install --quiet --no-build-isolation -c constraints.txt horovod==0.28.1
   fi
+fi
+# Compile the fused C++ operators (bortkit/ops/*.cc) into the cache now rather than on first
+# use. Without a compiler bortkit runs on MXNet's own operators, so this is not fatal.
+if ! "$py" -m bortkit.ops build; then
+  echo "warning: fused operators not built; bortkit will use MXNet's operators (slower)" >&2
 fi
 echo "bortkit installed in $(pwd)/.venv"

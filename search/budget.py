@@ -10,7 +10,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Callable, Mapping, Sequence, Tuple, TypeVar
 
-from bortkit.errors import ConfigError
+from .errors import SearchError
 
 _SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 _COUNT = re.compile(r"^(\d+(?:_\d+)*(?:\.\d+)?)([kmbgt]?)$", re.IGNORECASE)
@@ -22,11 +22,11 @@ def parse_count(text: str | int, option: str = "--max-params") -> int:
     """``"56M"`` -> 56_000_000. Accepts ``56M``, ``1.2B``, ``300k``, ``56_000_000``, ``56000000``.
 
     Suffixes (case-insensitive): k = 10^3, M = 10^6, B or G = 10^9, T = 10^12. The result
-    must be a positive whole number; anything else raises :class:`ConfigError` naming
+    must be a positive whole number; anything else raises :class:`SearchError` naming
     ``option``.
     """
-    def fail(detail: str = "") -> ConfigError:
-        return ConfigError(f"{option}: expected a positive count like 56M, 1.2B or 56000000, "
+    def fail(detail: str = "") -> SearchError:
+        return SearchError(f"{option}: expected a positive count like 56M, 1.2B or 56000000, "
                            f"got {str(text)!r}{detail}")
 
     if isinstance(text, bool):
@@ -66,7 +66,7 @@ def apply_budget(candidates: Sequence[Arch], params: Sequence[int], max_params: 
     """Indices of the candidates with ``params <= max_params``, and how many were removed.
 
     ``params[k]`` is the parameter count of ``candidates[k]``. A budget that no candidate
-    fits raises :class:`ConfigError` naming the smallest candidate and its size.
+    fits raises :class:`SearchError` naming the smallest candidate and its size.
     """
     if len(candidates) != len(params):
         raise ValueError(f"{len(candidates)} candidates but {len(params)} parameter counts")
@@ -76,9 +76,9 @@ def apply_budget(candidates: Sequence[Arch], params: Sequence[int], max_params: 
     kept = [k for k, p in enumerate(params) if p <= limit]
     if not kept:
         if not candidates:
-            raise ConfigError(f"{option} {format_count(limit)}: there are no candidates")
+            raise SearchError(f"{option} {format_count(limit)}: there are no candidates")
         smallest = min(range(len(params)), key=lambda k: params[k])
-        raise ConfigError(
+        raise SearchError(
             f"{option} {format_count(limit)} ({limit}): no candidate fits; the smallest, "
             f"{describe(candidates[smallest])}, has {format_count(params[smallest])} "
             f"({params[smallest]}) parameters")

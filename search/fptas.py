@@ -41,9 +41,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
-from bortkit.errors import ConfigError
-
 from .budget import apply_budget, format_count, parse_count
+from .errors import SearchError
 from .store import SearchStore, arch_key
 from .wcoef import MaximumPoint, WCoefficient
 
@@ -157,12 +156,12 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
     resuming with other settings is refused. ``thetas`` is the hyperparameter set Θ.
     """
     if partition not in PARTITIONS:
-        raise ConfigError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
+        raise SearchError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
     if representative not in REPRESENTATIVES:
-        raise ConfigError(f"representative must be one of {', '.join(REPRESENTATIVES)}, "
+        raise SearchError(f"representative must be one of {', '.join(REPRESENTATIVES)}, "
                           f"got {representative!r}")
     if not callable(sort_by) and sort_by not in SORT_KEYS:
-        raise ConfigError(f"sort_by must be one of {', '.join(SORT_KEYS)} or a function, "
+        raise SearchError(f"sort_by must be one of {', '.join(SORT_KEYS)} or a function, "
                           f"got {sort_by!r}")
     epsilon = check_epsilon(epsilon, partition)
     options = {"algorithm": "fptas", "epsilon": epsilon, "partition": partition,
@@ -267,7 +266,7 @@ def _search(candidates, costs, select, options: dict, *, max_params, store, coef
                 for k in kept]
         positive = [c for c in pool if c.surrogate > 0]
         if not positive:
-            raise ConfigError(
+            raise SearchError(
                 f"no candidate can have W > 0: all {len(pool)} share the maximum point's "
                 f"parameter count or inference cost ({format_count(maximum_point.params)}, "
                 f"{maximum_point.inference_cost:g}); the space needs smaller candidates")
@@ -382,7 +381,7 @@ def _partition(keys: Sequence[float], epsilon: float, mode: str) -> List[List[in
     start_key = None
     for position, key in enumerate(keys):
         if key <= 0:
-            raise ConfigError(f"partition='geometric' needs positive sort keys, got {key!r}")
+            raise SearchError(f"partition='geometric' needs positive sort keys, got {key!r}")
         if start_key is None or key > start_key * (1.0 + epsilon):
             groups.append([])
             start_key = key
@@ -409,18 +408,18 @@ def _sort_key(sort_by) -> Callable[[ScoredCandidate], float]:
 
 # ---------------------------------------------------------------------------- checks
 def check_epsilon(epsilon: Any, partition: str) -> float:
-    """ε as the partition takes it (an int for ``count``); a :class:`ConfigError` otherwise."""
+    """ε as the partition takes it (an int for ``count``); a :class:`SearchError` otherwise."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
             or not math.isfinite(epsilon):
-        raise ConfigError(f"epsilon must be a number, got {epsilon!r}")
+        raise SearchError(f"epsilon must be a number, got {epsilon!r}")
     if partition == "count":
         if epsilon < 1 or float(epsilon) != int(epsilon):
-            raise ConfigError(f"epsilon is the interval size in candidates for "
+            raise SearchError(f"epsilon is the interval size in candidates for "
                               f"partition='count' and must be a whole number >= 1, got "
                               f"{epsilon!r} (partition='geometric' takes a relative width)")
         return int(epsilon)
     if not 0 < epsilon < 1:
-        raise ConfigError(f"epsilon is a relative interval width for partition='geometric' "
+        raise SearchError(f"epsilon is a relative interval width for partition='geometric' "
                           f"and must be in (0, 1) (the answer is within (1 - epsilon) of the "
                           f"optimum), got {epsilon!r}")
     return float(epsilon)
@@ -431,10 +430,10 @@ def _as_thetas(thetas) -> Optional[List[dict]]:
     if thetas is None:
         return None
     if isinstance(thetas, (str, bytes, Mapping)) or not isinstance(thetas, Sequence):
-        raise ConfigError(f"thetas must be a list of hyperparameter mappings, got "
+        raise SearchError(f"thetas must be a list of hyperparameter mappings, got "
                           f"{type(thetas).__name__}")
     if not thetas:
-        raise ConfigError("thetas (the hyperparameter set) is empty; give at least one setting")
+        raise SearchError("thetas (the hyperparameter set) is empty; give at least one setting")
     return _distinct_mappings(thetas, ("theta", "hyperparameter: value", "setting"))
 
 
@@ -443,7 +442,7 @@ def _as_candidates(candidates) -> List[dict]:
         candidates = candidates.candidates()  # a SearchSpace
     archs = _distinct_mappings(candidates, ("candidate", "architecture fields", "architecture"))
     if not archs:
-        raise ConfigError("there are no candidates to search")
+        raise SearchError("there are no candidates to search")
     return archs
 
 
@@ -453,11 +452,11 @@ def _distinct_mappings(items, names: Tuple[str, str, str]) -> List[dict]:
     out, seen = [], {}
     for index, value in enumerate(items):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{item} {index} must be a mapping of {fields}, got "
+            raise SearchError(f"{item} {index} must be a mapping of {fields}, got "
                               f"{type(value).__name__}")
         key = arch_key(value)
         if key in seen:
-            raise ConfigError(f"{item}s {seen[key]} and {index} are the same {kind} {key}")
+            raise SearchError(f"{item}s {seen[key]} and {index} are the same {kind} {key}")
         seen[key] = index
         out.append(dict(value))
     return out
@@ -478,20 +477,20 @@ def _as_coefficient(coefficient) -> WCoefficient:
         return coefficient
     if isinstance(coefficient, (tuple, list)) and len(coefficient) == 3:
         return WCoefficient(*coefficient)
-    raise ConfigError(f"coefficient must be a WCoefficient or (alpha, beta, gamma), "
+    raise SearchError(f"coefficient must be a WCoefficient or (alpha, beta, gamma), "
                       f"got {coefficient!r}")
 
 
 def _check_params(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ConfigError(f"costs.params({where}) must return a positive integer, got {value!r}")
+        raise SearchError(f"costs.params({where}) must return a positive integer, got {value!r}")
     return int(value)
 
 
 def _check_positive(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what} returned {value!r}; it must be a positive finite number")
+        raise SearchError(f"{what} returned {value!r}; it must be a positive finite number")
     return float(value)
 
 
@@ -511,11 +510,11 @@ def _fingerprint(archs: List[dict]) -> str:
 
 def _json_ready(settings: Mapping[str, Any]) -> dict:
     if not isinstance(settings, Mapping):
-        raise ConfigError(f"settings must be a mapping, got {type(settings).__name__}")
+        raise SearchError(f"settings must be a mapping, got {type(settings).__name__}")
     try:
         json.dumps(dict(settings), allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"settings must be plain JSON data ({err})") from None
+        raise SearchError(f"settings must be plain JSON data ({err})") from None
     return dict(settings)
 
 

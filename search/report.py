@@ -12,10 +12,9 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List
 
-from bortkit.io import atomic_write
-
 from .budget import format_count
 from .fptas import SearchResult, pareto_front
+from .io import atomic_write
 
 CSV_COLUMNS = ("params", "inference_cost", "error", "w", "trained", "chosen", "interval")
 

@@ -13,7 +13,7 @@ mapping copied into every candidate::
 
 Candidates are the Cartesian product, in file order, minus the points the family cannot
 build (``units`` not divisible by ``num_heads``), which are counted in
-:attr:`SearchSpace.skipped`. Every problem is a one-line :class:`ConfigError` naming the
+:attr:`SearchSpace.skipped`. Every problem is a one-line :class:`SearchError` naming the
 file and line.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import yaml
 
-from bortkit.errors import ConfigError
+from .errors import SearchError
 
 #: Dimensions a space may search (enumerated in the order the file lists them).
 SEARCHABLE = ("num_layers", "num_heads", "units", "ffn_units", "embed_size")
@@ -38,8 +38,9 @@ Lines = Dict[Tuple, int]
 
 
 def default_space_path() -> Path:
-    """``configs/search/bert-space.yaml``: the Bort paper's BERT space (300 candidates)."""
-    return Path(__file__).resolve().parent.parent / "configs" / "search" / "bert-space.yaml"
+    """``search/spaces/bert-space.yaml``: the Bort paper's BERT space (300 candidates),
+    shipped with this package."""
+    return Path(__file__).resolve().parent / "spaces" / "bert-space.yaml"
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,12 +73,12 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: Any, path: os.PathLike | str | None = None,
                   lines: Optional[Lines] = None) -> "SearchSpace":
-        """Build from parsed YAML; unknown keys and wrong types raise :class:`ConfigError`."""
+        """Build from parsed YAML; unknown keys and wrong types raise :class:`SearchError`."""
         path = None if path is None else os.fspath(path)
         lines = lines or {}
 
-        def fail(problem: str, *where) -> ConfigError:
-            return ConfigError(problem, path=path, line=lines.get(tuple(where)))
+        def fail(problem: str, *where) -> SearchError:
+            return SearchError(problem, path=path, line=lines.get(tuple(where)))
 
         if data is None:
             raise fail("the search space file is empty")
@@ -145,7 +146,7 @@ class SearchSpace:
             yield {**dict(zip(names, values)), **self.fixed}
 
     def _fail(self, problem: str, *where) -> None:
-        raise ConfigError(problem, path=self.path, line=self._lines.get(tuple(where)))
+        raise SearchError(problem, path=self.path, line=self._lines.get(tuple(where)))
 
     def _validate(self) -> None:
         if not self.dimensions:
@@ -177,22 +178,22 @@ class SearchSpace:
 
 def read_yaml(path: Path, what: str) -> Tuple[Any, Lines]:
     """The parsed YAML of ``path`` and the 1-based line of every key and list item; every
-    problem is a one-line :class:`ConfigError` naming ``what`` and the file."""
+    problem is a one-line :class:`SearchError` naming ``what`` and the file."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{what} not found", path=path) from None
+        raise SearchError(f"{what} not found", path=path) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read {what} ({err})", path=path) from None
+        raise SearchError(f"cannot read {what} ({err})", path=path) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
-        raise ConfigError(f"not valid YAML: {err.problem}", path=path,
+        raise SearchError(f"not valid YAML: {err.problem}", path=path,
                           line=None if mark is None else mark.line + 1) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"not valid YAML: {err}", path=path) from None
+        raise SearchError(f"not valid YAML: {err}", path=path) from None
     lines: Lines = {}
     collect_lines(node, (), lines, path)
     return data, lines
@@ -221,7 +222,7 @@ def collect_lines(node: Optional[yaml.Node], where: Tuple, lines: Lines, path) -
         for key_node, value_node in node.value:
             key = key_node.value
             if key in seen:
-                raise ConfigError(f"key {key!r} is given twice", path=path,
+                raise SearchError(f"key {key!r} is given twice", path=path,
                                   line=key_node.start_mark.line + 1)
             seen.add(key)
             lines[where + (key,)] = key_node.start_mark.line + 1

@@ -4,7 +4,7 @@ One row per candidate, keyed by the canonical JSON of its architecture (sorted k
 spaces), holding its parameter count, inference cost, error, W, status and timestamps.
 Every write is its own committed transaction, so a killed process loses at most the
 candidate it was training. A metadata row records the search settings; reopening the file
-with different settings raises :class:`ConfigError` instead of mixing two searches.
+with different settings raises :class:`SearchError` instead of mixing two searches.
 
 Statuses: ``scored`` (p and i known), ``running`` (training started, not finished),
 ``done`` (error known), ``failed`` (training raised; retried on the next run).
@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
-from bortkit.errors import ConfigError
+from .errors import SearchError
 
 FORMAT = "bortkit-search-state/1"
 STATUSES = ("scored", "running", "done", "failed")
@@ -62,7 +62,7 @@ def arch_key(arch: Mapping[str, Any]) -> str:
     try:
         return json.dumps(dict(arch), sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as err:
-        raise ConfigError(f"architecture {arch!r} is not plain JSON data ({err})") from None
+        raise SearchError(f"architecture {arch!r} is not plain JSON data ({err})") from None
 
 
 def _now() -> str:
@@ -91,7 +91,7 @@ class SearchStore:
     def __init__(self, path: os.PathLike | str):
         self.path = Path(path)
         if self.path.is_dir():
-            raise ConfigError("search state must be a file, not a directory", path=self.path)
+            raise SearchError("search state must be a file, not a directory", path=self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         try:
@@ -100,14 +100,14 @@ class SearchStore:
             self._create_schema()
         except sqlite3.DatabaseError as err:
             self._conn.close()
-            raise ConfigError(f"not a search state file ({err})", path=self.path) from None
+            raise SearchError(f"not a search state file ({err})", path=self.path) from None
 
     # ------------------------------------------------------------------ lifecycle
     def _create_schema(self) -> None:
         tables = {row[0] for row in self._conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
         if tables and not {"meta", "candidates"} <= tables:
-            raise ConfigError(f"SQLite file with other tables ({', '.join(sorted(tables))}) "
+            raise SearchError(f"SQLite file with other tables ({', '.join(sorted(tables))}) "
                               f"is not a search state file", path=self.path)
         with self._conn:
             self._conn.executescript(_SCHEMA)
@@ -115,7 +115,7 @@ class SearchStore:
             self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (_now(),))
         found = self._meta("format")
         if found != FORMAT:
-            raise ConfigError(f"search state format {found!r} is not {FORMAT!r}", path=self.path)
+            raise SearchError(f"search state format {found!r} is not {FORMAT!r}", path=self.path)
 
     def close(self) -> None:
         self._conn.close()
@@ -150,7 +150,7 @@ class SearchStore:
         old, new = json.loads(stored), json.loads(text)
         differences = [f"{key}: {json.dumps(old.get(key))} stored, {json.dumps(new.get(key))} now"
                        for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
-        raise ConfigError("cannot resume: this search state was made with different settings ("
+        raise SearchError("cannot resume: this search state was made with different settings ("
                           + "; ".join(differences)
                           + "); rerun with the stored settings or use a new state file",
                           path=self.path)

@@ -12,7 +12,7 @@ Two forms, both giving a list of mappings (one θ each)::
 
 The core does not know what a hyperparameter means: the caller passes ``known``, a mapping
 of each allowed name to a check returning None (fine) or the problem as text. An unknown
-name, a wrong value, a duplicate or an empty file is a one-line :class:`ConfigError` naming
+name, a wrong value, a duplicate or an empty file is a one-line :class:`SearchError` naming
 the file and line, raised before anything is trained.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from bortkit.errors import ConfigError
+from .errors import SearchError
 
 from .space import read_yaml
 from .store import arch_key
@@ -36,8 +36,8 @@ def load_thetas(path: os.PathLike | str, known: Mapping[str, Check]) -> List[Dic
     path = Path(path)
     data, lines = read_yaml(path, "hyperparameter set (Θ) file")
 
-    def fail(problem: str, *where) -> ConfigError:
-        return ConfigError(problem, path=path, line=lines.get(tuple(where)))
+    def fail(problem: str, *where) -> SearchError:
+        return SearchError(problem, path=path, line=lines.get(tuple(where)))
 
     if isinstance(data, Mapping):  # a grid
         for name, values in data.items():

@@ -16,15 +16,15 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
-from bortkit.errors import ConfigError
+from .errors import SearchError
 
 
 def _positive(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+        raise SearchError(f"{what} must be a positive number, got {value!r}")
     value = float(value)
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{what} must be a positive finite number, got {value!r}")
+        raise SearchError(f"{what} must be a positive finite number, got {value!r}")
     return value
 
 
@@ -75,7 +75,7 @@ class WCoefficient:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                     or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"W-coefficient exponent {name} must be a finite number "
+                raise SearchError(f"W-coefficient exponent {name} must be a finite number "
                                   f">= 0, got {value!r}")
 
     def surrogate(self, params: float, inference_cost: float, maximum_point: MaximumPoint) -> float:

@@ -1,10 +1,11 @@
-"""The fused CPU kernels (bortkit.model.kernels) against MXNet's own operators."""
+"""The fused CPU operators (bortkit.ops) against MXNet's own operators, and the checks on
+the cached library."""
 import numpy as np
 import mxnet as mx
 import pytest
 from mxnet import autograd
 
-from bortkit.model import kernels
+from bortkit import ops as kernels
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason=kernels.status())
 
@@ -91,7 +92,7 @@ def test_layer_norm_gradients_accumulate_with_grad_req_add():
 
 _ENCODE = """
 import sys, numpy as np, bortkit
-from bortkit.model import kernels
+from bortkit import ops as kernels
 ref = dict(np.load(sys.argv[1]))
 out = bortkit.from_pretrained(sys.argv[2]).encode(ref["input_ids"], ref["token_type_ids"],
                                                   ref["attention_mask"])
@@ -117,3 +118,79 @@ def test_without_kernels_the_model_is_the_same(minilm_dir, shared_dir, tmp_path)
         outputs[switch] = np.load(path)
     mask = np.load(reference)["attention_mask"].astype(bool)
     assert np.abs(outputs["1"] - outputs["0"])[mask].max() < 1e-4
+
+
+# ------------------------------------------------------------------ the cached library
+_LOAD = """
+import warnings
+warnings.simplefilter("ignore")
+from bortkit import ops
+print(ops.available(), ops.status())
+"""
+
+
+def _damaged_cache(tmp_path, monkeypatch, damage: str, **env):
+    """A cache holding the library loaded in this process, then damaged: truncated to half
+    (its old stamp kept) or replaced by garbage (no stamp). Returns its path and the
+    environment that makes bortkit look for it there."""
+    import os
+    from bortkit.ops import library
+    good = kernels.library.build()
+    env = {**os.environ, "BORTKIT_CACHE": str(tmp_path / "cache"), **env}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    target = library.library_path()  # where the subprocess will look (CXX is in the key)
+    target.parent.mkdir(parents=True)
+    if damage == "truncated":
+        data = good.read_bytes()
+        target.write_bytes(data[:len(data) // 2])
+        library.stamp_path(target).write_bytes(library.stamp_path(good).read_bytes())
+    else:
+        target.write_bytes(b"\x7fELF" + b"garbage" * 1000)
+    return target, env, good
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_library_without_a_compiler_is_removed_not_loaded(tmp_path, monkeypatch,
+                                                                    damage):
+    """No SIGBUS, no crash: the damaged file is not loaded, not kept, and MXNet's operators
+    are used (the compiler is missing here)."""
+    import subprocess
+    import sys
+    from bortkit.ops import library
+    target, env, _ = _damaged_cache(tmp_path, monkeypatch, damage,
+                                 CXX=str(tmp_path / "no-such-g++"))
+    proc = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("False MXNet operators (RuntimeError: no C++ compiler: ")
+    assert not target.exists() and not library.stamp_path(target).exists()
+    assert not library.is_verified(target)
+
+
+@pytest.mark.slow
+def test_a_truncated_library_is_rebuilt(tmp_path, monkeypatch):
+    """With a compiler, a truncated library is rebuilt (one compile, about 15 s) and loads."""
+    import subprocess
+    import sys
+    from bortkit.ops import library
+    target, env, good = _damaged_cache(tmp_path, monkeypatch, "truncated")
+    proc = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[:3] == ["True", "fused", "kernels"]
+    assert library.is_verified(target)
+    assert target.read_bytes() == good.read_bytes()  # the same build as the cached one
+
+
+def test_build_command_reports_a_missing_compiler_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "bortkit.ops", "build"], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "BORTKIT_CACHE": str(tmp_path),
+                               "CXX": str(tmp_path / "no-such-g++")})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("bortkit: error: ")
+    assert f"no C++ compiler: {tmp_path / 'no-such-g++'} not found" in proc.stderr

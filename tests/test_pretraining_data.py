@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 
 from bortkit.data import PretrainingDataset, tokenize_corpus, tokenizer_fingerprint
 from bortkit.data.create_pretraining_data import main as cli_main
-from bortkit.data import pretraining
+from bortkit.data import corpus as corpus_reading
+from bortkit.data.convert_shards import main as convert_main
 from bortkit.data.pretraining import create_pretraining_data
 from bortkit.errors import ConfigError, DataError, run_cli
 from bortkit.tokenizers import ByteLevelBPETokenizer, load_tokenizer
@@ -67,12 +69,16 @@ def _corpus_ids(tokenizer, path: Path):
     return ids
 
 
+def _shard_arrays(directory: Path):
+    """The arrays of a shard directory (one .npy file per array)."""
+    return {path.stem: np.load(path) for path in sorted(directory.glob("*.npy"))}
+
+
 def _stored_rows(directory: Path):
     """(input_ids, token_type_ids, word_starts) of every stored example, unpadded."""
     meta = json.loads((directory / "meta.json").read_text())
     for shard in meta["shards"]:
-        with np.load(directory / shard["file"]) as npz:
-            data = {name: npz[name] for name in npz.files}
+        data = _shard_arrays(directory / shard["directory"])
         for i, n in enumerate(data["lengths"]):
             assert (data["input_ids"][i, n:] == meta["tokenizer"]["pad_id"]).all()
             yield (data["input_ids"][i, :n].tolist(), data["token_type_ids"][i, :n].tolist(),
@@ -88,14 +94,15 @@ def _run_cli(argv, capsys):
 # ------------------------------------------------------------------------------ shards
 def test_shards_hold_the_whole_corpus_in_order(data_dir, corpus, wordpiece, minilm_dir):
     meta = json.loads((data_dir / "meta.json").read_text())
-    assert meta["format"] == "bortkit-pretraining-v1" and meta["max_seq_length"] == L
+    assert meta["format"] == "bortkit-pretraining-v2" and meta["max_seq_length"] == L
     assert [s["num_examples"] for s in meta["shards"]][:-1] == [300] * (len(meta["shards"]) - 1)
     assert sum(s["num_examples"] for s in meta["shards"]) == meta["num_examples"] > 300
     for shard in meta["shards"]:
-        with np.load(data_dir / shard["file"]) as data:
-            assert data["input_ids"].dtype == np.int32 and data["lengths"].dtype == np.int32
-            assert data["token_type_ids"].dtype == np.int8 and data["word_starts"].dtype == bool
-            assert data["input_ids"].shape == (shard["num_examples"], L)
+        data = _shard_arrays(data_dir / shard["directory"])
+        assert sorted(data) == ["input_ids", "lengths", "token_type_ids", "word_starts"]
+        assert data["input_ids"].dtype == np.int32 and data["lengths"].dtype == np.int32
+        assert data["token_type_ids"].dtype == np.int8 and data["word_starts"].dtype == bool
+        assert data["input_ids"].shape == (shard["num_examples"], L)
     assert meta["tokenizer"]["mask_id"] == wordpiece.mask_id == 103
     assert sorted(meta["tokenizer"]["special_ids"]) == sorted(wordpiece.special_ids)
     assert meta["tokenizer_fingerprint"] == tokenizer_fingerprint(data_dir / "tokenizer")
@@ -188,7 +195,7 @@ def test_sentence_pairs_bpe_follow_the_pair_format(corpus, bpe, tmp_path):
 
 
 def test_workers_give_identical_shards(corpus, minilm_dir, data_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(pretraining, "_CHUNK_BYTES", 20_000)  # many chunks in flight
+    monkeypatch.setattr(corpus_reading, "CHUNK_BYTES", 20_000)  # many chunks in flight
     out = tmp_path / "parallel"
     create_pretraining_data(corpus, minilm_dir, out, max_seq_length=L, shard_size=300,
                             workers=2)
@@ -361,26 +368,63 @@ def test_an_epoch_visits_each_example_once(data_dir):
     assert set(everything.tolist()) == set(range(ds.num_examples))
 
 
-def test_compressed_and_missing_shards(data_dir, tmp_path):
-    """Shards are read through memory maps of the .npz members; a compressed copy (read
-    with np.load instead) must give the very same batches."""
-    copy = tmp_path / "copy"
+def _write_v1_copy(data_dir: Path, copy: Path, compressed: bool) -> None:
+    """The same data as the previous version (bortkit-pretraining-v1) wrote it: one
+    ``np.savez`` archive per shard (``np.savez_compressed`` also read) and the same meta."""
     copy.mkdir()
-    for path in data_dir.iterdir():
-        if path.suffix == ".npz":
-            with np.load(path) as data:
-                np.savez_compressed(copy / path.name, **{k: data[k] for k in data.files})
-        elif path.is_file():
-            (copy / path.name).write_bytes(path.read_bytes())
-    original = PretrainingDataset(data_dir, 16, seed=3)
-    compressed = PretrainingDataset(copy, 16, seed=3)
+    meta = json.loads((data_dir / "meta.json").read_text())
+    save = np.savez_compressed if compressed else np.savez
+    for index, shard in enumerate(meta["shards"]):
+        save(copy / f"shard-{index:05d}.npz", **_shard_arrays(data_dir / shard.pop("directory")))
+        shard["file"] = f"shard-{index:05d}.npz"
+    meta["format"] = "bortkit-pretraining-v1"
+    (copy / "meta.json").write_text(json.dumps(meta))
+    for path in (data_dir / "tokenizer").iterdir():
+        (copy / "tokenizer").mkdir(exist_ok=True)
+        (copy / "tokenizer" / path.name).write_bytes(path.read_bytes())
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_old_npz_shards_are_refused_then_converted(data_dir, tmp_path, capsys, compressed):
+    """Shards of the previous format are refused with the command that converts them; after
+    the conversion (in place) the batches are the very same."""
+    copy = tmp_path / "old"
+    _write_v1_copy(data_dir, copy, compressed)
+    with pytest.raises(DataError) as refused:
+        PretrainingDataset(copy, 16, seed=3)
+    assert str(refused.value) == (
+        f"{copy / 'meta.json'}: shards in the old format 'bortkit-pretraining-v1' (one .npz "
+        f"per shard); convert them in place with: python -m bortkit.data.convert_shards {copy}")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(convert_main, [str(copy)])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().err == f"{copy}: converted to bortkit-pretraining-v2\n"
+    assert not list(copy.glob("*.npz"))
+    assert list(_stored_rows(copy)) == list(_stored_rows(data_dir))
+    original, converted = PretrainingDataset(data_dir, 16, seed=3), PretrainingDataset(copy, 16,
+                                                                                       seed=3)
     for step in range(3):
-        _assert_same(original.batch(step), compressed.batch(step))
-    (copy / "shard-00001.npz").unlink()
+        _assert_same(original.batch(step), converted.batch(step))
+    with pytest.raises(SystemExit):  # a second run has nothing to do
+        run_cli(convert_main, [str(copy)])
+    assert capsys.readouterr().err == f"{copy}: already in bortkit-pretraining-v2\n"
+
+
+def test_missing_and_damaged_shards(data_dir, tmp_path):
+    """Shards are memory-mapped .npy files; a missing or damaged one is a one-line error."""
+    copy = tmp_path / "copy"
+    shutil.copytree(data_dir, copy)
+    shutil.rmtree(copy / "shard-00001")
     incomplete = PretrainingDataset(copy, 16, seed=3)
-    with pytest.raises(DataError, match="shard-00001.npz: shard file does not exist"):
+    with pytest.raises(DataError, match="shard-00001/input_ids.npy: shard file does not exist"):
         for step in range(len(incomplete)):
             incomplete.batch(step)
+    shutil.copytree(data_dir / "shard-00001", copy / "shard-00001")
+    (copy / "shard-00001" / "lengths.npy").write_bytes(b"garbage")
+    damaged = PretrainingDataset(copy, 16, seed=3)
+    with pytest.raises(DataError, match="shard-00001/lengths.npy: not a valid .npy array file"):
+        for step in range(len(damaged)):
+            damaged.batch(step)
 
 
 def test_dataset_argument_errors(data_dir, tmp_path):
@@ -449,7 +493,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, minilm_dir, capsys):
     assert (out / "keep.txt").read_text() == "mine"
     code, err = _run_cli(args + ["--overwrite"], capsys)
     assert code == 0 and "wrote 1 examples" in err
-    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "shard-00000.npz", "tokenizer"]
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "shard-00000", "tokenizer"]
 
 
 def test_argument_errors():

@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bortkit.errors import ConfigError
-from search import (CostModel, MaximumPoint, SearchSpace, SearchStore, WCoefficient,
-                    apply_budget, arch_key, exhaustive, format_count, fptas, pareto_front,
-                    parse_count, w_coefficient)
+from search import (CostModel, MaximumPoint, SearchError, SearchSpace, SearchStore,
+                    WCoefficient, apply_budget, arch_key, exhaustive, format_count, fptas,
+                    pareto_front, parse_count, w_coefficient)
 from search.report import CSV_COLUMNS, format_table, write_results
 
 
@@ -115,17 +114,17 @@ def test_maximum_point_has_the_largest_p_and_i():
 
 @pytest.mark.parametrize("error", [0, -0.5, float("nan"), float("inf"), "0.3", True])
 def test_w_coefficient_rejects_bad_errors(error):
-    with pytest.raises(ConfigError, match=r"^error \(W divides by it\) must be a positive"):
+    with pytest.raises(SearchError, match=r"^error \(W divides by it\) must be a positive"):
         w_coefficient(250, 4.0, error, T)
 
 
 def test_w_coefficient_rejects_bad_inputs():
-    with pytest.raises(ConfigError, match=r"^params must be a positive finite number, got -3"):
+    with pytest.raises(SearchError, match=r"^params must be a positive finite number, got -3"):
         w_coefficient(-3, 4.0, 0.5, T)
-    with pytest.raises(ConfigError, match=r"^W-coefficient exponent gamma must be a finite "
+    with pytest.raises(SearchError, match=r"^W-coefficient exponent gamma must be a finite "
                                           r"number >= 0, got -1"):
         WCoefficient(gamma=-1)
-    with pytest.raises(ConfigError, match="maximum point's inference cost"):
+    with pytest.raises(SearchError, match="maximum point's inference cost"):
         MaximumPoint(params=10, inference_cost=0)
 
 
@@ -141,7 +140,7 @@ def test_parse_count(text, expected):
 @pytest.mark.parametrize("text", ["0", "-5M", "lots", "1.2.3", "", "0M", "1.2345k", "5e6",
                                   "M", "56 M", -3, 0, True, None, 1.5])
 def test_parse_count_rejects(text):
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SearchError) as info:
         parse_count(text)
     assert str(info.value).startswith("--max-params: expected a positive count like 56M, "
                                       "1.2B or 56000000, got ")
@@ -149,11 +148,11 @@ def test_parse_count_rejects(text):
 
 
 def test_parse_count_message_is_exact():
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SearchError) as info:
         parse_count("lots")
     assert str(info.value) == ("--max-params: expected a positive count like 56M, 1.2B or "
                                "56000000, got 'lots'")
-    with pytest.raises(ConfigError, match=r"\(1234\.5 is not a whole number\)$"):
+    with pytest.raises(SearchError, match=r"\(1234\.5 is not a whole number\)$"):
         parse_count("1.2345k")
 
 
@@ -181,7 +180,7 @@ def test_budget_filters_before_training():
 def test_budget_nothing_fits_names_the_smallest():
     archs, costs = problem(3)
     smallest = min(archs, key=costs.params)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SearchError) as info:
         fptas(archs, costs, 4, max_params="1k")
     message = str(info.value)
     assert message.startswith("--max-params 1.0k (1000): no candidate fits; the smallest, ")
@@ -251,7 +250,7 @@ def _space_file(tmp_path: Path, text: str) -> Path:
 ])
 def test_space_errors_name_file_and_line(tmp_path, text, line, problem):
     path = _space_file(tmp_path, text)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SearchError) as info:
         SearchSpace.from_yaml(path)
     message = str(info.value)
     where = f"{path}:{line}: " if line is not None else f"{path}: "
@@ -272,7 +271,7 @@ def test_space_fixed_fields_pass_through(tmp_path):
 
 
 def test_missing_space_file(tmp_path):
-    with pytest.raises(ConfigError, match=r"nope\.yaml: search space file not found$"):
+    with pytest.raises(SearchError, match=r"nope\.yaml: search space file not found$"):
         SearchSpace.from_yaml(tmp_path / "nope.yaml")
 
 
@@ -378,22 +377,22 @@ def test_exhaustive_is_the_true_argmax_and_skips_zero_w():
 
 def test_fptas_argument_errors():
     archs, costs = problem(0)
-    with pytest.raises(ConfigError, match=r"whole number >= 1, got 0\.5 \(partition='geometric'"):
+    with pytest.raises(SearchError, match=r"whole number >= 1, got 0\.5 \(partition='geometric'"):
         fptas(archs, costs, 0.5)
     for bad in (0, 1, 1.5, -0.2):
-        with pytest.raises(ConfigError, match=r"must be in \(0, 1\) \(the answer is within "
+        with pytest.raises(SearchError, match=r"must be in \(0, 1\) \(the answer is within "
                                               rf"\(1 - epsilon\) of the optimum\), got {bad}"):
             fptas(archs, costs, bad, partition="geometric")
-    with pytest.raises(ConfigError, match="partition must be one of count, geometric"):
+    with pytest.raises(SearchError, match="partition must be one of count, geometric"):
         fptas(archs, costs, 2, partition="log")
-    with pytest.raises(ConfigError, match="candidates 0 and 1 are the same architecture"):
+    with pytest.raises(SearchError, match="candidates 0 and 1 are the same architecture"):
         fptas([archs[0], dict(archs[0])], costs, 2)
-    with pytest.raises(ConfigError, match="no candidates"):
+    with pytest.raises(SearchError, match="no candidates"):
         fptas([], costs, 2)
     with pytest.raises(TypeError, match="lacks error"):
         fptas(archs, CostModel(costs.params, costs.inference_cost, None), 2)
     bad = CostModel(costs.params, costs.inference_cost, lambda arch: 0.0)
-    with pytest.raises(ConfigError, match=r"costs\.error\(num_layers=\d+ .*\) returned 0\.0; "
+    with pytest.raises(SearchError, match=r"costs\.error\(num_layers=\d+ .*\) returned 0\.0; "
                                           r"it must be a positive finite number"):
         fptas(archs, bad, 2)
 
@@ -465,30 +464,30 @@ def test_store_refuses_other_settings(tmp_path):
     archs, costs = problem(12)
     path = tmp_path / "state.sqlite"
     fptas(archs, costs, 3, store=path, settings={"steps": 100})
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SearchError) as info:
         fptas(archs, costs, 4, store=path, settings={"steps": 100})
     assert str(info.value).startswith(f"{path}: cannot resume: this search state was made "
                                       f"with different settings (epsilon: 3 stored, 4 now)")
-    with pytest.raises(ConfigError, match=r'settings: \{"steps": 100\} stored, '
+    with pytest.raises(SearchError, match=r'settings: \{"steps": 100\} stored, '
                                           r'\{"steps": 200\} now'):
         fptas(archs, costs, 3, store=path, settings={"steps": 200})
-    with pytest.raises(ConfigError, match=r"algorithm: \"fptas\" stored, \"exhaustive\" now"):
+    with pytest.raises(SearchError, match=r"algorithm: \"fptas\" stored, \"exhaustive\" now"):
         exhaustive(archs, costs, store=path, settings={"steps": 100})
-    with pytest.raises(ConfigError, match=r"candidates: "):
+    with pytest.raises(SearchError, match=r"candidates: "):
         fptas(archs[:-1], costs, 3, store=path, settings={"steps": 100})
 
 
 def test_store_rejects_foreign_files(tmp_path):
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(ConfigError, match=r"junk\.sqlite: not a search state file"):
+    with pytest.raises(SearchError, match=r"junk\.sqlite: not a search state file"):
         SearchStore(junk)
     import sqlite3
 
     other = tmp_path / "other.sqlite"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE users (name TEXT)")
-    with pytest.raises(ConfigError, match=r"other tables \(users\) is not a search state file"):
+    with pytest.raises(SearchError, match=r"other tables \(users\) is not a search state file"):
         SearchStore(other)
 
 
@@ -617,7 +616,7 @@ def test_theta_runs_resume_one_by_one(tmp_path):
     assert len(done_before) + len(again) == len(THETAS) * uninterrupted.num_trained
     assert _summary(resumed) == _summary(uninterrupted)
     assert [c.theta for c in resumed.candidates] == [c.theta for c in uninterrupted.candidates]
-    with pytest.raises(ConfigError, match=r"thetas: .* stored, .* now"):
+    with pytest.raises(SearchError, match=r"thetas: .* stored, .* now"):
         fptas(archs, ThetaCosts(4).fit(archs), 5, store=path, thetas=THETAS[:2])
 
 
@@ -655,6 +654,20 @@ def test_load_thetas_errors_name_file_and_line(tmp_path, text, problem):
     from search import load_thetas
     path = tmp_path / "theta.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(SearchError) as info:
         load_thetas(path, KNOWN)
     assert str(info.value).startswith(f"{path}:") and problem in str(info.value)
+
+
+def test_the_search_package_imports_neither_bortkit_nor_a_framework():
+    """search/ stays usable on its own: importing all of it (the report too) loads no
+    bortkit, MXNet, GluonNLP or PyTorch module."""
+    import subprocess
+    import sys
+    code = ("import sys, search, search.report, search.io, search.errors; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'bortkit', 'mxnet', 'gluonnlp', 'torch'}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"

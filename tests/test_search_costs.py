@@ -12,7 +12,7 @@ BERT_FIXED = dict(vocab_size=30522, max_length=512, type_vocab_size=2, use_poole
 
 
 def bort_space_point(**searched):
-    space = search.SearchSpace.from_yaml(REPO / "configs" / "search" / "bert-space.yaml")
+    space = search.SearchSpace.from_yaml(REPO / "search" / "spaces" / "bert-space.yaml")
     return {**searched, **space.fixed}
 
 

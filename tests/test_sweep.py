@@ -42,7 +42,7 @@ def load(out: Path, study: str) -> optuna.Study:
 
 # --------------------------------------------------------------------------- spaces
 def test_default_space_is_the_bort_readme_grid():
-    assert load_space(REPO / "configs" / "sweeps" / "bort.yaml").to_dict() == \
+    assert load_space(REPO / "bortkit" / "resources" / "configs" / "sweeps" / "bort.yaml").to_dict() == \
         load_space().to_dict() == BORT_README_SPACE
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     space = load_space()

@@ -9,8 +9,8 @@
 
 Inputs are UTF-8 text files or folders of them: by default blank lines separate documents;
 with ``--one-sentence-per-line`` every line is a unit. The output directory holds
-``shard-*.npz``, ``tokenizer/`` and ``meta.json`` (see :mod:`bortkit.data.pretraining`); it
-appears only when everything succeeded.
+``shard-*/`` (one ``.npy`` per array), ``tokenizer/`` and ``meta.json`` (see
+:mod:`bortkit.data.shards`); it appears only when everything succeeded.
 """
 from __future__ import annotations
 

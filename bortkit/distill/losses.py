@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 from mxnet.gluon import HybridBlock, nn
 
 from ..errors import ConfigError
-from ..model import kernels
+from .. import ops as kernels
 
 KD_MODES = ("correct", "bort")
 LOG_EPS = 1e-12  # inside log() of probabilities, as MXNet's KLDivLoss

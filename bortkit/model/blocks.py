@@ -18,7 +18,7 @@ from mxnet import symbol
 from mxnet.gluon import HybridBlock, nn
 
 from ..config import ModelConfig
-from . import kernels
+from .. import ops
 
 MASK_FILL = -1e4  # added to attention scores of padded keys; exp() of it is 0 in float32
 
@@ -37,10 +37,10 @@ def activation(F, x, kind: str):
 
 class LayerNorm(nn.LayerNorm):
     """Gluon's LayerNorm over the last axis (same parameters, ``gamma`` and ``beta``),
-    computed by the fused kernel of :mod:`bortkit.model.kernels` when it is available."""
+    computed by the fused operator of :mod:`bortkit.ops` when it is available."""
 
     def hybrid_forward(self, F, data, gamma, beta):
-        return kernels.layer_norm(F, data, gamma, beta, self._epsilon)
+        return ops.layer_norm(F, data, gamma, beta, self._epsilon)
 
 
 class Embeddings(HybridBlock):
@@ -126,7 +126,7 @@ class MultiHeadSelfAttention(HybridBlock):
         h = self._heads
         qkv = self.projections(F, x)                                    # (T, B, 3U)
         scores = self.scores(F, qkv).reshape((-4, -1, h, -2))           # (B, H, T, T)
-        probs = F.softmax(kernels.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
+        probs = F.softmax(ops.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
         context = F.contrib.interleaved_matmul_selfatt_valatt(
             qkv, self.dropout(probs).reshape((-3, -2)), heads=h)        # (T, B, U)
         return self.output(context), probs

@@ -104,11 +104,11 @@ def check_arguments(args: argparse.Namespace) -> None:
         args.epsilon = DEFAULT_EPSILON[args.partition]
     try:
         args.epsilon = search.check_epsilon(args.epsilon, args.partition)
-    except ConfigError as err:
+    except search.SearchError as err:
         raise ConfigError(f"--epsilon: {err.problem}") from None
     try:
         args.exponents = search.WCoefficient(args.alpha, args.beta, args.gamma)
-    except ConfigError as err:
+    except search.SearchError as err:
         raise ConfigError(f"--alpha/--beta/--gamma: {err.problem}") from None
 
 

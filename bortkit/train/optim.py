@@ -2,7 +2,7 @@
 
 - ``bertadam``: GluonNLP's BERTAdam, Adam with decoupled weight decay and no bias correction
   (what BERT, GluonNLP and Bort trained with), as :class:`FusedBERTAdam`: the same update in
-  one fused kernel per parameter (:mod:`bortkit.model.kernels`) when it is available.
+  one fused kernel per parameter (:mod:`bortkit.ops`) when it is available.
 - ``adamw``: Loshchilov & Hutter's AdamW with bias correction (registered below).
 - ``lamb``: MXNet's LAMB (You et al.), layer-wise trust ratio, for large batches.
 
@@ -19,7 +19,7 @@ import numpy as np
 from gluonnlp.optimizer import BERTAdam  # importing it registers "bertadam"
 
 from ..errors import ConfigError
-from ..model import kernels
+from .. import ops as kernels
 from .names import OPTIMIZERS
 
 

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 import mxnet as mx
 from mxnet import autograd
 
-from ..model import kernels
+from .. import ops as kernels
 from .optim import global_grad_norm, global_grad_norm_nd
 from .state import seed_step
 from .workers import Workers

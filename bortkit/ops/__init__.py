@@ -1,0 +1,68 @@
+"""Fused CPU operators for the slowest MXNet 1.9 operators of a Transformer training step.
+
+Profiling a masked-LM training step of a small Transformer on CPU (``bench/pretrain.py
+--profile``) showed four MXNet 1.9 operators far slower than the arithmetic they do:
+
+- ``LayerNorm`` backward, a chain of generic broadcast/reduce kernels (no oneDNN);
+- ``broadcast_add`` of the attention mask, whose backward reduces a gradient onto the mask;
+- ``log_softmax`` backward over the vocabulary (oneDNN's reference implementation);
+- ``adamw_update`` (BERTAdam), scalar code several times slower than memory bandwidth.
+
+They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
+source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask),
+``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW), with ``common.h`` and
+``library.cc``. :mod:`bortkit.ops.library` compiles them once into a cached, verified library
+(``python -m bortkit.ops build``, or on first use) and loads it. The Python functions that
+call them are in :mod:`~bortkit.ops.encoder`, :mod:`~bortkit.ops.loss` and
+:mod:`~bortkit.ops.optimizer`. Without a compiler, or with ``BORTKIT_KERNELS=0``, every
+function falls back to MXNet's own operators. Parameters and checkpoints are the same both
+ways; results differ by float32 rounding (about 1e-6 relative).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from . import library
+
+__all__ = ["ENV_SWITCH", "available", "status", "layer_norm", "mask_scores", "softmax_nll",
+           "adamw_update"]
+
+ENV_SWITCH = "BORTKIT_KERNELS"   # "0" turns the fused operators off
+_state: dict = {}               # "loaded": bool, "error": str, "path": Path
+
+
+def enabled() -> bool:
+    """False when ``BORTKIT_KERNELS`` turns the fused operators off."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def available() -> bool:
+    """True when the fused operators are loaded (built on first use); never raises."""
+    if "loaded" in _state:
+        return _state["loaded"]
+    _state["loaded"] = False
+    if not enabled():
+        _state["error"] = f"{ENV_SWITCH}=0"
+        return False
+    try:
+        _state.update(loaded=True, path=library.load())
+    except Exception as err:  # no compiler, read-only cache, ...: MXNet's operators instead
+        _state.update(loaded=False, error=f"{type(err).__name__}: {err}")
+        warnings.warn(f"bortkit: fused CPU kernels unavailable ({_state['error']}); using "
+                      f"MXNet's operators (slower). Set {ENV_SWITCH}=0 to silence this.",
+                      RuntimeWarning, stacklevel=2)
+    return _state["loaded"]
+
+
+def status() -> str:
+    """One line for logs and benchmarks: which implementation is in use."""
+    if available():
+        return f"fused kernels ({_state['path']})"
+    return f"MXNet operators ({_state.get('error', 'not loaded')})"
+
+
+# The wrappers import ``available`` from here, so they come after it.
+from .encoder import layer_norm, mask_scores  # noqa: E402
+from .loss import softmax_nll  # noqa: E402
+from .optimizer import adamw_update  # noqa: E402

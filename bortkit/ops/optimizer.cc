@@ -1,0 +1,88 @@
+// Optimizer operator: bortkit_adamw (conventions: common.h).
+// library.py compiles every .cc here as one translation unit, with MXNet's lib_api.cc.
+#include "common.h"
+
+using namespace mxnet::ext;
+using namespace bortkit_ops;
+
+namespace {
+
+// ------------------------------------------------------------------------------ adamw
+// bortkit_adamw(grad, scale, weight, mean, var; lr, wd, beta1, beta2, epsilon) -> flag (1,)
+//     BERTAdam / MXNet adamw_update with lr=1, eta=lr, in place on weight, mean and var:
+//       g = scale * grad; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+//       w -= lr * (m / (sqrt(v) + eps) + wd * w)
+//     scale (1,) is read on the device (clipping needs no host sync); a non-finite scale
+//     skips the update, as MXNet's. flag is 1 if the update was applied.
+MXReturnValue adamw_parse(const std::unordered_map<std::string, std::string>& attrs,
+                          int* num_in, int* num_out) {
+  *num_in = 5;
+  *num_out = 1;
+  return MX_SUCCESS;
+}
+
+MXReturnValue adamw_type(const std::unordered_map<std::string, std::string>& attrs,
+                         std::vector<int>* in, std::vector<int>* out) {
+  for (int t : *in)
+    if (t != kFloat32) {
+      MX_ERROR_MSG << "bortkit_adamw supports float32 only";
+      return MX_FAIL;
+    }
+  out->assign(1, kFloat32);
+  return MX_SUCCESS;
+}
+
+MXReturnValue adamw_shape(const std::unordered_map<std::string, std::string>& attrs,
+                          std::vector<std::vector<unsigned int>>* in,
+                          std::vector<std::vector<unsigned int>>* out) {
+  const auto& g = (*in)[0];
+  if ((*in)[2] != g || (*in)[3] != g || (*in)[4] != g || (*in)[1].size() != 1 ||
+      (*in)[1][0] != 1) {
+    MX_ERROR_MSG << "bortkit_adamw: grad, weight, mean and var must have one shape; scale (1,)";
+    return MX_FAIL;
+  }
+  out->assign(1, std::vector<unsigned int>{1});
+  return MX_SUCCESS;
+}
+
+MXReturnValue adamw_mutate(const std::unordered_map<std::string, std::string>& attrs,
+                           std::vector<int>* indices) {
+  indices->assign({2, 3, 4});
+  return MX_SUCCESS;
+}
+
+MXReturnValue adamw_forward(const std::unordered_map<std::string, std::string>& attrs,
+                            std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
+                            const OpResource& res) {
+  const float lr = attr_float(attrs, "lr", 0.0f), wd = attr_float(attrs, "wd", 0.0f);
+  const float b1 = attr_float(attrs, "beta1", 0.9f), b2 = attr_float(attrs, "beta2", 0.999f);
+  const float eps = attr_float(attrs, "epsilon", 1e-6f);
+  const float* grad = (*inputs)[0].data<float>();
+  const float scale = (*inputs)[1].data<float>()[0];
+  float* w = (*inputs)[2].data<float>();
+  float* m = (*inputs)[3].data<float>();
+  float* v = (*inputs)[4].data<float>();
+  float* flag = (*outputs)[0].data<float>();
+  const int64_t n = (*inputs)[0].size();
+  flag[0] = std::isfinite(scale) ? 1.0f : 0.0f;
+  if (!std::isfinite(scale)) return MX_SUCCESS;
+#pragma omp parallel for schedule(static) if (n >= 4 * kParallelMin)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = scale * grad[i];
+    const float mi = b1 * m[i] + (1.0f - b1) * g;
+    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    w[i] -= lr * (mi / (std::sqrt(vi) + eps) + wd * w[i]);
+  }
+  return MX_SUCCESS;
+}
+
+}  // namespace
+
+REGISTER_OP(bortkit_adamw)
+    .setParseAttrs(adamw_parse)
+    .setInferType(adamw_type)
+    .setInferShape(adamw_shape)
+    .setMutateInputs(adamw_mutate)
+    .setForward(adamw_forward, "cpu");
