@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     teacher = p.add_argument_group("the teacher's MLM head (for a teacher shipped without one)")
     teacher.add_argument("--teacher-mlm-steps", type=int, default=TEACHER_MLM_STEPS,
                          help="masked-LM steps that fit the head (default %(default)s)")
+    teacher.add_argument("--teacher-mlm-train", choices=("head", "all"), default="head",
+                         help="fit only the head (encoder frozen), or every weight as "
+                              "scripts/run_pretraining_distillation.sh does")
     teacher.add_argument("--cache-dir", default=None,
                          help="where fitted heads are kept and reused across searches "
                               "(default $BORTKIT_CACHE or ~/.cache/bortkit)")
@@ -140,12 +143,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     error = DistillationError.prepare(out, teacher=args.teacher, corpus=args.corpus,
                                       heldout=args.heldout, training=training,
                                       seq_length=args.seq_length, mode=args.error,
-                                      teacher_mlm_steps=args.teacher_mlm_steps, cache=cache,
+                                      teacher_mlm_steps=args.teacher_mlm_steps,
+                                      teacher_mlm_train=args.teacher_mlm_train, cache=cache,
                                       progress=args.progress)
     costs = search.CostModel(params=params, inference_cost=latency, error=error)
     settings = {"training": asdict(training), "seq_length": args.seq_length,
                 "error": args.error, "teacher": error.teacher_id, "corpus": error.corpus_id,
-                "teacher_mlm_steps": args.teacher_mlm_steps, "params": args.params,
+                "teacher_mlm_steps": args.teacher_mlm_steps,
+                "teacher_mlm_train": args.teacher_mlm_train, "params": args.params,
                 "latency": args.latency}
     progress = _Progress(out, enabled=args.progress)
     common = dict(max_params=budget, store=None, coefficient=args.exponents,

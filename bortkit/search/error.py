@@ -111,6 +111,7 @@ class DistillationError:
     def prepare(cls, out: Path, teacher: Optional[str], corpus: Optional[Sequence[str]],
                 heldout: Optional[Sequence[str]], training: Training, seq_length: int,
                 mode: str = "teacher-ce", teacher_mlm_steps: int = TEACHER_MLM_STEPS,
+                teacher_mlm_train: str = "head",
                 cache: Optional[Path] = user_cache_dir(), progress: bool = True,
                 isolate: bool = True) -> "DistillationError":
         """Tokenise the corpus with the teacher's tokenizer into shards; give a teacher
@@ -139,10 +140,10 @@ class DistillationError:
         teacher_dir = base
         if "mlm_head.decoder.bias" not in state.tensors:
             key = head_key(base, corpus_id, teacher_mlm_steps, training.batch_size, seq_length,
-                           training.seed)
+                           training.seed, teacher_mlm_train)
             teacher_dir = isolated(teacher_with_head, base, train_dir, key, teacher_mlm_steps,
                                    training.batch_size, training.seed, cache, out / "teacher",
-                                   progress)
+                                   progress, teacher_mlm_train)
         config = state.config
         vocab = {"vocab_size": config.vocab_size, "pad_token_id": config.pad_token_id,
                  "type_vocab_size": config.type_vocab_size,

@@ -35,24 +35,28 @@ def fingerprint(paths: Sequence[Path]) -> str:
 
 
 def head_key(teacher: Path, corpus_id: str, steps: int, batch_size: int, seq_length: int,
-             seed: int) -> str:
+             seed: int, scope: str = "head") -> str:
     """What the fitted head depends on: the teacher's files, the corpus and the settings."""
     files = sorted(p for p in Path(teacher).iterdir() if p.is_file())
-    settings = json.dumps({"teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
-                           "batch_size": batch_size, "seq_length": seq_length, "seed": seed},
-                          sort_keys=True)
+    settings = {"teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
+                "batch_size": batch_size, "seq_length": seq_length, "seed": seed}
+    if scope != "head":  # head-only keys stay as they were before the scope was an option
+        settings["scope"] = scope
+    settings = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(settings.encode()).hexdigest()[:20]
 
 
 def teacher_with_head(base: Path, train_dir: Path, key: str, steps: int, batch_size: int,
-                      seed: int, cache: Optional[Path], scratch: Path, progress: bool) -> Path:
+                      seed: int, cache: Optional[Path], scratch: Path, progress: bool,
+                      scope: str = "head") -> Path:
     """A checkpoint of ``base`` with a fitted MLM head: from ``cache/teacher-heads/key`` when
-    it is there, else fitted now (:func:`bortkit.distill.fit_mlm_head`, the encoder frozen)
+    it is there, else fitted now (:func:`bortkit.distill.fit_mlm_head`: the head alone with the
+    encoder frozen, or with ``scope="all"`` every weight, as the distillation script does)
     and stored there. ``cache=None`` fits into ``scratch`` (the search's own folder) and
     keeps it only for that search. The checkpoint is written atomically."""
     home = (cache / "teacher-heads" / key) if cache is not None else scratch / "fitted"
     if not (home / "config.json").is_file():
         from ..distill import fit_mlm_head
-        fit_mlm_head(base, train_dir, home, steps, scope="head", batch_size=batch_size,
+        fit_mlm_head(base, train_dir, home, steps, scope=scope, batch_size=batch_size,
                      seed=seed, progress=progress)
     return home
