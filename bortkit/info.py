@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 from .accounting import flops_per_sequence, param_table
 from .config import ModelConfig, load_config, preset_names
 from .errors import BortkitError, run_cli
+from .options import add_shared
 
 
 def bundled_minilm() -> Path:
@@ -48,16 +49,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                        "a config.json or a checkpoint")
     parser.add_argument("--text", default="Bort is a small BERT found by an FPTAS.",
                         help="sentence to encode when the checkpoint has a tokenizer")
-    parser.add_argument("--seq-length", type=int, default=128, help="length for the FLOP count")
+    add_shared(parser, {"max_length": 128}, ["max_length"],
+               aliases={"max_length": ["--seq-length"]},
+               helps={"max_length": "tokens per sequence of the FLOP count"})
     args = parser.parse_args(argv)
     target = resolve_target(args.target)
     if not _is_checkpoint(target):
-        print(describe_config(load_config(target), args.seq_length))
+        print(describe_config(load_config(target), args.max_length))
         return 0
     from . import from_pretrained, load_tokenizer
     model = from_pretrained(target)
     print(f"checkpoint: {target}")
-    print(describe_config(model.config, args.seq_length))
+    print(describe_config(model.config, args.max_length))
     print(f"\nbuilt network: {model.num_params():,} parameters")
     if model.source is not None:
         tokenizer = load_tokenizer(model.source)

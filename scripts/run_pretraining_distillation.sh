@@ -98,7 +98,7 @@ convert() {  # convert NAME INPUT TOKENIZER_ARGS... -> prints the shard director
   if ! is_shards "$target"; then
     mkdir -p -- "$OUTPUT_DIR/data"
     "$PYTHON" -m bortkit.data.create_pretraining_data --input "$input" "$@" \
-      --output "$target" --max-seq-length "${MAX_SEQ_LENGTH:-128}" --quiet >&2 || return
+      --output-dir "$target" --max-length "${MAX_SEQ_LENGTH:-128}" --no-progress >&2 || return
   fi
   echo "$target"
 }

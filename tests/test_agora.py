@@ -263,7 +263,7 @@ def test_evaluation_set_from_the_dev_split(tmp_path, glue_dir, tiny_teacher):
     ({"thetas": []}, "at least one hyperparameter setting"),
     ({"thetas": [{"learnin_rate": 1e-4}]}, "unknown fine-tuning parameter(s) in θ: learnin_rate"),
     ({"budget": 5}, "--budget 5 is smaller than one step per candidate and round (6)"),
-    ({"eval_fraction": 1.0}, "--eval-fraction is out of range: 1.0"),
+    ({"eval_fraction": 1.0}, "--eval-fraction must be a number in (0, 1), got 1.0"),
 ])
 def test_bad_agora_settings(tmp_path, glue_dir, change, problem):
     args = _args(tmp_path, glue_dir, "teacher")

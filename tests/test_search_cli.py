@@ -83,7 +83,8 @@ def test_bad_budgets(space, tmp_path, budget, message):
                            "got 2.5"),
     (["--gamma", "-1"], "bortkit: error: --alpha/--beta/--gamma: W-coefficient exponent gamma "
                         "must be a finite number >= 0, got -1.0"),
-    (["--learning-rate", "0"], "bortkit: error: --learning-rate must be in (0.0, inf), got 0.0"),
+    (["--learning-rate", "0"], "bortkit: error: --learning-rate must be a positive number, got 0.0"),
+    (["--warmup-ratio", "1"], "bortkit: error: --warmup-ratio must be a number in [0, 1), got 1.0"),
 ])
 def test_bad_algorithm_options(space, tmp_path, args, message):
     line = one_error(run("--max-params", "2M", "--space", str(space), *args,

@@ -98,7 +98,8 @@ def test_yaml_space_ranges_fixed_values_and_overrides(tmp_path):
     ("weight_decay: {low: 0, high: 1, log: true}\n", 1,
      "parameter 'weight_decay': a log range needs low > 0, got 0.0"),
     ("batch_size: [8, sixteen]\n", 1, "parameter 'batch_size': expected an integer, got 'sixteen'"),
-    ("learning_rate: [-1.0]\n", 1, "parameter 'learning_rate': --learning-rate is out of range"),
+    ("learning_rate: [-1.0]\n", 1,
+     "parameter 'learning_rate': --learning-rate must be a positive number, got -1.0"),
     ("epochs: {low: 1, hgh: 3}\n", 1, "parameter 'epochs': unknown key(s) 'hgh' in range"),
     ("seed: [0, 0]\n", 1, "parameter 'seed': repeated choices [0, 0]"),
 ])

@@ -19,16 +19,20 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
+from ..finetune.space import apply_overrides, load_space, parse_assignments, parse_space
+from ..options import add_shared, defaults_of
+from .loop import EVAL_SOURCES, Agora, AgoraArgs
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = defaults_of(AgoraArgs)
     p = argparse.ArgumentParser(prog="python -m bortkit.agora", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True)
     p.add_argument("--student", required=True, help="pretrained checkpoint of the small model")
     p.add_argument("--teacher", required=True, help="checkpoint fine-tuned on the task")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--output-dir", default="runs/agora")
+    add_shared(p, {"output_dir": "runs/agora"}, ["output_dir"])
     p.add_argument("--student-layers", type=int, help="keep only the first K layers of STUDENT")
     p.add_argument("--space", help="YAML space to draw Θ from (default: Bort README grid)")
     p.add_argument("--num-thetas", type=int, default=4, help="|Θ| drawn from the space")
@@ -36,27 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one explicit setting θ (repeatable; replaces drawing from --space)")
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="fix a fine-tuning parameter in every θ, e.g. --set max_length=64")
-    p.add_argument("--budget", type=int, default=1000, help="optimizer steps in total")
+    p.add_argument("--budget", type=int, default=d["budget"], help="optimizer steps in total")
     p.add_argument("--rounds", type=int, help="default max(|Θ|, 2)")
-    p.add_argument("--per-error", type=int, default=4)
-    p.add_argument("--max-generated", type=int, default=2000, help="new examples per round")
-    p.add_argument("--replays", type=int, default=2)
-    p.add_argument("--eval-fraction", type=float, default=0.2, help="share held out as E")
-    p.add_argument("--eval-source", default="train", choices=("train", "dev"),
+    p.add_argument("--per-error", type=int, default=d["per_error"])
+    p.add_argument("--max-generated", type=int, default=d["max_generated"],
+                   help="new examples per round")
+    p.add_argument("--replays", type=int, default=d["replays"])
+    p.add_argument("--eval-fraction", type=float, default=d["eval_fraction"],
+                   help="share held out as E")
+    p.add_argument("--eval-source", default=d["eval_source"], choices=EVAL_SOURCES,
                    help="hold E out of the training split (default) or take it from the dev "
                         "split, reporting on the rest of dev")
-    p.add_argument("--evals-per-round", type=int, default=1,
+    p.add_argument("--evals-per-round", type=int, default=d["evals_per_round"],
                    help="evaluations on E per candidate and round (the last at its end)")
-    p.add_argument("--seed", type=int, default=0)
+    add_shared(p, d, ["seed"])
     p.add_argument("--max-train-examples", type=int)
     p.add_argument("--max-eval-examples", type=int)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--progress", action="store_true")
+    add_shared(p, d, ["progress"])
+    p.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # the old spelling: bars are on by default now
     return p
 
 
 def parse_theta(text: str) -> dict:
-    from ..sweep.space import parse_assignments, parse_space
     import yaml
     pairs = parse_assignments(part for part in text.split(",") if part.strip())
     space = parse_space({k: yaml.safe_load(v) for k, v in pairs.items()}, "--theta")
@@ -69,32 +76,27 @@ def parse_theta(text: str) -> dict:
 def thetas_from_args(args) -> list[dict]:
     """Θ: the explicit ``--theta`` settings, or ``--num-thetas`` draws from ``--space``;
     ``--set`` values are fixed in every θ."""
-    from ..sweep.space import FINETUNE_PARAMS, apply_overrides, load_space, parse_assignments
     overrides = parse_assignments(args.set)
     if args.theta:
         return [{**parse_theta(t), **parse_theta(",".join(args.set))} if args.set
                 else parse_theta(t) for t in args.theta]
     if args.num_thetas < 1:
         raise ConfigError(f"--num-thetas must be >= 1, got {args.num_thetas}")
-    space = apply_overrides(load_space(args.space), overrides)
-    agora_only = sorted(set(space.to_dict()) - set(FINETUNE_PARAMS))
-    if agora_only:
-        raise ConfigError(f"{', '.join(agora_only)}: set Agora options with flags here",
-                          path=args.space)
+    space = apply_overrides(load_space(args.space), overrides)  # fine-tuning settings only
     return space.sample(args.num_thetas, args.seed)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from .loop import Agora, AgoraArgs
     thetas = thetas_from_args(args)
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("space", "num_thetas", "theta", "set", "student_layers", "student")}
+    AgoraArgs(student=args.student, thetas=thetas, **options).validate()  # before any work
     student = args.student
     if args.student_layers:
         from .student import truncate_layers
         student = str(truncate_layers(args.student, Path(args.output_dir) / "student",
                                       args.student_layers))
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("space", "num_thetas", "theta", "set", "student_layers", "student")}
     result = Agora(AgoraArgs(student=student, thetas=thetas, **options)).run()
     print(json.dumps({k: result[k] for k in ("winner", "theta", "e_score", "best", "steps",
                                              "generated_examples")}, indent=2))

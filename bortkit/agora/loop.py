@@ -54,16 +54,24 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import ConfigError
+from ..finetune.args import FINETUNE_PARAMS
 from ..finetune.data import subsample
 from ..io import atomic_directory, atomic_write, write_json
 from ..metrics import task_scores
+from ..options import check, check_choice, check_range
 from ..tasks import Example, get_task
 from ..train import JsonlLog
-from ..train.state import OPTIMIZER, STATE as TRAINING_STATE
+from ..train.names import OPTIMIZER_STATES, TRAINING_STATE
 from .generate import make_generator
 from .teacher import CheckpointClassifier
 
 STATE = "agora_state.json"
+EVAL_SOURCES = ("train", "dev")
+# The settings of a run a sweep may vary (AgoraArgs fields), with their types.
+AGORA_PARAMS: dict[str, type] = {
+    "budget": int, "rounds": int, "per_error": int, "max_generated": int, "replays": int,
+    "eval_fraction": float, "evals_per_round": int,
+}
 
 
 @dataclass
@@ -90,26 +98,25 @@ class AgoraArgs:
     max_eval_examples: Optional[int] = None  # dev examples (before any split)
     generator: str = "perturb"
     resume: bool = False
-    progress: bool = False
+    progress: bool = True             # progress bars of the fine-tuning runs
 
     def validate(self) -> None:
-        from ..sweep.space import FINETUNE_PARAMS
         if not self.thetas:
             raise ConfigError("Agora needs at least one hyperparameter setting θ")
         for theta in self.thetas:
             unknown = sorted(set(theta) - set(FINETUNE_PARAMS))
             if unknown:
                 raise ConfigError(f"unknown fine-tuning parameter(s) in θ: {', '.join(unknown)}")
-        checks = [("budget", self.budget >= 1), ("per_error", self.per_error >= 1),
-                  ("max_generated", self.max_generated >= 0), ("replays", self.replays >= 0),
-                  ("eval_fraction", 0 < self.eval_fraction < 1),
-                  ("evals_per_round", self.evals_per_round >= 1),
-                  ("rounds", self.rounds is None or self.rounds >= 1),
-                  ("eval_source", self.eval_source in ("train", "dev"))]
-        for name, ok in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} is out of range: "
-                                  f"{getattr(self, name)!r}")
+        check_range("budget", self.budget, 1, integer=True)
+        check_range("per_error", self.per_error, 1, integer=True)
+        check_range("max_generated", self.max_generated, 0, integer=True)
+        check_range("replays", self.replays, 0, integer=True)
+        check_range("eval_fraction", self.eval_fraction, 0, 1, low_open=True, high_open=True)
+        check_range("evals_per_round", self.evals_per_round, 1, integer=True)
+        check_range("rounds", self.rounds, 1, integer=True, optional=True)
+        check_range("seed", self.seed, 0, integer=True)
+        check_choice("eval_source", self.eval_source, EVAL_SOURCES)
+        check("generator", self.generator, isinstance(self.generator, str), "a generator name")
         if self.budget < sum(self.alive_counts()):
             raise ConfigError(f"--budget {self.budget} is smaller than one step per candidate "
                               f"and round ({sum(self.alive_counts())})")
@@ -245,7 +252,7 @@ class Agora:
         rate following one warmup and linear decay planned to end ``planned`` steps from
         ``start``. Returns the bortkit.finetune result (its ``steps`` count from the θ's
         first round)."""
-        from ..finetune import FinetuneArgs, Finetuner
+        from ..finetune import FinetuneArgs, Finetuner  # MXNet: loaded once training starts
         from ..train import LinearSchedule
         if (run_dir / "result.json").exists():  # finished before a crash
             return json.loads((run_dir / "result.json").read_text())
@@ -420,7 +427,7 @@ class Agora:
         winner = max(state["alive"], key=lambda i: (last["scores"].get(str(i), -math.inf), -i))
         with atomic_directory(self.out / "best") as tmp:  # the weights, not the optimizer
             shutil.copytree(state["models"][str(winner)], tmp, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(OPTIMIZER, TRAINING_STATE))
+                            ignore=shutil.ignore_patterns(OPTIMIZER_STATES, TRAINING_STATE))
         logits = CheckpointClassifier(self.out / "best", self.task).logits(self.report)
         scores = {k: float(v) for k, v in task_scores(self.task, logits, self.report).items()}
         generated = sum(1 for p in state["generated"] for _ in open(p, encoding="utf-8"))

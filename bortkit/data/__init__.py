@@ -15,8 +15,8 @@ One idea a module:
 from __future__ import annotations
 
 from .dataset import Batch, PretrainingDataset
-from .packing import Example, tokenize_corpus
+from .packing import PretrainingExample, tokenize_corpus
 from .shards import FORMAT, read_meta, tokenizer_fingerprint
 
-__all__ = ["FORMAT", "Batch", "Example", "PretrainingDataset", "read_meta", "tokenize_corpus",
-           "tokenizer_fingerprint"]
+__all__ = ["FORMAT", "Batch", "PretrainingExample", "PretrainingDataset", "read_meta",
+           "tokenize_corpus", "tokenizer_fingerprint"]

@@ -23,7 +23,7 @@ from ..tokenizers import Tokenizer
 from .checks import as_tokenizer, check_int, check_length
 from .corpus import PathLike, input_files, read_chunks
 
-__all__ = ["Example", "tokenize_corpus"]
+__all__ = ["PretrainingExample", "tokenize_corpus"]
 
 
 Encoded = Tuple[List[int], List[bool]]
@@ -110,7 +110,7 @@ def _encoded_chunks(chunks: Iterator[List[Optional[str]]], encoder: _LineEncoder
 
 
 # ================================================================================= packing
-class Example(NamedTuple):
+class PretrainingExample(NamedTuple):
     """One packed sequence, specials included."""
 
     input_ids: List[int]
@@ -137,7 +137,7 @@ class _Packer:
         self._boundaries: List[int] = []
         self._unit_start = 0
         self._in_unit = False
-        self.ready: List[Example] = []
+        self.ready: List[PretrainingExample] = []
 
     def add(self, ids: List[int], starts: List[bool]) -> None:
         """Append a line of the current unit (starting a unit if none is open)."""
@@ -194,7 +194,7 @@ class _Packer:
         return self._rng.choice(candidates)
 
     def _layout(self, ids_a: List[int], starts_a: List[bool], ids_b: List[int],
-                starts_b: List[bool]) -> Example:
+                starts_b: List[bool]) -> PretrainingExample:
         """The example with the tokenizer's specials; word starts follow the ids (specials
         and the token after one start a word)."""
         encoding = self.tokenizer.format_ids(ids_a, ids_b or None)
@@ -204,14 +204,14 @@ class _Packer:
         if ids_b:
             end = len(input_ids) - 1
             word_starts[end - len(ids_b) + 1:end] = starts_b[1:]
-        return Example(input_ids, encoding["token_type_ids"], word_starts)
+        return PretrainingExample(input_ids, encoding["token_type_ids"], word_starts)
 
 
 def tokenize_corpus(inputs: Union[PathLike, Sequence[PathLike]],
                     tokenizer: Union[Tokenizer, PathLike], *, max_seq_length: int = 128,
                     sentence_pairs: bool = False, one_sentence_per_line: bool = False,
                     seed: int = 0, workers: int = 1, progress: bool = False
-                    ) -> Iterator[Example]:
+                    ) -> Iterator[PretrainingExample]:
     """Stream the packed examples of a text corpus (files or folders), in corpus order.
 
     ``seed`` only drives where sentence pairs are split. ``workers`` > 1 tokenizes in that

@@ -27,7 +27,7 @@ from ..errors import BortkitError, DataError
 from ..io import atomic_write
 from ..tokenizers import Tokenizer
 from .corpus import PathLike
-from .packing import Example
+from .packing import PretrainingExample
 
 __all__ = ["FORMAT", "FORMAT_V1", "META_NAME", "TOKENIZER_DIR", "ARRAYS", "ShardWriter",
            "write_shard", "open_shard", "read_meta", "tokenizer_meta", "tokenizer_fingerprint"]
@@ -60,7 +60,7 @@ class ShardWriter:
         self._count = 0
         self._clear()
 
-    def add(self, example: Example) -> None:
+    def add(self, example: PretrainingExample) -> None:
         row, length = self._count, len(example.input_ids)
         self._arrays["input_ids"][row, :length] = example.input_ids
         self._arrays["lengths"][row] = length

@@ -17,8 +17,10 @@ import warnings
 from typing import Optional, Sequence
 
 from ..errors import run_cli
-from .losses import KD_MODES
-from .trainer import PretrainingArguments, train
+from ..options import add_shared
+from ..train import OPTIMIZERS
+from .plan import TEACHER_MLM_SCOPES, PretrainingArguments
+from .weights import KD_MODES
 
 DEFAULTS = PretrainingArguments(train="", output_dir="")
 
@@ -30,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data and models")
     data.add_argument("--train", required=True, metavar="DIR", help="training shard directory")
     data.add_argument("--test", metavar="DIR", help="held-out shard directory (evaluation)")
-    data.add_argument("--output-dir", required=True, metavar="DIR")
+    add_shared(data, d, ["output_dir"], required=["output_dir"])
     data.add_argument("--student-config", default=d.student_config, metavar="NAME_OR_PATH",
                       help="preset (bort, bert-base, ...), configs/distill name (bort-mini, "
                            "teacher-mini) or config.json (default %(default)s)")
@@ -40,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                       metavar="N", help="first train the teacher as a masked LM on the "
                                         "training data for N steps (needed when it has no "
                                         "MLM head, e.g. a sentence-transformers model)")
-    data.add_argument("--teacher-mlm-train", choices=("all", "head"),
+    data.add_argument("--teacher-mlm-train", choices=TEACHER_MLM_SCOPES,
                       default=d.teacher_mlm_train,
                       help="which teacher weights that trains (default %(default)s)")
     data.add_argument("--teacher-mlm-lr", type=float, default=d.teacher_mlm_lr)
@@ -61,15 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="student:teacher layer pairs, 0-based (default uniform)")
 
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--optimizer", default=d.optimizer, choices=("bertadam", "adamw", "lamb"))
-    optim.add_argument("--learning-rate", "--lr", type=float, default=d.learning_rate)
+    optim.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
+    add_shared(optim, d, ["learning_rate", "max_grad_norm", "batch_size"],
+               aliases={"learning_rate": ["--lr"]},
+               helps={"batch_size": "sequences per worker and micro-batch"})
     optim.add_argument("--weight-decay", type=float, default=d.weight_decay)
     optim.add_argument("--adam-epsilon", type=float, default=d.adam_epsilon)
     optim.add_argument("--warmup-ratio", type=float, default=d.warmup_ratio)
-    optim.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm,
-                       help="global gradient-norm clip (0 = off)")
-    optim.add_argument("--batch-size", type=int, default=d.batch_size,
-                       help="sequences per worker and micro-batch (default %(default)s)")
     optim.add_argument("--accumulate", type=int, default=d.accumulate,
                        help="micro-batches per optimizer step")
     optim.add_argument("--max-steps", type=int, default=d.max_steps)
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="masked tokens per sequence at most")
     optim.add_argument("--mlm-probability", type=float, default=d.mlm_probability)
     optim.add_argument("--whole-word", action="store_true", help="whole-word masking")
-    optim.add_argument("--seed", type=int, default=d.seed)
+    add_shared(optim, d, ["seed"])
 
     run = parser.add_argument_group("run")
     run.add_argument("--eval-every", type=int, default=d.eval_every, metavar="STEPS")
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--log-every", type=int, default=d.log_every, metavar="STEPS")
     run.add_argument("--resume", action="store_true",
                      help="continue from output-dir/checkpoint (bit-for-bit on CPU)")
-    run.add_argument("--no-progress", dest="progress", action="store_false")
+    add_shared(run, d, ["progress"])
     run.add_argument("--check-only", action="store_true",
                      help="validate data, models and output directory, then exit")
     run.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)  # debug: SIGKILL
@@ -102,6 +102,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
     if namespace.teacher in ("none", ""):
         namespace.teacher = None
+    from .trainer import train
     train(PretrainingArguments(**vars(namespace)))
     if namespace.check_only:
         print("bortkit: configuration checked", file=sys.stderr)

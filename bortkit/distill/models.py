@@ -6,11 +6,6 @@ import mxnet as mx
 from ..config import ModelConfig
 from ..model import BertNetwork, MaskedLMModel
 
-# The tensors of a masked-LM head (its decoder weight is the tied word embedding).
-HEAD_TENSORS = ("mlm_head.transform.weight", "mlm_head.transform.bias",
-                "mlm_head.layer_norm.gamma", "mlm_head.layer_norm.beta", "mlm_head.decoder.bias")
-
-
 class MaskedLMWithInternals(MaskedLMModel):
     """:class:`~bortkit.model.MaskedLMModel` that can also return every layer's hidden
     states (L+1, B, T, U) and attention probabilities (L, B, H, T, T), for layer transfer.

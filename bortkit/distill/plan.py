@@ -9,9 +9,9 @@ from typing import Optional
 from ..checkpoint import read_state
 from ..config import ModelConfig, configs_dir, load_config
 from ..errors import BortkitError, CheckpointError, ConfigError, DataError
+from ..options import check_choice, check_range
 from ..train import OPTIMIZERS, Workers
-from .losses import LossWeights, parse_layer_map, uniform_layer_map
-from .models import HEAD_TENSORS
+from .weights import LossWeights, parse_layer_map, uniform_layer_map
 
 EVAL_SEED = 0            # held-out masks are the same whatever the training seed
 CHECKPOINT = "checkpoint"
@@ -20,6 +20,9 @@ TEACHER = "teacher"
 LOG = "log.jsonl"
 OBJECTIVE = "objective"  # file stem of the loss block's learned projections in checkpoints
 TEACHER_MLM_SCOPES = ("all", "head")
+# The tensors of a masked-LM head (its decoder weight is the tied word embedding).
+HEAD_TENSORS = ("mlm_head.transform.weight", "mlm_head.transform.bias",
+                "mlm_head.layer_norm.gamma", "mlm_head.layer_norm.beta", "mlm_head.decoder.bias")
 # Arguments a resumed run must share with the run that wrote the checkpoint.
 RESUME_KEYS = ("train", "teacher", "teacher_mlm_steps", "teacher_mlm_train", "seed",
                "global_batch_size", "accumulate", "max_steps",
@@ -79,28 +82,20 @@ class PretrainingArguments:
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for values no run can use."""
-        positive = ("batch_size", "accumulate", "max_steps", "max_predictions", "log_every")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{flag(name)} must be a positive integer, got {value!r}")
+        for name in ("batch_size", "accumulate", "max_steps", "max_predictions", "log_every"):
+            check_range(name, getattr(self, name), 1, integer=True)
         for name in ("eval_every", "eval_batches", "checkpoint_every", "teacher_mlm_steps",
                      "seed"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"--{flag(name)} must be >= 0, got {getattr(self, name)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, "
-                              f"got {self.optimizer!r}")
-        if self.teacher_mlm_train not in TEACHER_MLM_SCOPES:
-            raise ConfigError(f"--teacher-mlm-train must be one of "
-                              f"{', '.join(TEACHER_MLM_SCOPES)}, got {self.teacher_mlm_train!r}")
+            check_range(name, getattr(self, name), 0, integer=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("teacher_mlm_train", self.teacher_mlm_train, TEACHER_MLM_SCOPES)
         for name in ("learning_rate", "teacher_mlm_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{flag(name)} must be positive, got {getattr(self, name)}")
-        if self.max_grad_norm < 0 or self.weight_decay < 0:
-            raise ConfigError("--max-grad-norm and --weight-decay must be >= 0")
-        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
+            check_range(name, getattr(self, name), 0, low_open=True)
+        check_range("max_grad_norm", self.max_grad_norm, 0)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("warmup_ratio", self.warmup_ratio, 0, 1)
+        check_range("mlm_probability", self.mlm_probability, 0, 1, low_open=True)
+        check_range("dropout", self.dropout, 0, 1, high_open=True, optional=True)
         if self.teacher is None and (self.hidden_weight > 0 or self.attention_weight > 0
                                      or self.layer_map or self.teacher_mlm_steps):
             raise ConfigError("--hidden-weight, --attention-weight, --layer-map and "

@@ -35,11 +35,11 @@ from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepR
                      TrainStep, Workers, load_training_state, make_trainer, plot_curves,
                      read_jsonl, save_training_state, say, seed_everything)
 from .losses import DistillationObjective, describe, masked_lm_loss
-from .models import (MaskedLMWithInternals, as_outputs, batch_arrays, build_masked_lm,  # noqa: F401
-                     token_types)
+from .models import MaskedLMWithInternals, as_outputs, batch_arrays, build_masked_lm, token_types
+from .plan import (CHECKPOINT, FINAL, LOG, OBJECTIVE, TEACHER, Plan, PretrainingArguments,
+                   plan_run, resume_record)
 from .teacher import inverse_counts, train_masked_lm
-from .plan import (CHECKPOINT, FINAL, LOG, OBJECTIVE, TEACHER, Plan,  # noqa: F401
-                   PretrainingArguments, plan_run, resolve_student_config, resume_record)
+
 
 class PretrainingRun:
     """One run: build the models from a :class:`Plan`, train, evaluate, save."""
@@ -258,8 +258,8 @@ class PretrainingRun:
         self._tokens, self._window = 0.0, (None, time.perf_counter())
         with Progress(args.max_steps, start, "pretraining", enabled=args.progress,
                       writer=workers.is_root) as progress:
-            done = Loop(self.train_step, self.loss, self.micro_batches(start), args.max_steps, start,
-                        on_step=self._on_step, evaluate=self.eval_results,
+            done = Loop(self.train_step, self.loss, self.micro_batches(start), args.max_steps,
+                        start, on_step=self._on_step, evaluate=self.eval_results,
                         eval_every=args.eval_every,
                         checkpoint=self._save_checkpoint if args.save_weights else None,
                         checkpoint_every=args.checkpoint_every, progress=progress).run()

@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ConfigError, DataError, run_cli
+from ..options import add_shared, defaults_of
+from ..train import OPTIMIZERS
+from .args import POOLINGS, FinetuneArgs
 from .report import summarize, write_reports
 
 
@@ -46,35 +49,38 @@ def resolve_tasks(name: str, data_dir: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = defaults_of(FinetuneArgs)
     p = argparse.ArgumentParser(prog="python -m bortkit.finetune", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help="task name (SST-2, MRPC, BoolQ, ...) or ALL")
     p.add_argument("--model", required=True, help="checkpoint: bortkit, Hugging Face or .params")
     p.add_argument("--data-dir", required=True, help="benchmark root or the task's folder")
-    p.add_argument("--output-dir", default="runs/finetune")
+    add_shared(p, {**d, "output_dir": "runs/finetune"}, ["output_dir"])
     p.add_argument("--tokenizer", help="tokenizer path when the checkpoint has none")
-    p.add_argument("--lr", "--learning-rate", dest="learning_rate", type=float, default=5e-5)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--epochs", type=float, default=3.0)
+    add_shared(p, d, ["learning_rate", "batch_size", "max_length", "max_grad_norm"],
+               aliases={"learning_rate": ["--lr"]})
+    p.add_argument("--epochs", type=float, default=d["epochs"])
     p.add_argument("--max-steps", type=int, help="optimizer steps per run (overrides --epochs)")
-    p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation steps")
-    p.add_argument("--optimizer", default="bertadam", choices=("bertadam", "adamw", "lamb"))
-    p.add_argument("--pooling", default="cls", choices=("cls", "mean"),
+    p.add_argument("--warmup-ratio", type=float, default=d["warmup_ratio"])
+    p.add_argument("--weight-decay", type=float, default=d["weight_decay"])
+    p.add_argument("--accumulate", type=int, default=d["accumulate"],
+                   help="gradient accumulation steps")
+    p.add_argument("--optimizer", default=d["optimizer"], choices=OPTIMIZERS)
+    p.add_argument("--pooling", default=d["pooling"], choices=POOLINGS,
                    help="sentence vector for the head: [CLS]/pooler, or the mean over tokens "
                         "(for mean-pooled sentence encoders such as all-MiniLM-L6-v2)")
-    p.add_argument("--seed", type=int, default=0)
+    add_shared(p, d, ["seed"])
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (overrides --seed)")
-    p.add_argument("--eval-every", type=int, default=0, help="steps; 0 = once per epoch")
-    p.add_argument("--early-stopping", type=int, default=0,
+    p.add_argument("--eval-every", type=int, default=d["eval_every"],
+                   help="steps; 0 = once per epoch")
+    p.add_argument("--eval-batch-size", type=int, default=d["eval_batch_size"])
+    p.add_argument("--early-stopping", type=int, default=d["early_stopping"],
                    help="stop after this many evaluations without improvement (0 = off)")
     p.add_argument("--max-train-examples", type=int, help="random subset of the train split")
     p.add_argument("--max-eval-examples", type=int, help="random subset of the dev split")
     p.add_argument("--predict", action="store_true", help="write test-server files")
     p.add_argument("--resume", action="store_true", help="continue from OUT/.../checkpoint")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_shared(p, d, ["progress"])
     p.add_argument("--distributed", action="store_true",
                    help="Horovod data parallelism; launch with horovodrun -np N")
     return p
@@ -82,12 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from .trainer import FinetuneArgs, Finetuner
     seeds = parse_seeds(args.seeds) if args.seeds else [args.seed]
-    tasks = resolve_tasks(args.task, args.data_dir)
     out = Path(args.output_dir)
     options = {k: v for k, v in vars(args).items()
                if k not in ("task", "seeds", "seed", "output_dir")}
+    FinetuneArgs(task=args.task, seed=seeds[0], output_dir=args.output_dir,
+                 **options).validate()  # every option, before any data is read
+    tasks = resolve_tasks(args.task, args.data_dir)
+    from .trainer import Finetuner
     results = []
     writer = True
     for task in tasks:

@@ -51,7 +51,7 @@ def featurize(task: Task, examples: Sequence[Example], tokenizer, max_length: in
 
 
 @dataclass
-class Batch:
+class TaskBatch:
     input_ids: np.ndarray       # (B, T) float32 (Gluon embedding input)
     token_type_ids: np.ndarray  # (B, T)
     attention_mask: np.ndarray  # (B, T) 1 real, 0 pad
@@ -59,7 +59,7 @@ class Batch:
     index: np.ndarray           # (B,) positions in the Features
 
 
-def make_batch(features: Features, index: np.ndarray, pad_multiple: int = 8) -> Batch:
+def make_batch(features: Features, index: np.ndarray, pad_multiple: int = 8) -> TaskBatch:
     longest = max(len(features.ids[i]) for i in index)
     width = int(np.ceil(longest / pad_multiple) * pad_multiple)
     ids = np.full((len(index), width), features.pad_id, np.float32)
@@ -70,7 +70,7 @@ def make_batch(features: Features, index: np.ndarray, pad_multiple: int = 8) -> 
         ids[row, :n] = features.ids[i]
         types[row, :n] = features.types[i]
         mask[row, :n] = 1.0
-    return Batch(ids, types, mask, features.labels[index], np.asarray(index))
+    return TaskBatch(ids, types, mask, features.labels[index], np.asarray(index))
 
 
 def epoch_batches(features: Features, batch_size: int, seed: int, epoch: int,

@@ -38,53 +38,9 @@ from ..tokenizers import load_tokenizer
 from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
                      TrainStep, Workers, load_training_state, make_trainer, plot_curves,
                      read_jsonl, save_training_state, seed_everything)
-from .data import Features, epoch_batches, eval_batches, featurize, make_batch, subsample
-
-
-@dataclass
-class FinetuneArgs:
-    """Knobs of one fine-tuning run. Defaults follow BERT's GLUE recipe."""
-
-    task: str
-    model: str
-    data_dir: str
-    output_dir: str
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int = 128
-    seed: int = 0
-    accumulate: int = 1
-    optimizer: str = "bertadam"
-    clip_norm: float = 1.0
-    eval_every: int = 0               # optimizer steps between evaluations; 0 = every epoch
-    early_stopping: int = 0           # evaluations without improvement before stopping; 0 = off
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None
-    eval_batch_size: int = 64
-    predict: bool = False
-    resume: bool = False
-    tokenizer: Optional[str] = None
-    progress: bool = True
-    max_steps: Optional[int] = None   # optimizer steps of the run; overrides epochs when set
-    distributed: bool = False         # Horovod data parallelism (launch with horovodrun)
-    pooling: str = "cls"              # sentence vector: "cls" ([CLS]/pooler) or "mean" of tokens
-
-    def validate(self) -> None:
-        checks = [("learning_rate", self.learning_rate > 0), ("batch_size", self.batch_size > 0),
-                  ("epochs", self.epochs > 0), ("max_length", self.max_length >= 8),
-                  ("accumulate", self.accumulate >= 1), ("eval_every", self.eval_every >= 0),
-                  ("early_stopping", self.early_stopping >= 0),
-                  ("warmup_ratio", 0 <= self.warmup_ratio <= 1),
-                  ("weight_decay", self.weight_decay >= 0),
-                  ("max_steps", self.max_steps is None or self.max_steps > 0),
-                  ("pooling", self.pooling in ("cls", "mean"))]
-        for name, ok in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} is out of range: "
-                                  f"{getattr(self, name)!r}")
+from .args import FinetuneArgs
+from .data import Features, epoch_batches, featurize, make_batch, subsample
+from .predict import batch_inputs, predict_logits
 
 
 @dataclass
@@ -169,7 +125,7 @@ class Finetuner:
         self.schedule = schedule or LinearSchedule(a.learning_rate, self.total_steps,
                                                    a.warmup_ratio)
         self.group = ParamGroup(self.params, self.trainer, self.schedule,
-                                max_grad_norm=a.clip_norm, name="finetune")
+                                max_grad_norm=a.max_grad_norm, name="finetune")
         if self.task.kind == "regression":
             self.loss_fn = gluon.loss.L2Loss()
         else:
@@ -177,17 +133,13 @@ class Finetuner:
 
     # ------------------------------------------------------------------ pieces
     def _forward(self, batch):
-        arrays = [mx.nd.array(x) for x in (batch.input_ids, batch.token_type_ids,
-                                           batch.attention_mask)]
-        out = self.net(*arrays)
+        out = self.net(*batch_inputs(batch))
         return out.reshape((-1,)) if self.task.kind == "regression" else out
 
     def predict(self, features: Features) -> np.ndarray:
         """Logits (N, C) or scores (N,) in the order of ``features``."""
-        rows = np.zeros((len(features), self.task.num_labels), np.float32)
-        for index in eval_batches(features, self.args.eval_batch_size):
-            rows[index] = self._forward(make_batch(features, index)) \
-                .reshape((len(index), -1)).asnumpy()
+        rows = predict_logits(self.net, self.task.num_labels, features,
+                              self.args.eval_batch_size)
         return rows[:, 0] if self.task.kind == "regression" else rows
 
     def evaluate(self) -> dict:

@@ -7,8 +7,9 @@ held-out distillation loss of the candidate after a short training from the teac
 Candidates over ``--max-params`` are removed before anything is trained. With no other
 argument it runs on a bundled default (a WikiText-2 sample and a MiniLM teacher) in minutes.
 
-Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (the chosen shape with the
-teacher's vocabulary: the student of ``scripts/run_pretraining_distillation.sh``), state.sqlite (resume: rerun the same command),
+Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (the
+chosen shape with the teacher's vocabulary: the student of
+``scripts/run_pretraining_distillation.sh``), state.sqlite (resume: rerun the same command),
 latency.json (measured vs modelled latency) and log.jsonl.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
+from ..options import add_shared, check_range
 from .error import ERROR_MODES, INITS, TEACHER_MLM_STEPS, THETA_CHECKS, Training
 
 DEFAULT_EPSILON = {"count": 12, "geometric": 0.25}
@@ -57,18 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     train = p.add_argument_group("training each candidate (the default setting of Θ)")
     train.add_argument("--steps-per-candidate", type=int, default=Training.steps,
                        help="distillation steps before a candidate's error is measured")
-    train.add_argument("--learning-rate", type=float, default=Training.learning_rate)
-    train.add_argument("--warmup-ratio", type=float, default=Training.warmup_ratio)
-    train.add_argument("--batch-size", type=int, default=Training.batch_size)
-    train.add_argument("--max-grad-norm", type=float, default=Training.max_grad_norm)
+    add_shared(train, Training, ["learning_rate", "batch_size", "max_grad_norm"],
+               helps={"batch_size": "sequences per candidate training step"})
+    train.add_argument("--warmup-ratio", type=float, default=Training.warmup_ratio,
+                       help="share of the steps with a rising learning rate (default %(default)s)")
     train.add_argument("--init", choices=INITS, default=Training.init,
                        help="a candidate's starting weights: random, or the teacher's cut to "
                             "its shape where they overlap (sub-network extraction)")
     train.add_argument("--eval-batches", type=int, default=Training.eval_batches,
                        help="held-out batches a candidate is scored on")
-    train.add_argument("--max-length", "--seq-length", dest="seq_length", type=int, default=64,
-                       help="training sequence length")
-    train.add_argument("--seed", type=int, default=0)
+    add_shared(train, {"max_length": 64, "seed": Training.seed}, ["max_length", "seed"],
+               aliases={"max_length": ["--seq-length"]},
+               helps={"max_length": "tokens per training sequence"})
     teacher = p.add_argument_group("the teacher's MLM head (for a teacher shipped without one)")
     teacher.add_argument("--teacher-mlm-steps", type=int, default=TEACHER_MLM_STEPS,
                          help="masked-LM steps that fit the head (default %(default)s)")
@@ -84,25 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="p: all parameters, or without the embeddings")
     p.add_argument("--latency", choices=("measured", "flops"), default="measured",
                    help="i: measured on this CPU (batch 1 x 128) or analytic FLOPs")
-    p.add_argument("--output-dir", "--out", dest="out", default="runs/search",
-                   help="output directory")
+    add_shared(p, {"output_dir": "runs/search"}, ["output_dir"], aliases={"output_dir": ["--out"]})
     p.add_argument("--top", type=int, default=10, help="rows of the printed ranking")
-    p.add_argument("--no-progress", dest="progress", action="store_false")
+    add_shared(p, {}, ["progress"])
     return p
 
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Every option a run cannot use: one line, before anything is written."""
     import search
-    for flag in ("steps_per_candidate", "batch_size", "eval_batches", "seq_length",
-                 "teacher_mlm_steps"):
-        value = getattr(args, flag)
-        if value < 1:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-    for flag in ("learning_rate", "warmup_ratio", "max_grad_norm"):
-        problem = THETA_CHECKS[flag](getattr(args, flag))
-        if problem is not None:
-            raise ConfigError(f"--{flag.replace('_', '-')} {problem}, got {getattr(args, flag)}")
+    for name in ("steps_per_candidate", "batch_size", "eval_batches", "teacher_mlm_steps",
+                 "top"):
+        check_range(name, getattr(args, name), 1, integer=True)
+    check_range("max_length", args.max_length, 8, integer=True)
+    check_range("seed", args.seed, 0, integer=True)
+    check_range("learning_rate", args.learning_rate, 0, low_open=True)
+    check_range("warmup_ratio", args.warmup_ratio, 0, 1, high_open=True)
+    check_range("max_grad_norm", args.max_grad_norm, 0)
     if args.epsilon is None:
         args.epsilon = DEFAULT_EPSILON[args.partition]
     try:
@@ -130,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     params = ParamCost(include_embeddings=args.params == "total")
     if budget is not None:  # fail fast, before measuring, training or writing anything
         search.apply_budget(candidates, [params(a) for a in candidates], budget, space.describe)
-    out = Path(args.out)
+    out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError("--output-dir exists and is not a directory", path=out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,12 +142,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cache = (Path(args.cache_dir) if args.cache_dir else user_cache_dir()) if args.cache else None
     error = DistillationError.prepare(out, teacher=args.teacher, corpus=args.corpus,
                                       heldout=args.heldout, training=training,
-                                      seq_length=args.seq_length, mode=args.error,
+                                      seq_length=args.max_length, mode=args.error,
                                       teacher_mlm_steps=args.teacher_mlm_steps,
                                       teacher_mlm_train=args.teacher_mlm_train, cache=cache,
                                       progress=args.progress)
     costs = search.CostModel(params=params, inference_cost=latency, error=error)
-    settings = {"training": asdict(training), "seq_length": args.seq_length,
+    settings = {"training": asdict(training), "seq_length": args.max_length,
                 "error": args.error, "teacher": error.teacher_id, "corpus": error.corpus_id,
                 "teacher_mlm_steps": args.teacher_mlm_steps,
                 "teacher_mlm_train": args.teacher_mlm_train, "params": args.params,

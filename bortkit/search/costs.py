@@ -77,6 +77,11 @@ class MeasuredLatency:
         return arch_config({**arch, "num_layers": num_layers, "vocab_size": 512,
                             "max_length": max(self.seq_length, 8), "pad_token_id": 0})
 
+    @property
+    def probes(self) -> dict:
+        """Milliseconds of every probe timed so far, by layer shape and depth."""
+        return self._timings
+
     def _depth_ms(self, arch: Mapping, depth: int) -> float:
         """Median ms of a ``depth``-layer model of this layer shape (cached)."""
         key = (arch["num_heads"], arch["units"], arch["ffn_units"], arch.get("embed_size"), depth)
@@ -145,7 +150,7 @@ class IsolatedLatency:
                          for a in group]
                 table, probed = isolated(_probe_all, self.latency, archs)
                 self._table.update(table)
-                self.latency._timings.update(probed._timings)
+                self.latency.probes.update(probed.probes)
         return self._table[_key(arch)]
 
     def validate(self, archs: list) -> list[dict]:

@@ -20,11 +20,13 @@ import logging
 from typing import Optional, Sequence
 
 from ..errors import run_cli
-from .runner import PRUNERS, SweepArgs
+from ..options import add_shared, defaults_of
+from .runner import PRUNERS, Sweep, SweepArgs
 from .space import parse_assignments
 
 
 def build_parser() -> argparse.ArgumentParser:
+    d = defaults_of(SweepArgs)
     p = argparse.ArgumentParser(prog="python -m bortkit.sweep", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True, help="task name, e.g. RTE, SST-2")
@@ -34,28 +36,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-trials", type=int, required=True,
                    help="total trials of the study, over all workers")
     p.add_argument("--storage", help="SQLAlchemy URL (default: sqlite:///OUTPUT/study.db)")
-    p.add_argument("--output-dir", help="default runs/sweep/STUDY")
+    add_shared(p, d, ["output_dir"], helps={"output_dir": "study outputs (default "
+                                                         "runs/sweep/STUDY)"})
     p.add_argument("--space", help="search-space YAML (default: the Bort README grid)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
                    help="fix a parameter for every trial, e.g. --set epochs=2 (repeatable)")
-    p.add_argument("--pruner", default="median", choices=PRUNERS)
-    p.add_argument("--prune-warmup", type=int, default=1,
+    p.add_argument("--pruner", default=d["pruner"], choices=PRUNERS)
+    p.add_argument("--prune-warmup", type=int, default=d["prune_warmup"],
                    help="evaluations of a trial before it may be pruned")
-    p.add_argument("--prune-below", type=float, default=0.0,
+    p.add_argument("--prune-below", type=float, default=d["prune_below"],
                    help="threshold pruner: stop trials whose dev score falls below this")
     p.add_argument("--agora", action="store_true", help="run each trial with Agora")
     p.add_argument("--teacher", help="fine-tuned teacher checkpoint (with --agora)")
     p.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler")
-    p.add_argument("--heartbeat", type=int, default=30, help="seconds between heartbeats")
+    p.add_argument("--heartbeat", type=int, default=d["heartbeat"],
+                   help="seconds between heartbeats")
     p.add_argument("--grace", type=int,
                    help="seconds without heartbeat before a trial counts as dead "
                         "(default 4 heartbeats)")
-    p.add_argument("--max-retry", type=int, default=3, help="retries of a crashed trial")
+    p.add_argument("--max-retry", type=int, default=d["max_retry"],
+                   help="retries of a crashed trial")
     p.add_argument("--no-wait", dest="wait", action="store_false",
                    help="exit when no trial is left to start, without waiting for others")
     p.add_argument("--report-only", action="store_true",
                    help="run no trial; write the report of the study as it stands")
-    p.add_argument("--progress", action="store_true", help="progress bars per trial")
+    add_shared(p, d, ["progress"], helps={"progress": "progress bars of each trial's "
+                                                      "training (on by default on a terminal)"})
+    p.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)  # the old spelling: bars are on by default now
     return p
 
 
@@ -66,7 +74,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     options = {k: v for k, v in vars(args).items() if k not in ("set", "report_only")}
     sweep_args = SweepArgs(overrides=parse_assignments(args.set), **options)
-    from .runner import Sweep
     if args.report_only:
         sweep_args.n_trials = max(sweep_args.n_trials, 1)
         sweep = Sweep(sweep_args)

@@ -8,6 +8,7 @@ batch sizes compare epoch for epoch) and the pruner may stop the trial. See
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -16,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..agora import Agora, AgoraArgs
 from ..errors import ConfigError
+from ..finetune import FinetuneArgs
+from ..options import check, check_choice, check_range
 from .distributed import make_coordinator
-from .space import AGORA_PARAMS, apply_overrides, load_space
-from .study import (ResumeFailedTrial, counted_trials, load_study, open_storage,
+from .space import apply_overrides, load_space, split_agora, uses_agora
+from .study import (Heartbeat, ResumeFailedTrial, counted_trials, load_study, open_storage,
                     recover_dead_trials, storage_lock, worker_identity)
 
 PRUNERS = ("median", "hyperband", "threshold", "none")
@@ -49,7 +53,7 @@ class SweepArgs:
     max_retry: int = 3                      # retries of one crashed trial
     wait: bool = True                       # wait for other workers' running trials to end
     poll: float = 5.0
-    progress: bool = False
+    progress: bool = True                   # progress bars of each trial's training
     distributed: Optional[bool] = None      # None: detect horovodrun
 
     def __post_init__(self):
@@ -60,16 +64,14 @@ class SweepArgs:
             self.storage = f"sqlite:///{db}"
 
     def validate(self) -> None:
-        if self.n_trials < 1:
-            raise ConfigError(f"--n-trials must be >= 1, got {self.n_trials}")
-        if self.pruner not in PRUNERS:
-            raise ConfigError(f"--pruner must be one of {', '.join(PRUNERS)}, got {self.pruner!r}")
-        if self.prune_warmup < 0:
-            raise ConfigError(f"--prune-warmup must be >= 0, got {self.prune_warmup}")
-        if self.heartbeat < 1 or (self.grace is not None and self.grace <= self.heartbeat):
-            raise ConfigError("--heartbeat must be >= 1 s and --grace longer than --heartbeat")
-        if not self.study.strip():
-            raise ConfigError("--study must not be empty")
+        check_range("n_trials", self.n_trials, 1, integer=True)
+        check_choice("pruner", self.pruner, PRUNERS)
+        check_range("prune_warmup", self.prune_warmup, 0, integer=True)
+        check_range("heartbeat", self.heartbeat, 1, integer=True)
+        check_range("grace", self.grace, self.heartbeat, low_open=True, integer=True,
+                    optional=True)
+        check_range("max_retry", self.max_retry, 0, integer=True)
+        check("study", self.study, bool(self.study.strip()), "a non-empty name")
         if self.agora and not self.teacher:
             raise ConfigError("--agora needs --teacher (a checkpoint fine-tuned on the task)")
 
@@ -117,19 +119,19 @@ class Sweep:
         self.args = args
         self.task = get_task(args.task).name
         self.space = apply_overrides(load_space(args.space), args.overrides)
-        if self.space.uses_agora() and not args.agora:
+        if uses_agora(self.space) and not args.agora:
             raise ConfigError("agora_* parameters only apply with --agora", path=args.space)
         self.coordinator = coordinator or make_coordinator(args.distributed)
         if args.agora and self.coordinator.size > 1:
             raise ConfigError("--agora trials run in one process; launch without horovodrun")
         self.execute = execute or self._train
         self.out = Path(args.output_dir)
-        self.study = None
+        self.study = self.storage = None
         self.retry = ResumeFailedTrial(args.max_retry)
         if self.coordinator.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
-            storage = open_storage(args.storage, args.heartbeat, args.grace, args.max_retry)
-            self.study = load_study(storage, args.study, self.task, self.space.to_dict(),
+            self.storage = open_storage(args.storage, args.heartbeat, args.grace, args.max_retry)
+            self.study = load_study(self.storage, args.study, self.task, self.space.to_dict(),
                                     args.storage, sampler=self._sampler(), pruner=make_pruner(args))
 
     def _sampler(self):
@@ -185,20 +187,18 @@ class Sweep:
         states = optuna.trial.TrialState
         trial.set_user_attr("error", f"{err.__class__.__name__}: {err}"[:1000])
         with storage_lock(self.args.storage):
-            self.study.tell(trial, state=states.FAIL)
+            failed = self.study.tell(trial, state=states.FAIL)
             if retry:
-                self.retry(self.study, self.study._storage.get_trial(trial._trial_id))
+                self.retry(self.study, failed)
 
     # ------------------------------------------------------------------ all ranks
     def _train(self, job: dict, reporter: _Reporter) -> dict:
-        from ..finetune import FinetuneArgs, Finetuner
-        params = dict(job["params"])
+        from ..finetune import Finetuner  # MXNet: loaded once a trial trains
+        params, agora = split_agora(job["params"])
         common = {"task": self.task, "data_dir": self.args.data_dir,
                   "output_dir": job["run_dir"], "resume": job["resume"],
                   "progress": self.args.progress}
         if self.args.agora:
-            from ..agora import Agora, AgoraArgs
-            agora = {k[len("agora_"):]: params.pop(k) for k in list(params) if k in AGORA_PARAMS}
             run = Agora(AgoraArgs(student=self.args.model, teacher=self.args.teacher,
                                   thetas=[params], **agora, **common),
                         on_round=lambda r, score: reporter(r, score))
@@ -206,10 +206,11 @@ class Sweep:
         # Optuna's step is the evaluation number (trials with other batch sizes compare
         # epoch for epoch); the run knows its evaluation interval once it has read the data.
         finetuner = Finetuner(FinetuneArgs(model=self.args.model,
-                                           distributed=self.coordinator.size > 1,
+                                           distributed=self.coordinator.distributed,
                                            **params, **common),
                               on_evaluation=lambda step, scores: reporter(
-                                  math.ceil(step / finetuner.eval_every), scores["main"]))
+                                  math.ceil(step / finetuner.eval_every), scores["main"]),
+                              workers=self.coordinator)
         return finetuner.run()
 
     def _say(self, text: str) -> None:
@@ -218,7 +219,6 @@ class Sweep:
 
     def run(self) -> dict:
         """Run trials until the study has ``n_trials``; rank 0 then writes the report."""
-        from optuna.storages._heartbeat import get_heartbeat_thread
         done = []
         while True:
             trial = self.next_trial() if self.coordinator.rank == 0 else None
@@ -229,8 +229,8 @@ class Sweep:
             if job is None:
                 break
             reporter = _Reporter(trial, self.coordinator)
-            heartbeat = get_heartbeat_thread(trial._trial_id, self.study._storage) \
-                if trial is not None else _NoHeartbeat()
+            heartbeat = Heartbeat(self.storage, self.study, trial.number) \
+                if trial is not None else contextlib.nullcontext()
             with heartbeat:
                 try:
                     result = self.execute(job, reporter)
@@ -253,14 +253,6 @@ class Sweep:
             from .report import write_report
             summary.update(write_report(self.study, self.out))
         return summary
-
-
-class _NoHeartbeat:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def run_sweep(args: SweepArgs) -> dict:

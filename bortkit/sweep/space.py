@@ -1,290 +1,43 @@
-"""Hyperparameter search spaces: the Bort README grid, or a YAML file.
-
-A space file maps parameter names (fields of :class:`~bortkit.finetune.FinetuneArgs`, plus
-``agora_*`` settings for Agora trials) to what a trial may use::
-
-    learning_rate: [1.0e-4, 1.0e-5, 9.0e-6]      # a list: categorical choices
-    warmup_ratio: {low: 0.35, high: 0.50, step: 0.05}   # a mapping: a float or int range
-    weight_decay: {low: 1.0e-3, high: 1.0, log: true}   # log-uniform
-    epochs: 3                                    # a scalar: fixed for every trial
-
-Ranges are float or int according to the parameter. Mistakes (unknown names, empty lists or
-ranges, values of the wrong type or out of range) raise a one-line
-:class:`~bortkit.errors.ConfigError` naming the file and the line.
-"""
+"""The sweep's search space: fine-tuning settings (:mod:`bortkit.finetune.space`, the Bort
+README grid by default) plus, for Agora trials, Agora's settings prefixed ``agora_``
+(:data:`bortkit.agora.AGORA_PARAMS`)."""
 from __future__ import annotations
 
-import difflib
-import math
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional
 
-import numpy as np
+from ..agora import AGORA_PARAMS as AGORA_SETTINGS
+from ..finetune import space as finetune_space
+from ..finetune.space import (BORT_README_SPACE, FINETUNE_PARAMS,  # noqa: F401
+                              HyperparameterSpace, parse_assignments)
 
-from ..errors import ConfigError
-
-# Parameters a trial may vary or fix, with their types. The rest of FinetuneArgs (task, model,
-# paths, resume...) belongs to the sweep, not to a trial.
-FINETUNE_PARAMS: dict[str, type] = {
-    "learning_rate": float, "batch_size": int, "epochs": float, "max_steps": int,
-    "warmup_ratio": float, "weight_decay": float, "max_length": int, "seed": int,
-    "accumulate": int, "optimizer": str, "clip_norm": float, "eval_every": int,
-    "early_stopping": int, "max_train_examples": int, "max_eval_examples": int,
-    "eval_batch_size": int,
-}
-# Settings of an Agora run (bortkit.agora.AgoraArgs field = name without the prefix).
-AGORA_PARAMS: dict[str, type] = {
-    "agora_budget": int, "agora_rounds": int, "agora_per_error": int,
-    "agora_max_generated": int, "agora_replays": int, "agora_eval_fraction": float,
-    "agora_evals_per_round": int,
-}
+AGORA_PREFIX = "agora_"
+AGORA_PARAMS: dict[str, type] = {AGORA_PREFIX + name: kind
+                                 for name, kind in AGORA_SETTINGS.items()}
 PARAMS: dict[str, type] = {**FINETUNE_PARAMS, **AGORA_PARAMS}
-
-# The grid the Bort README recommends for fine-tuning (alexa/bort, "Fine-tuning").
-BORT_README_SPACE: dict[str, Any] = {
-    "seed": [0, 1, 2, 3, 4],
-    "learning_rate": [1e-4, 1e-5, 9e-6],
-    "weight_decay": [0.0, 10.0, 100.0, 350.0],
-    "warmup_ratio": {"low": 0.35, "high": 0.50, "step": 0.05},
-    "batch_size": [8, 16],
-}
-
-Value = Union[int, float, str, bool]
-
-
-@dataclass(frozen=True)
-class Categorical:
-    name: str
-    choices: tuple
-
-    def suggest(self, trial) -> Value:
-        return trial.suggest_categorical(self.name, list(self.choices))
-
-    def sample(self, rng: np.random.RandomState) -> Value:
-        return self.choices[rng.randint(len(self.choices))]
-
-    def to_dict(self) -> list:
-        return list(self.choices)
-
-
-@dataclass(frozen=True)
-class Range:
-    name: str
-    low: float
-    high: float
-    integer: bool = False
-    log: bool = False
-    step: Optional[float] = None
-
-    def suggest(self, trial) -> Value:
-        if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high),
-                                     step=int(self.step or 1), log=self.log)
-        value = trial.suggest_float(self.name, self.low, self.high, step=self.step, log=self.log)
-        return round(value, 12) if self.step else value  # 0.39999999999999997 -> 0.4
-
-    def sample(self, rng: np.random.RandomState) -> Value:
-        if self.log:
-            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        else:
-            value = rng.uniform(self.low, self.high)
-        if self.step:
-            value = self.low + round((value - self.low) / self.step) * self.step
-            value = min(value, self.high)
-        return int(round(value)) if self.integer else float(round(value, 12))
-
-    def to_dict(self) -> dict:
-        out = {"low": self.low, "high": self.high}
-        if self.log:
-            out["log"] = True
-        if self.step is not None:
-            out["step"] = self.step
-        return out
-
-
-Param = Union[Categorical, Range]
-
-
-@dataclass(frozen=True)
-class SearchSpace:
-    """Searched parameters plus fixed settings; ``source`` names where it came from."""
-
-    params: Mapping[str, Param]
-    fixed: Mapping[str, Value]
-    source: str = "Bort README"
-
-    def suggest(self, trial) -> dict:
-        """Ask an Optuna trial for every searched parameter; returns them with the fixed ones."""
-        return {**self.fixed, **{name: p.suggest(trial) for name, p in self.params.items()}}
-
-    def sample(self, count: int, seed: int = 0) -> list[dict]:
-        """``count`` distinct random settings (fewer if the space is smaller)."""
-        rng = np.random.RandomState(seed)
-        settings, seen = [], set()
-        for _ in range(count * 50):
-            setting = {**self.fixed, **{n: p.sample(rng) for n, p in self.params.items()}}
-            key = tuple(sorted(setting.items()))
-            if key not in seen:
-                seen.add(key)
-                settings.append(setting)
-            if len(settings) == count:
-                break
-        return settings
-
-    def to_dict(self) -> dict:
-        return {**self.fixed, **{name: p.to_dict() for name, p in self.params.items()}}
-
-    def uses_agora(self) -> bool:
-        return any(name in AGORA_PARAMS for name in {**self.params, **self.fixed})
-
-
-# --------------------------------------------------------------------------- parsing
-def _where(path, lines: Mapping[str, int], name: Optional[str] = None) -> dict:
-    return {"path": path, "line": lines.get(name) if name else None}
-
-
-def _coerce(name: str, value: Any, kind: type, where: dict) -> Value:
-    """``value`` as the parameter's type; YAML reads ``1e-4`` as a string, so accept that."""
-    if kind is str:
-        if isinstance(value, str):
-            return value
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    expected = {int: "an integer", float: "a number", str: "a string"}[kind]
-    raise ConfigError(f"parameter {name!r}: expected {expected}, got {value!r}", **where)
-
-
-def _check_value(name: str, value: Value, where: dict) -> None:
-    """Reject values a run would refuse (negative rates, zero batch...) before any trial."""
-    from ..finetune import FinetuneArgs
-    if name not in FINETUNE_PARAMS:
-        if isinstance(value, (int, float)) and value < 0:
-            raise ConfigError(f"parameter {name!r}: must be >= 0, got {value!r}", **where)
-        return
-    args = FinetuneArgs(task="", model="", data_dir="", output_dir="", **{name: value})
-    try:
-        args.validate()
-    except ConfigError as err:
-        raise ConfigError(f"parameter {name!r}: {err.problem}", **where) from None
-
-
-def _parse_range(name: str, spec: Mapping, kind: type, where: dict) -> Range:
-    unknown = sorted(set(spec) - {"low", "high", "log", "step"})
-    if unknown:
-        raise ConfigError(f"parameter {name!r}: unknown key(s) {', '.join(map(repr, unknown))} "
-                          "in range (expected low, high, log, step)", **where)
-    if "low" not in spec or "high" not in spec:
-        raise ConfigError(f"parameter {name!r}: a range needs both low and high", **where)
-    if kind is str:
-        raise ConfigError(f"parameter {name!r}: takes a list of choices, not a range", **where)
-    low, high = (_coerce(name, spec[k], kind, where) for k in ("low", "high"))
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"parameter {name!r}: log must be true or false, got {log!r}", **where)
-    step = None if spec.get("step") is None else _coerce(name, spec["step"], kind, where)
-    if low > high:
-        raise ConfigError(f"parameter {name!r}: empty range: low {low} > high {high}", **where)
-    if log and low <= 0:
-        raise ConfigError(f"parameter {name!r}: a log range needs low > 0, got {low}", **where)
-    if step is not None and (step <= 0 or log):
-        raise ConfigError(f"parameter {name!r}: step must be > 0 and cannot be combined "
-                          "with log", **where)
-    return Range(name, low, high, integer=kind is int, log=log, step=step)
 
 
 def parse_space(data: Any, path: Optional[os.PathLike | str] = None,
                 lines: Optional[Mapping[str, int]] = None,
-                check_values: bool = True) -> SearchSpace:
-    """Build a :class:`SearchSpace` from a mapping (a loaded YAML document).
-
-    Names and shapes are checked first; then, with ``check_values``, every choice and range
-    bound is checked as a run would check it (this imports the fine-tuning code).
-    """
-    lines = lines or {}
-    if not isinstance(data, Mapping) or not data:
-        raise ConfigError("a search space is a mapping from parameter name to a list of "
-                          "choices, a range {low, high} or a fixed value", path=path)
-    params, fixed, values = {}, {}, []
-    for name, spec in data.items():
-        where = _where(path, lines, str(name))
-        if name not in PARAMS:
-            close = difflib.get_close_matches(str(name), PARAMS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                f" (known: {', '.join(sorted(PARAMS))})"
-            raise ConfigError(f"unknown parameter {name!r}{hint}", **where)
-        kind = PARAMS[name]
-        if isinstance(spec, list):
-            if not spec:
-                raise ConfigError(f"parameter {name!r}: empty list of choices", **where)
-            choices = tuple(_coerce(name, v, kind, where) for v in spec)
-            if len(set(choices)) != len(choices):
-                raise ConfigError(f"parameter {name!r}: repeated choices {list(choices)}", **where)
-            values += [(name, choice, where) for choice in choices]
-            params[name] = Categorical(name, choices)
-        elif isinstance(spec, Mapping):
-            params[name] = _parse_range(name, spec, kind, where)
-            values += [(name, params[name].low, where), (name, params[name].high, where)]
-        else:
-            fixed[name] = _coerce(name, spec, kind, where)
-            values.append((name, fixed[name], where))
-    for name, value, where in values if check_values else ():
-        _check_value(name, value, where)
-    source = str(path) if path is not None else "Bort README"
-    return SearchSpace(params, fixed, source)
+                check_values: bool = True) -> HyperparameterSpace:
+    return finetune_space.parse_space(data, path, lines, check_values, table=PARAMS)
 
 
-def load_space(path: Optional[os.PathLike | str] = None) -> SearchSpace:
-    """The space in the YAML file at ``path``; the Bort README grid when ``path`` is None."""
-    if path is None:
-        return parse_space(BORT_README_SPACE, check_values=False)  # valid by construction
-    import yaml
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot read search space ({err.__class__.__name__}: "
-                          f"{getattr(err, 'strerror', None) or err})", path=path) from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(err, 'problem', None) or err}", path=path,
-                          line=mark.line + 1 if mark else None) from None
-    lines = {}
-    if isinstance(root, yaml.MappingNode):
-        lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
-    return parse_space(data, path, lines)
+def load_space(path: Optional[os.PathLike | str] = None) -> HyperparameterSpace:
+    return finetune_space.load_space(path, table=PARAMS)
 
 
-def apply_overrides(space: SearchSpace, overrides: Mapping[str, str]) -> SearchSpace:
-    """Fix parameters from ``--set NAME=VALUE`` (values read as YAML scalars or lists)."""
-    if not overrides:
-        return space
-    import yaml
-    extra = parse_space({name: yaml.safe_load(text) for name, text in overrides.items()},
-                        "--set")
-    params = {n: p for n, p in space.params.items() if n not in overrides}
-    return SearchSpace({**params, **extra.params},
-                       {**{n: v for n, v in space.fixed.items() if n not in overrides},
-                        **extra.fixed}, space.source)
+def apply_overrides(space: HyperparameterSpace,
+                    overrides: Mapping[str, str]) -> HyperparameterSpace:
+    return finetune_space.apply_overrides(space, overrides, table=PARAMS)
 
 
-def parse_assignments(items) -> dict[str, str]:
-    out = {}
-    for item in items or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ConfigError(f"--set expects NAME=VALUE, got {item!r}")
-        out[name.strip()] = value.strip()
-    return out
+def uses_agora(space: HyperparameterSpace) -> bool:
+    return any(name in AGORA_PARAMS for name in space.names())
+
+
+def split_agora(params: dict) -> tuple[dict, dict]:
+    """A trial's parameters as (fine-tuning settings, AgoraArgs settings)."""
+    agora = {name[len(AGORA_PREFIX):]: value for name, value in params.items()
+             if name in AGORA_PARAMS}
+    return {k: v for k, v in params.items() if k not in AGORA_PARAMS}, agora

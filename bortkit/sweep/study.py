@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import socket
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterator, Optional
@@ -176,12 +177,42 @@ class ResumeFailedTrial:
             intermediate_values=dict(trial.intermediate_values)))
 
 
+class Heartbeat:
+    """Records a running trial's heartbeat in ``storage`` every ``heartbeat_interval`` while
+    the ``with`` block runs: Optuna does it inside ``study.optimize`` only, and a worker that
+    asks and tells must do it itself (Optuna's own thread is not public API)."""
+
+    def __init__(self, storage, study, trial_number: int):
+        study_id = storage.get_study_id_from_name(study.study_name)
+        self.trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial_number)
+        self.storage = storage
+        self.interval = storage.get_heartbeat_interval()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def _beat(self) -> None:
+        while True:
+            self.storage.record_heartbeat(self.trial_id)
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> "Heartbeat":
+        if self.interval is not None:
+            self._thread = threading.Thread(target=self._beat, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return False
+
+
 def recover_dead_trials(study, url: str, retry: ResumeFailedTrial) -> list[int]:
     """Fail running trials whose worker is gone and queue their retries; returns their
     numbers. Heartbeat-stale trials (any host) go through Optuna's ``fail_stale_trials``."""
     import optuna
-    from optuna.exceptions import UpdateFinishedTrialError
-    storage = study._storage  # the study's (cached) storage, as fail_stale_trials uses it
     host = socket.gethostname()
     failed = []
     with storage_lock(url), warnings.catch_warnings():
@@ -194,11 +225,10 @@ def recover_dead_trials(study, url: str, retry: ResumeFailedTrial) -> list[int]:
             if not owner or owner.get("host") != host or worker_alive(owner):
                 continue
             try:
-                if storage.set_trial_state_values(trial._trial_id,
-                                                  state=optuna.trial.TrialState.FAIL):
-                    retry(study, storage.get_trial(trial._trial_id))
-            except UpdateFinishedTrialError:
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            except RuntimeError:  # UpdateFinishedTrialError: another worker was quicker
                 continue
+            retry(study, trial)
         after = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))
         failed = sorted(t.number for t in after if t.number not in before)
     return failed

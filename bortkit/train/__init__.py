@@ -27,8 +27,10 @@ A new trainer in ten lines (two optimizers, any batch iterator)::
                   checkpoint=save, stop=[lambda step, scores: scores["main"] > 0.99],
                   on_step=lambda r: log.write("train", step=r.step, loss=r.loss)).run()
 
-A maximising optimizer (Lagrange multipliers) is a group whose loss term is negated in
-``loss_fn`` or whose schedule returns negative rates. Nothing here imports a trainer.
+Every group descends the one differentiated loss (``loss_fn``'s first term); a maximising
+group (Lagrange multipliers) gets a schedule of negative learning rates and weight decay 0.
+``StepResult.terms`` holds every returned term (summed over micro-batches, on the device),
+``grad_norms`` one norm per group. Nothing here imports a trainer.
 Heavy modules (MXNet) load on first use, so ``from bortkit.train import OPTIMIZERS`` is light.
 """
 from __future__ import annotations

@@ -25,9 +25,7 @@ from ..checkpoint import read_state, save_pretrained
 from ..checkpoint.core import assign
 from ..errors import CheckpointError
 from ..io import write_json
-
-STATE = "state.json"
-OPTIMIZER = "optimizer.states"
+from .names import OPTIMIZER_STATES as OPTIMIZER, TRAINING_STATE as STATE
 
 
 def seed_everything(seed: int) -> None:

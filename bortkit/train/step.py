@@ -111,12 +111,19 @@ class TrainStep:
             part = out if isinstance(out, mx.nd.NDArray) else mx.nd.concat(*out, dim=0)
             terms = part if terms is None else terms + part
         if not backward:  # no rows here: add nothing to the other workers' gradients
-            for group in self.groups:
-                for grad in group.gradients():
-                    grad[:] = 0
+            self._zero_gradients()
             terms = mx.nd.zeros((1,))
         norms = [self._update(group) for group in self.groups]
         return StepResult(step, terms, norms, rates)
+
+    def _zero_gradients(self) -> None:
+        """Zero gradients that count as fresh: the backward pass of 0 * every parameter
+        (Gluon refuses to update with gradients no backward pass has written)."""
+        params = [p for group in self.groups for p in group.params.values()
+                  if p.grad_req != "null"]
+        with autograd.record():
+            zero = mx.nd.add_n(*[(p.data() * 0).sum() for p in params])
+        zero.backward()
 
     @staticmethod
     def _set_learning_rate(group: ParamGroup, step: int) -> float:

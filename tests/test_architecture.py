@@ -1,0 +1,187 @@
+"""The layers of ARCHITECTURE.md, checked over the import graph of every source file."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BORTKIT = REPO / "bortkit"
+
+# ARCHITECTURE.md's table: a unit imports only from lower layers (and from itself).
+LAYERS = {
+    "errors": 0, "io": 0,
+    "config": 1, "options": 1, "tokenizers": 1, "tasks": 1, "ops": 1,
+    "model": 2, "data": 2, "accounting": 2, "metrics": 2,
+    "checkpoint": 3, "info": 3,
+    "train": 4,
+    "finetune": 5, "distill": 5,
+    "agora": 6, "search": 6,
+    "sweep": 7,
+}
+FACADE = "bortkit"  # bortkit/__init__.py: lazy re-exports, outside the layers
+
+
+def _module(path: Path, root: Path = REPO) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _imports(path: Path, root: Path = REPO):
+    """(line, imported module, imported names) of every import in ``path``."""
+    module = _module(path, root)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[:len(package.split(".")) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            yield node.lineno, target, [alias.name for alias in node.names]
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name, []
+
+
+def _sources(root: Path):
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_unit_has_a_layer():
+    units = {_unit(_module(p)) for p in _sources(BORTKIT)} - {FACADE}
+    assert units <= set(LAYERS), f"add {sorted(units - set(LAYERS))} to ARCHITECTURE.md"
+
+
+def test_imports_go_down_the_layers():
+    wrong = []
+    for path in _sources(BORTKIT):
+        unit = _unit(_module(path))
+        for line, target, names in _imports(path):
+            if not target.startswith("bortkit"):
+                continue
+            other = _unit(target)
+            if other == FACADE and names and names[0] in LAYERS:  # `from .. import model`
+                other = names[0]
+            if unit == FACADE or other in (unit, FACADE) or other not in LAYERS:
+                continue
+            if LAYERS[other] >= LAYERS[unit]:
+                wrong.append(f"{path.relative_to(REPO)}:{line}: {unit} (layer {LAYERS[unit]}) "
+                             f"imports {target} ({other}, layer {LAYERS[other]})")
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("unit,forbidden", [
+    ("train", ("finetune", "distill", "agora", "sweep", "search")),
+    ("agora", ("sweep",)),
+    ("model", ("train", "finetune", "distill", "agora", "sweep", "search")),
+])
+def test_named_contracts(unit, forbidden):
+    """The contracts the issue names, stated on their own (the layers imply them)."""
+    for path in _sources(BORTKIT / unit):
+        for line, target, _ in _imports(path):
+            assert _unit(target) not in forbidden or not target.startswith("bortkit."), \
+                f"{path.relative_to(REPO)}:{line} imports {target}"
+
+
+def test_top_level_search_imports_nothing_from_bortkit():
+    for path in _sources(REPO / "search"):
+        for line, target, _ in _imports(path):
+            assert not target.startswith("bortkit"), f"{path.relative_to(REPO)}:{line}"
+
+
+def _private_reads(path: Path, modules: set, root: Path = REPO):
+    """``from bortkit.x import _y`` and ``m._y`` where ``m`` is an imported bortkit module."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    aliases = {}
+    for line, target, names in _imports(path, root):
+        if target.startswith("bortkit"):
+            for name in names:
+                if name.startswith("_") and not name.startswith("__"):
+                    yield line, f"from {target} import {name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("bortkit"):
+                    aliases[alias.asname or alias.name.split(".")[0]] = alias.name
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                full = None
+                if node.level or (node.module or "").startswith("bortkit"):
+                    full = f"{node.module or ''}.{alias.name}"
+                if full and alias.name in modules:
+                    aliases[alias.asname or alias.name] = full
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in aliases and node.attr.startswith("_") \
+                and not node.attr.startswith("__"):
+            yield node.lineno, f"{node.value.id}.{node.attr}"
+
+
+def test_no_module_reads_another_modules_private_names():
+    modules = {p.stem if p.name != "__init__.py" else p.parent.name for p in _sources(BORTKIT)}
+    wrong = [f"{path.relative_to(REPO)}:{line}: {what}"
+             for root in (BORTKIT, REPO / "bench", REPO / "search")
+             for path in _sources(root) for line, what in _private_reads(path, modules)]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_checks_catch_wrong_way_imports(tmp_path):
+    """The checks themselves: a planted wrong-way import and private reads are found."""
+    planted = tmp_path / "bortkit" / "train" / "bad.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text("from ..finetune import Finetuner\nfrom ..model.kernels import _lib\n"
+                       "from ..model import kernels\nkernels._build()\n")
+    targets = [target for _, target, _ in _imports(planted, tmp_path)]
+    reads = [what for _, what in _private_reads(planted, {"kernels", "model"}, tmp_path)]
+    assert targets[0] == "bortkit.finetune" and _unit(targets[0]) == "finetune"
+    assert LAYERS["finetune"] >= LAYERS["train"]  # so test_imports_go_down_the_layers fails
+    assert reads == ["from bortkit.model.kernels import _lib", "kernels._build"]
+
+
+def test_one_class_per_name():
+    """``SearchSpace``, ``Example`` and ``Batch`` were each defined twice (issue 10)."""
+    where: dict = {}
+    for root in (BORTKIT, REPO / "search"):
+        for path in _sources(root):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(str(path.relative_to(REPO)))
+    twice = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert not twice, twice
+
+
+# Private names of other libraries read on purpose, each with its reason.
+ALLOWED_PRIVATE = {
+    "_replace": "namedtuple's public API (urllib's SplitResult)",
+    "_collect_params_with_prefix": "Gluon 1.x has no public way to get parameters by their "
+                                   "structural names (bortkit/checkpoint/core.py)",
+}
+
+
+def test_no_private_reads_of_other_libraries():
+    """``x._y`` only on self/cls/super(): e.g. Optuna is used through its public API (the
+    sweep read ``study._storage``, ``trial._trial_id``, ``optuna.storages._heartbeat``)."""
+    wrong = []
+    for path in _sources(BORTKIT):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and any(
+                    part.startswith("_") and not part.startswith("__")
+                    for part in node.module.split(".")):
+                wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: from {node.module}")
+            if not isinstance(node, ast.Attribute) or not node.attr.startswith("_") \
+                    or node.attr.startswith("__") or node.attr in ALLOWED_PRIVATE:
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Name) and owner.id in ("self", "cls"):
+                continue
+            if isinstance(owner, ast.Call) and getattr(owner.func, "id", None) == "super":
+                continue
+            wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
+    assert not wrong, "\n".join(wrong)
