@@ -179,7 +179,8 @@ class DistillationError:
 
 def score_candidate(job: dict) -> dict:
     """Train one candidate (``job`` as :meth:`DistillationError.__call__` builds it) and
-    return its held-out ``teacher-ce`` and ``mlm`` losses and its training seconds."""
+    return its held-out ``teacher-ce`` and ``mlm`` losses, its training seconds and the
+    process's peak resident memory."""
     import time
 
     from ..checkpoint import named_parameters
@@ -209,7 +210,10 @@ def score_candidate(job: dict) -> dict:
     seconds = time.perf_counter() - start
     scores = heldout_losses(run.student, run.teacher, job["heldout"], training.batch_size,
                             training.eval_batches)
-    return {**scores, "train_seconds": seconds, "initialised": initialised}
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return {**scores, "train_seconds": seconds, "initialised": initialised,
+            "worker_peak_rss_mb": round(peak, 1)}
 
 
 def heldout_losses(student, teacher, heldout_dir: str, batch_size: int, batches: int) -> dict:
