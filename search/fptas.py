@@ -6,6 +6,11 @@ Both algorithms score candidates with a cost model of three callables::
     costs.inference_cost(arch)  -> float  # î: cheap-ish (operation count or measured latency)
     costs.error(arch)           -> float  # ê: expensive (trains the candidate), must be > 0
 
+With a hyperparameter set Θ (``thetas=[θ1, θ2, ...]``, JSON mappings) the error is called
+once per θ, ``costs.error(arch, θ)``, and ê(arch) is the smallest of them (the paper trains
+each representative once per θ and keeps the best W; p̂ and î do not depend on θ). Each
+(candidate, θ) run is its own resumable unit in the state file.
+
 and maximise the W-coefficient (:mod:`search.wcoef`). :func:`fptas`:
 
 1. computes p̂ and î for every candidate and the maximum point T (largest p and i);
@@ -13,14 +18,16 @@ and maximise the W-coefficient (:mod:`search.wcoef`). :func:`fptas`:
    whose W is 0 whatever their error (p = p(T) or i = i(T), e.g. T itself);
 3. sorts the rest by a surrogate (p̂ by default) and cuts the order into intervals: ε
    consecutive candidates each (the paper's reading, 1 <= ε <= |Ξ|), or, with
-   ``partition="geometric"``, runs whose key grows by at most a factor (1 + ε);
+   ``partition="geometric"`` and 0 < ε < 1, runs whose key grows by at most a factor
+   (1 + ε);
 4. trains one representative per interval, the one with the largest error-free factor
    |ΔP|^α·|ΔI|^β, and returns the trained candidate with the largest W.
 
 If ê varies by at most a factor (1 + δ) inside every interval, the returned W is at least
 W* / (1 + δ)^γ, W* being the exhaustive optimum; with geometric intervals and an error whose
-log is L-Lipschitz in the log of the sort key, δ <= (1 + ε)^L - 1. ``search/ALGORITHM.md``
-derives this and lists the sources and the alternatives.
+log is L-Lipschitz in the log of the sort key, δ <= (1 + ε)^L - 1, so for L·γ <= 1 the
+returned W is at least W*/(1 + ε) >= (1 - ε)·W*. ``search/ALGORITHM.md`` derives this and
+lists the sources and the alternatives.
 """
 from __future__ import annotations
 
@@ -68,6 +75,8 @@ class ScoredCandidate:
     interval: Optional[int] = None     # FPTAS interval index (None: not in any interval)
     reused: bool = False               # error read from the state file, not trained now
     train_seconds: Optional[float] = None
+    theta_errors: Optional[List[float]] = None   # ê per θ, in Θ order (with a Θ)
+    theta: Optional[dict] = None       # the θ of the smallest error (with a Θ)
 
     @property
     def trained(self) -> bool:
@@ -78,7 +87,8 @@ class ScoredCandidate:
                 "inference_cost": self.inference_cost, "error": self.error, "w": self.w,
                 "trained": self.trained, "surrogate": self.surrogate,
                 "interval": self.interval, "reused": self.reused,
-                "train_seconds": self.train_seconds}
+                "train_seconds": self.train_seconds, "theta_errors": self.theta_errors,
+                "theta": self.theta}
 
 
 @dataclass
@@ -133,14 +143,17 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
           coefficient: WCoefficient | None = None, maximum_point: MaximumPoint | None = None,
           partition: str = "count", sort_by: str | Callable[[ScoredCandidate], float] = "params",
           representative: str = "best_surrogate", settings: Mapping[str, Any] | None = None,
+          thetas: Optional[Sequence[Mapping[str, Any]]] = None,
           callback: Optional[Callback] = None) -> SearchResult:
     """Extract the candidate with (approximately) the largest W, training one per interval.
 
     ``epsilon`` is the interval size: a whole number of candidates (``partition="count"``,
     the paper's 1 <= ε <= |Ξ|; larger values give one interval) or a relative width > 0
-    (``partition="geometric"``). ``settings`` are extra JSON values that define the error
-    (training steps, data, teacher, seed); with a ``store`` (a :class:`SearchStore` or a
-    path) they are recorded, and resuming with other settings is refused.
+    (``partition="geometric"``, 0 < ε < 1: the answer's W is then within (1 - ε) of the
+    optimum when the error is smooth in the sort key, see the module docstring).
+    ``settings`` are extra JSON values that define the error (training steps, data, teacher,
+    seed); with a ``store`` (a :class:`SearchStore` or a path) they are recorded, and
+    resuming with other settings is refused. ``thetas`` is the hyperparameter set Θ.
     """
     if partition not in PARTITIONS:
         raise SearchError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
@@ -150,7 +163,7 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
     if not callable(sort_by) and sort_by not in SORT_KEYS:
         raise SearchError(f"sort_by must be one of {', '.join(SORT_KEYS)} or a function, "
                           f"got {sort_by!r}")
-    epsilon = _check_epsilon(epsilon, partition)
+    epsilon = check_epsilon(epsilon, partition)
     options = {"algorithm": "fptas", "epsilon": epsilon, "partition": partition,
                "sort_by": sort_by if isinstance(sort_by, str) else _callable_name(sort_by),
                "representative": representative}
@@ -169,7 +182,7 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
 
     return _search(candidates, costs, select, options, max_params=max_params, store=store,
                    coefficient=coefficient, maximum_point=maximum_point, settings=settings,
-                   callback=callback)
+                   thetas=thetas, callback=callback)
 
 
 def exhaustive(candidates: Iterable[Mapping[str, Any]], costs: Any, *,
@@ -177,6 +190,7 @@ def exhaustive(candidates: Iterable[Mapping[str, Any]], costs: Any, *,
                coefficient: WCoefficient | None = None,
                maximum_point: MaximumPoint | None = None,
                settings: Mapping[str, Any] | None = None,
+               thetas: Optional[Sequence[Mapping[str, Any]]] = None,
                callback: Optional[Callback] = None) -> SearchResult:
     """Train every candidate that can have W > 0 and return the exact argmax of W."""
     def select(pool: List[ScoredCandidate]) -> Tuple[List[ScoredCandidate], int]:
@@ -184,7 +198,8 @@ def exhaustive(candidates: Iterable[Mapping[str, Any]], costs: Any, *,
 
     return _search(candidates, costs, select, {"algorithm": "exhaustive"},
                    max_params=max_params, store=store, coefficient=coefficient,
-                   maximum_point=maximum_point, settings=settings, callback=callback)
+                   maximum_point=maximum_point, settings=settings, thetas=thetas,
+                   callback=callback)
 
 
 def pareto_front(results: SearchResult | Iterable[ScoredCandidate]) -> List[ScoredCandidate]:
@@ -214,9 +229,10 @@ def describe(arch: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------------------- the search
 def _search(candidates, costs, select, options: dict, *, max_params, store, coefficient,
-            maximum_point, settings, callback) -> SearchResult:
+            maximum_point, settings, thetas, callback) -> SearchResult:
     archs = _as_candidates(candidates)
     _check_costs(costs)
+    thetas = _as_thetas(thetas)
     coefficient = _as_coefficient(coefficient)
     limit = None if max_params is None else parse_count(max_params)
     dimensions = _varying_keys(archs)
@@ -226,6 +242,8 @@ def _search(candidates, costs, select, options: dict, *, max_params, store, coef
                      "inference_cost": maximum_point.inference_cost},
                     "candidates": {"count": len(archs), "sha256": _fingerprint(archs)},
                     "settings": _json_ready(settings or {})}
+    if thetas is not None:
+        run_settings["thetas"] = thetas
     own_store = store is not None and not isinstance(store, SearchStore)
     state = SearchStore(store) if own_store else store
     try:
@@ -254,7 +272,7 @@ def _search(candidates, costs, select, options: dict, *, max_params, store, coef
                 f"{maximum_point.inference_cost:g}); the space needs smaller candidates")
         to_train, num_intervals = select(positive)
         for done, candidate in enumerate(to_train, start=1):
-            _train(candidate, costs, coefficient, maximum_point, state, dimensions)
+            _train(candidate, costs, coefficient, maximum_point, state, dimensions, thetas)
             if callback is not None:
                 callback(candidate, done, len(to_train))
     finally:
@@ -291,32 +309,65 @@ def _surrogate_costs(archs: List[dict], costs, state: Optional[SearchStore],
 
 
 def _train(candidate: ScoredCandidate, costs, coefficient: WCoefficient,
-           maximum_point: MaximumPoint, state: Optional[SearchStore], dimensions) -> None:
+           maximum_point: MaximumPoint, state: Optional[SearchStore], dimensions,
+           thetas: Optional[List[dict]]) -> None:
     """Fill in the candidate's error and W: from the state file, or by training it now."""
     row = state.get(candidate.arch) if state is not None else None
+    where = describe(candidate.arch, dimensions)
     if row is not None and row.status == "done" and row.error is not None:
         candidate.error, candidate.reused = row.error, True
         candidate.train_seconds = row.train_seconds
+        if thetas is not None:
+            runs = [state.get_run(candidate.arch, theta) for theta in thetas]
+            candidate.theta_errors = [run.error for run in runs]
     else:
-        where = describe(candidate.arch, dimensions)
         if state is not None:
             state.start_training(candidate.arch)
         start = time.perf_counter()
         try:
-            error = _check_positive(costs.error(candidate.arch), f"costs.error({where})")
+            if thetas is None:
+                error = _check_positive(costs.error(candidate.arch), f"costs.error({where})")
+            else:
+                candidate.theta_errors = [_train_theta(candidate.arch, theta, costs, state, where)
+                                          for theta in thetas]
+                error = min(candidate.theta_errors)
         except BaseException as err:
             if state is not None:
                 state.record_failure(candidate.arch, f"{type(err).__name__}: {err}")
             raise
         candidate.error = error
         candidate.train_seconds = time.perf_counter() - start
+    if thetas is not None:  # the first θ of the smallest error
+        candidate.theta = thetas[candidate.theta_errors.index(min(candidate.theta_errors))]
     candidate.w = coefficient(candidate.params, candidate.inference_cost, candidate.error,
                               maximum_point)
     if state is not None and not candidate.reused:
         state.record_error(candidate.arch, candidate.error, candidate.w,
                            candidate.train_seconds)
-    logger.info("trained %s: error %.6g, W %.6g%s", describe(candidate.arch, dimensions),
-                candidate.error, candidate.w, " (from the state file)" if candidate.reused else "")
+    logger.info("trained %s: error %.6g, W %.6g%s", where, candidate.error, candidate.w,
+                " (from the state file)" if candidate.reused else "")
+
+
+def _train_theta(arch: dict, theta: dict, costs, state: Optional[SearchStore],
+                 where: str) -> float:
+    """ê(arch, θ): from the state file when that run finished, else trained now."""
+    run = state.get_run(arch, theta) if state is not None else None
+    if run is not None and run.status == "done":
+        return run.error
+    if state is not None:
+        state.start_run(arch, theta)
+    start = time.perf_counter()
+    try:
+        error = _check_positive(costs.error(arch, dict(theta)),
+                                f"costs.error({where}, {arch_key(theta)})")
+    except BaseException as err:
+        if state is not None:
+            state.record_run_failure(arch, theta, f"{type(err).__name__}: {err}")
+        raise
+    if state is not None:
+        state.record_run(arch, theta, error, time.perf_counter() - start)
+    logger.info("trained %s with %s: error %.6g", where, arch_key(theta), error)
+    return error
 
 
 # ---------------------------------------------------------------------------- intervals
@@ -356,7 +407,8 @@ def _sort_key(sort_by) -> Callable[[ScoredCandidate], float]:
 
 
 # ---------------------------------------------------------------------------- checks
-def _check_epsilon(epsilon: Any, partition: str) -> float:
+def check_epsilon(epsilon: Any, partition: str) -> float:
+    """ε as the partition takes it (an int for ``count``); a :class:`SearchError` otherwise."""
     if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) \
             or not math.isfinite(epsilon):
         raise SearchError(f"epsilon must be a number, got {epsilon!r}")
@@ -366,29 +418,48 @@ def _check_epsilon(epsilon: Any, partition: str) -> float:
                               f"partition='count' and must be a whole number >= 1, got "
                               f"{epsilon!r} (partition='geometric' takes a relative width)")
         return int(epsilon)
-    if epsilon <= 0:
+    if not 0 < epsilon < 1:
         raise SearchError(f"epsilon is a relative interval width for partition='geometric' "
-                          f"and must be > 0, got {epsilon!r}")
+                          f"and must be in (0, 1) (the answer is within (1 - epsilon) of the "
+                          f"optimum), got {epsilon!r}")
     return float(epsilon)
+
+
+def _as_thetas(thetas) -> Optional[List[dict]]:
+    """Θ as a list of distinct JSON mappings, or None (the cost model's own setting)."""
+    if thetas is None:
+        return None
+    if isinstance(thetas, (str, bytes, Mapping)) or not isinstance(thetas, Sequence):
+        raise SearchError(f"thetas must be a list of hyperparameter mappings, got "
+                          f"{type(thetas).__name__}")
+    if not thetas:
+        raise SearchError("thetas (the hyperparameter set) is empty; give at least one setting")
+    return _distinct_mappings(thetas, ("theta", "hyperparameter: value", "setting"))
 
 
 def _as_candidates(candidates) -> List[dict]:
     if hasattr(candidates, "candidates") and callable(candidates.candidates):
         candidates = candidates.candidates()  # a SearchSpace
-    archs, seen = [], {}
-    for index, arch in enumerate(candidates):
-        if not isinstance(arch, Mapping):
-            raise SearchError(f"candidate {index} must be a mapping of architecture fields, "
-                              f"got {type(arch).__name__}")
-        key = arch_key(arch)
-        if key in seen:
-            raise SearchError(f"candidates {seen[key]} and {index} are the same architecture "
-                              f"{key}")
-        seen[key] = index
-        archs.append(dict(arch))
+    archs = _distinct_mappings(candidates, ("candidate", "architecture fields", "architecture"))
     if not archs:
         raise SearchError("there are no candidates to search")
     return archs
+
+
+def _distinct_mappings(items, names: Tuple[str, str, str]) -> List[dict]:
+    """Copies of ``items``, each a mapping and no two equal; ``names`` word the errors."""
+    item, fields, kind = names
+    out, seen = [], {}
+    for index, value in enumerate(items):
+        if not isinstance(value, Mapping):
+            raise SearchError(f"{item} {index} must be a mapping of {fields}, got "
+                              f"{type(value).__name__}")
+        key = arch_key(value)
+        if key in seen:
+            raise SearchError(f"{item}s {seen[key]} and {index} are the same {kind} {key}")
+        seen[key] = index
+        out.append(dict(value))
+    return out
 
 
 def _check_costs(costs: Any) -> None:

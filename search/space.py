@@ -74,23 +74,7 @@ class SearchSpace:
         """Load a space file; ``None`` loads :func:`default_space_path`. ``choices`` gives the
         allowed values of named dimensions (``{"attention": (...)}``)."""
         path = Path(path) if path is not None else default_space_path()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SearchError("search space file not found", path=path) from None
-        except (OSError, UnicodeDecodeError) as err:
-            raise SearchError(f"cannot read search space file ({err})", path=path) from None
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.MarkedYAMLError as err:
-            mark = err.problem_mark
-            raise SearchError(f"not valid YAML: {err.problem}", path=path,
-                              line=None if mark is None else mark.line + 1) from None
-        except yaml.YAMLError as err:
-            raise SearchError(f"not valid YAML: {err}", path=path) from None
-        lines: Lines = {}
-        _collect_lines(node, (), lines, path)
+        data, lines = read_yaml(path, "search space file")
         return cls.from_dict(data, path=path, lines=lines, choices=choices)
 
     @classmethod
@@ -207,6 +191,29 @@ class SearchSpace:
                            "fixed", key)
 
 
+def read_yaml(path: Path, what: str) -> Tuple[Any, Lines]:
+    """The parsed YAML of ``path`` and the 1-based line of every key and list item; every
+    problem is a one-line :class:`SearchError` naming ``what`` and the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SearchError(f"{what} not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SearchError(f"cannot read {what} ({err})", path=path) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        raise SearchError(f"not valid YAML: {err.problem}", path=path,
+                          line=None if mark is None else mark.line + 1) from None
+    except yaml.YAMLError as err:
+        raise SearchError(f"not valid YAML: {err}", path=path) from None
+    lines: Lines = {}
+    collect_lines(node, (), lines, path)
+    return data, lines
+
+
 def _buildable(arch: Mapping[str, Any]) -> bool:
     units, heads = arch.get("units"), arch.get("num_heads")
     if isinstance(units, int) and isinstance(heads, int) and heads > 0:
@@ -219,7 +226,7 @@ def _kind(value: Any) -> str:
         type(value), repr(value))
 
 
-def _collect_lines(node: Optional[yaml.Node], where: Tuple, lines: Lines, path) -> None:
+def collect_lines(node: Optional[yaml.Node], where: Tuple, lines: Lines, path) -> None:
     """Record the 1-based line of every mapping key and list item; refuse duplicate keys."""
     if node is None:
         return
@@ -234,8 +241,8 @@ def _collect_lines(node: Optional[yaml.Node], where: Tuple, lines: Lines, path) 
                                   line=key_node.start_mark.line + 1)
             seen.add(key)
             lines[where + (key,)] = key_node.start_mark.line + 1
-            _collect_lines(value_node, where + (key,), lines, path)
+            collect_lines(value_node, where + (key,), lines, path)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[where + (index,)] = item.start_mark.line + 1
-            _collect_lines(item, where + (index,), lines, path)
+            collect_lines(item, where + (index,), lines, path)

@@ -8,6 +8,9 @@ with different settings raises :class:`SearchError` instead of mixing two search
 
 Statuses: ``scored`` (p and i known), ``running`` (training started, not finished),
 ``done`` (error known), ``failed`` (training raised; retried on the next run).
+
+With a hyperparameter set Θ, every (candidate, θ) training is a row of its own in ``runs``
+(status ``running``/``done``/``failed``), so a killed search keeps the θ runs it finished.
 """
 from __future__ import annotations
 
@@ -40,6 +43,16 @@ CREATE TABLE IF NOT EXISTS candidates (
     train_seconds  REAL,
     created_at     TEXT NOT NULL,
     updated_at     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    arch_key       TEXT NOT NULL,
+    theta_key      TEXT NOT NULL,
+    error          REAL,
+    status         TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed')),
+    message        TEXT,
+    train_seconds  REAL,
+    updated_at     TEXT NOT NULL,
+    PRIMARY KEY (arch_key, theta_key)
 );
 """
 
@@ -182,6 +195,44 @@ class SearchStore:
     def record_failure(self, arch: Mapping[str, Any], message: str) -> None:
         self._set_status(arch, "failed", message=" ".join(str(message).split())[:500])
 
+    # ------------------------------------------------------------------ runs (one per θ)
+    def get_run(self, arch: Mapping[str, Any], theta: Mapping[str, Any]) -> Optional[StoredRun]:
+        row = self._conn.execute(
+            "SELECT arch_key, theta_key, error, status, message, train_seconds, updated_at"
+            " FROM runs WHERE arch_key = ? AND theta_key = ?",
+            (arch_key(arch), arch_key(theta))).fetchone()
+        if row is None:
+            return None
+        key, theta_text, error, status, message, seconds, updated = row
+        return StoredRun(arch=json.loads(key), theta=json.loads(theta_text), error=error,
+                         status=status, message=message, train_seconds=seconds,
+                         updated_at=updated)
+
+    def runs(self) -> list:
+        """Every (candidate, θ) run, oldest first."""
+        keys = self._conn.execute("SELECT arch_key, theta_key FROM runs ORDER BY updated_at")
+        return [self.get_run(json.loads(a), json.loads(t)) for a, t in keys.fetchall()]
+
+    def start_run(self, arch: Mapping[str, Any], theta: Mapping[str, Any]) -> None:
+        self._put_run(arch, theta, None, "running", None, None)
+
+    def record_run(self, arch: Mapping[str, Any], theta: Mapping[str, Any], error: float,
+                   train_seconds: Optional[float] = None) -> None:
+        self._put_run(arch, theta, float(error), "done", None, train_seconds)
+
+    def record_run_failure(self, arch: Mapping[str, Any], theta: Mapping[str, Any],
+                           message: str) -> None:
+        self._put_run(arch, theta, None, "failed", " ".join(str(message).split())[:500], None)
+
+    def _put_run(self, arch, theta, error, status, message, seconds) -> None:
+        with self._conn:
+            self._conn.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(arch_key, theta_key)"
+                " DO UPDATE SET error = excluded.error, status = excluded.status,"
+                " message = excluded.message, train_seconds = excluded.train_seconds,"
+                " updated_at = excluded.updated_at",
+                (arch_key(arch), arch_key(theta), error, status, message, seconds, _now()))
+
     def _set_status(self, arch: Mapping[str, Any], status: str, message: Optional[str]) -> None:
         with self._conn:
             updated = self._conn.execute(
@@ -192,6 +243,19 @@ class SearchStore:
     def _require(self, updated: int, arch: Mapping[str, Any]) -> None:
         if not updated:
             raise KeyError(f"candidate not in the search state (record_costs first): {arch!r}")
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One (candidate, θ) training of the state file."""
+
+    arch: dict
+    theta: dict
+    error: Optional[float]
+    status: str
+    message: Optional[str]
+    train_seconds: Optional[float]
+    updated_at: str
 
 
 def _row(row: tuple) -> StoredCandidate:

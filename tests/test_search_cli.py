@@ -63,11 +63,51 @@ def one_error(proc):
 @pytest.mark.parametrize("budget,message", [
     ("0", "--max-params: expected a positive count"),
     ("lots", "--max-params: expected a positive count like 56M, 1.2B or 56000000, got 'lots'"),
-    ("10k", "no candidate fits; the smallest"),
+    ("10k", "--max-params 10.0k (10000): no candidate fits; the smallest, num_layers=1 "
+            "num_heads=2 units=32 ffn_units=32, has"),
 ])
 def test_bad_budgets(space, tmp_path, budget, message):
     assert message in one_error(run("--max-params", budget, "--space", str(space),
-                                    "--out", str(tmp_path / "o")))
+                                    "--output-dir", str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--partition", "geometric", "--epsilon", "1.5"],
+     "bortkit: error: --epsilon: epsilon is a relative interval width for "
+     "partition='geometric' and must be in (0, 1) (the answer is within (1 - epsilon) of the "
+     "optimum), got 1.5"),
+    (["--partition", "geometric", "--epsilon", "0"], "must be in (0, 1)"),
+    (["--epsilon", "2.5"], "bortkit: error: --epsilon: epsilon is the interval size in "
+                           "candidates for partition='count' and must be a whole number >= 1, "
+                           "got 2.5"),
+    (["--gamma", "-1"], "bortkit: error: --alpha/--beta/--gamma: W-coefficient exponent gamma "
+                        "must be a finite number >= 0, got -1.0"),
+    (["--learning-rate", "0"], "bortkit: error: --learning-rate must be a positive number, got 0.0"),
+    (["--warmup-ratio", "1"], "bortkit: error: --warmup-ratio must be a number in [0, 1), got 1.0"),
+])
+def test_bad_algorithm_options(space, tmp_path, args, message):
+    line = one_error(run("--max-params", "2M", "--space", str(space), *args,
+                         "--output-dir", str(tmp_path / "o")))
+    assert line.startswith(message) or message in line, line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("- {learning_rate: 5.0e-4}\n- {lr: 1.0e-3}\n",
+     ":2: unknown hyperparameter 'lr'; known: learning_rate, warmup_ratio, weight_decay, "
+     "max_grad_norm, batch_size, temperature, mlm_weight, kd_weight, seed"),
+    ("learning_rate: [5.0e-4, 1.0e-3]\nwarmup: [0.1]\n",
+     ":2: unknown hyperparameter 'warmup' (did you mean 'warmup_ratio'?)"),
+    ("batch_size: [8, 0.5]\n", ":1: batch_size: must be an integer, got 0.5"),
+])
+def test_bad_theta_file(space, tmp_path, text, message):
+    theta = tmp_path / "theta.yaml"
+    theta.write_text(text)
+    line = one_error(run("--max-params", "2M", "--space", str(space), "--theta", str(theta),
+                         "--output-dir", str(tmp_path / "o")))
+    assert line.startswith(f"bortkit: error: {theta}{message}"), line
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("text,message", [
@@ -94,20 +134,32 @@ def test_teacher_vocabulary_must_match_tokenizer(space, tmp_path, minilm_dir):
 @pytest.mark.slow
 def test_search_runs_within_budget_and_resumes(space, teacher, tmp_path):
     out = tmp_path / "out"
+    theta = tmp_path / "theta.yaml"
+    theta.write_text("learning_rate: [5.0e-4, 2.0e-3]\n")
     args = ["--max-params", "2.5M", "--space", str(space), "--teacher", str(teacher),
-            "--steps-per-candidate", "3", "--epsilon", "4", "--batch-size", "4",
-            "--seq-length", "32", "--out", str(out)]
+            "--steps-per-candidate", "3", "--epsilon", "11", "--batch-size", "4",
+            "--max-length", "32", "--eval-batches", "2", "--theta", str(theta),
+            "--output-dir", str(out)]
     first = run(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert rows and all(int(r["params"]) <= 2_500_000 for r in rows)
     trained = [r for r in rows if r["error"] not in ("", "None")]
     assert 0 < len(trained) < len(rows)               # the FPTAS trains a subset
+    # ê is the teacher cross-entropy (the default), the smaller over the two θ
+    document = json.loads((out / "results.json").read_text())
+    for c in (c for c in document["candidates"] if c["trained"]):
+        shape = "-".join(str(c["arch"][k]) for k in ("num_layers", "num_heads", "units",
+                                                     "ffn_units"))
+        runs = [json.loads(p.read_text()) for p in (out / "candidates" / shape).glob("*/error.json")]
+        assert len(runs) == 2 and {r["theta"]["learning_rate"] for r in runs} == {5e-4, 2e-3}
+        assert c["error"] == min(r["teacher-ce"] for r in runs)
+        assert sorted(c["theta_errors"]) == sorted(r["teacher-ce"] for r in runs)
     best = load_config(out / "best" / "config.json")  # loads with the family's config code
     assert best.num_layers in (1, 2, 3) and best.units in (32, 64)
+    assert best.vocab_size == 30522                   # the teacher's: a distillation student
     assert (out / "tradeoff.png").stat().st_size > 5000
     assert json.loads((out / "latency.json").read_text())["validation"]
     second = run(*args)  # resume: nothing is trained again
     assert second.returncode == 0, second.stderr[-3000:]
-    assert f"0 trained ({len(trained)} reused" in second.stdout or \
-        f"{len(trained)} trained ({len(trained)} reused" in second.stdout, second.stdout
+    assert f"{len(trained)} trained ({len(trained)} reused" in second.stdout, second.stdout

@@ -379,8 +379,10 @@ def test_fptas_argument_errors():
     archs, costs = problem(0)
     with pytest.raises(SearchError, match=r"whole number >= 1, got 0\.5 \(partition='geometric'"):
         fptas(archs, costs, 0.5)
-    with pytest.raises(SearchError, match=r"must be > 0, got 0"):
-        fptas(archs, costs, 0, partition="geometric")
+    for bad in (0, 1, 1.5, -0.2):
+        with pytest.raises(SearchError, match=r"must be in \(0, 1\) \(the answer is within "
+                                              rf"\(1 - epsilon\) of the optimum\), got {bad}"):
+            fptas(archs, costs, bad, partition="geometric")
     with pytest.raises(SearchError, match="partition must be one of count, geometric"):
         fptas(archs, costs, 2, partition="log")
     with pytest.raises(SearchError, match="candidates 0 and 1 are the same architecture"):
@@ -550,6 +552,111 @@ def test_format_table(tmp_path):
     assert lines[1].split()[-1] == f"{result.chosen.w:.4g}"
     assert lines[-1].startswith(f"fptas: trained {result.num_trained} of "
                                 f"{len(result.candidates)} candidates")
+
+
+# ---------------------------------------------------------------------------- Θ
+class ThetaCosts(Synthetic):
+    """The synthetic error scaled by a per-θ factor that depends on the architecture too, so
+    that which θ wins differs between candidates; records every (arch, θ) trained."""
+
+    def error(self, arch, theta=None):
+        if self.fail_after is not None and len(self.trained) >= self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.trained.append((arch, theta))
+        return self.theta_error(arch, theta)
+
+    def theta_error(self, arch, theta):
+        lr = theta["learning_rate"]
+        best_lr = (4e-4, 1e-3, 2.5e-3)[arch["num_layers"] % 3]   # differs between candidates
+        return self.true_error(arch) * (1.0 + abs(math.log(lr / best_lr)))
+
+
+THETAS = [{"learning_rate": 5e-4}, {"learning_rate": 1e-3}, {"learning_rate": 2e-3}]
+
+
+@pytest.mark.parametrize("algorithm", ["fptas", "exhaustive"])
+def test_error_over_theta_is_the_minimum_of_the_per_theta_errors(algorithm):
+    archs = synthetic_space(3)
+    costs = ThetaCosts(3).fit(archs)
+    run = (lambda **kw: fptas(archs, costs, 4, **kw)) if algorithm == "fptas" else \
+        (lambda **kw: exhaustive(archs, costs, **kw))
+    result = run(thetas=THETAS)
+    trained = [c for c in result.candidates if c.trained]
+    assert len(costs.trained) == len(THETAS) * len(trained)
+    winners = set()
+    for c in trained:
+        per_theta = [costs.theta_error(c.arch, t) for t in THETAS]   # independent recomputation
+        assert c.theta_errors == per_theta
+        assert c.error == min(per_theta)
+        assert c.theta == THETAS[int(np.argmin(per_theta))]
+        assert c.w == pytest.approx(result.coefficient(c.params, c.inference_cost, min(per_theta),
+                                                       result.maximum_point), rel=1e-12)
+        winners.add(c.theta["learning_rate"])
+    assert len(winners) > 1  # the best θ differs between candidates
+    # and W is maximised over (candidate, θ): no single θ gives a larger W
+    for theta in THETAS:
+        single = run(thetas=[theta])
+        assert result.chosen.w >= single.chosen.w
+
+
+def test_theta_runs_resume_one_by_one(tmp_path):
+    archs = synthetic_space(4)
+    path = tmp_path / "state.sqlite"
+    uninterrupted = fptas(archs, ThetaCosts(4).fit(archs), 5, thetas=THETAS)
+    killed = ThetaCosts(4, fail_after=7).fit(archs)   # dies in the third candidate's second θ
+    with pytest.raises(KeyboardInterrupt):
+        fptas(archs, killed, 5, store=path, thetas=THETAS)
+    with SearchStore(path) as store:
+        assert Counter(run.status for run in store.runs()) == {"done": 7, "failed": 1}
+    resumed_costs = ThetaCosts(4).fit(archs)
+    resumed = fptas(archs, resumed_costs, 5, store=path, thetas=THETAS)
+    done_before = {(arch_key(a), arch_key(t)) for a, t in killed.trained}
+    again = {(arch_key(a), arch_key(t)) for a, t in resumed_costs.trained}
+    assert not done_before & again, "a finished (candidate, θ) run was trained again"
+    assert len(done_before) + len(again) == len(THETAS) * uninterrupted.num_trained
+    assert _summary(resumed) == _summary(uninterrupted)
+    assert [c.theta for c in resumed.candidates] == [c.theta for c in uninterrupted.candidates]
+    with pytest.raises(SearchError, match=r"thetas: .* stored, .* now"):
+        fptas(archs, ThetaCosts(4).fit(archs), 5, store=path, thetas=THETAS[:2])
+
+
+KNOWN = {"learning_rate": lambda v: None if isinstance(v, float) and v > 0 else "must be > 0",
+         "warmup_ratio": lambda v: None if isinstance(v, float) and 0 <= v < 1
+         else "must be in [0, 1)"}
+
+
+def test_load_thetas_list_and_grid(tmp_path):
+    from search import load_thetas
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- {learning_rate: 5.0e-4}\n- {learning_rate: 1.0e-3, warmup_ratio: 0.2}\n")
+    assert load_thetas(listed, KNOWN) == [{"learning_rate": 5e-4},
+                                          {"learning_rate": 1e-3, "warmup_ratio": 0.2}]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("learning_rate: [5.0e-4, 1.0e-3]\nwarmup_ratio: [0.1, 0.3]\n")
+    assert load_thetas(grid, KNOWN) == [
+        {"learning_rate": 5e-4, "warmup_ratio": 0.1}, {"learning_rate": 5e-4, "warmup_ratio": 0.3},
+        {"learning_rate": 1e-3, "warmup_ratio": 0.1}, {"learning_rate": 1e-3, "warmup_ratio": 0.3}]
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("- {learning_rate: 5.0e-4}\n- {lr: 1.0e-3}\n",
+     "2: unknown hyperparameter 'lr'; known: learning_rate, warmup_ratio"),
+    ("learning_rate: [5.0e-4]\nwarmup_ration: [0.1]\n",
+     "2: unknown hyperparameter 'warmup_ration' (did you mean 'warmup_ratio'?); known: "
+     "learning_rate, warmup_ratio"),
+    ("learning_rate: [5.0e-4, -1.0]\n", "1: learning_rate: must be > 0, got -1.0"),
+    ("- {learning_rate: 5.0e-4}\n- {learning_rate: 5.0e-4}\n",
+     "2: settings 0 and 1 are the same"),
+    ("", "must be a non-empty list of settings"),
+    ("learning_rate: 5.0e-4\n", "1: grid entry 'learning_rate' must be a non-empty list"),
+])
+def test_load_thetas_errors_name_file_and_line(tmp_path, text, problem):
+    from search import load_thetas
+    path = tmp_path / "theta.yaml"
+    path.write_text(text)
+    with pytest.raises(SearchError) as info:
+        load_thetas(path, KNOWN)
+    assert str(info.value).startswith(f"{path}:") and problem in str(info.value)
 
 
 def test_the_search_package_imports_neither_bortkit_nor_a_framework():

@@ -7,20 +7,23 @@ held-out distillation loss of the candidate after a short training from the teac
 Candidates over ``--max-params`` are removed before anything is trained. With no other
 argument it runs on a bundled default (a WikiText-2 sample and a MiniLM teacher) in minutes.
 
-Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (ready for
+Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (the
+chosen shape with the teacher's vocabulary: the student of
 ``scripts/run_pretraining_distillation.sh``), state.sqlite (resume: rerun the same command),
 latency.json (measured vs modelled latency) and log.jsonl.
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import run_cli
+from ..errors import ConfigError, run_cli
 from ..options import add_shared, check_range
+from .error import ERROR_MODES, INITS, TEACHER_MLM_STEPS, THETA_CHECKS, Training
 
-REPO = Path(__file__).resolve().parents[2]
+DEFAULT_EPSILON = {"count": 12, "geometric": 0.25}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,24 +34,85 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", help="teacher checkpoint (default: MiniLM with a fitted MLM head)")
     p.add_argument("--corpus", nargs="+", help="training text files (default: bundled sample)")
     p.add_argument("--heldout", nargs="+", help="held-out text files (default: bundled sample)")
-    p.add_argument("--epsilon", type=float, default=12.0,
-                   help="interval size: candidates per trained representative (default 12)")
-    p.add_argument("--steps-per-candidate", type=int, default=30,
-                   help="distillation steps before a candidate's error is measured")
-    add_shared(p, {"batch_size": 8, "max_length": 64}, ["batch_size", "max_length"],
+    algorithm = p.add_argument_group("the algorithm (de Wynter 2020; search/ALGORITHM.md)")
+    algorithm.add_argument("--partition", choices=("count", "geometric"), default="count",
+                           help="intervals of --epsilon candidates each (count, the paper's "
+                                "reading), or runs whose parameter count grows by at most a "
+                                "factor 1 + epsilon (geometric: the answer's W is within "
+                                "(1 - epsilon) of the optimum when the error is smooth in size)")
+    algorithm.add_argument("--epsilon", type=float, default=None,
+                           help="count: candidates per interval, a whole number >= 1 (default "
+                                f"{DEFAULT_EPSILON['count']:g}); geometric: relative width in "
+                                f"(0, 1) (default {DEFAULT_EPSILON['geometric']:g})")
+    algorithm.add_argument("--theta", metavar="FILE.yaml",
+                           help="hyperparameter set: a list of settings or a grid of "
+                                f"{', '.join(THETA_CHECKS)}; each representative is trained "
+                                "once per setting and its error is the smallest")
+    algorithm.add_argument("--error", choices=ERROR_MODES, default="teacher-ce",
+                           help="teacher-ce: cross-entropy against the teacher's distribution at "
+                                "held-out masked positions (the paper's reading); mlm: against "
+                                "the true tokens")
+    for name, what in (("alpha", "size"), ("beta", "inference time"), ("gamma", "error")):
+        algorithm.add_argument(f"--{name}", type=float, default=1.0,
+                               help=f"W exponent on the {what} term (default 1, the paper's)")
+    algorithm.add_argument("--exhaustive", action="store_true", help="train every candidate")
+    train = p.add_argument_group("training each candidate (the default setting of Θ)")
+    train.add_argument("--steps-per-candidate", type=int, default=Training.steps,
+                       help="distillation steps before a candidate's error is measured")
+    add_shared(train, Training, ["learning_rate", "batch_size", "max_grad_norm"],
+               helps={"batch_size": "sequences per candidate training step"})
+    train.add_argument("--warmup-ratio", type=float, default=Training.warmup_ratio,
+                       help="share of the steps with a rising learning rate (default %(default)s)")
+    train.add_argument("--init", choices=INITS, default=Training.init,
+                       help="a candidate's starting weights: random, or the teacher's cut to "
+                            "its shape where they overlap (sub-network extraction)")
+    train.add_argument("--eval-batches", type=int, default=Training.eval_batches,
+                       help="held-out batches a candidate is scored on")
+    add_shared(train, {"max_length": 64, "seed": Training.seed}, ["max_length", "seed"],
                aliases={"max_length": ["--seq-length"]},
-               helps={"batch_size": "sequences per candidate training step",
-                      "max_length": "tokens per training sequence"})
+               helps={"max_length": "tokens per training sequence"})
+    teacher = p.add_argument_group("the teacher's MLM head (for a teacher shipped without one)")
+    teacher.add_argument("--teacher-mlm-steps", type=int, default=TEACHER_MLM_STEPS,
+                         help="masked-LM steps that fit the head (default %(default)s)")
+    teacher.add_argument("--teacher-mlm-train", choices=("head", "all"), default="head",
+                         help="fit only the head (encoder frozen), or every weight as "
+                              "scripts/run_pretraining_distillation.sh does")
+    teacher.add_argument("--cache-dir", default=None,
+                         help="where fitted heads are kept and reused across searches "
+                              "(default $BORTKIT_CACHE or ~/.cache/bortkit)")
+    teacher.add_argument("--no-cache", dest="cache", action="store_false",
+                         help="fit the head inside --output-dir instead of reusing a cached one")
     p.add_argument("--params", choices=("total", "encoder"), default="total",
                    help="p: all parameters, or without the embeddings")
     p.add_argument("--latency", choices=("measured", "flops"), default="measured",
                    help="i: measured on this CPU (batch 1 x 128) or analytic FLOPs")
-    p.add_argument("--exhaustive", action="store_true", help="train every candidate")
-    add_shared(p, {"output_dir": "runs/search", "seed": 0}, ["output_dir", "seed"],
-               aliases={"output_dir": ["--out"]})
+    add_shared(p, {"output_dir": "runs/search"}, ["output_dir"], aliases={"output_dir": ["--out"]})
     p.add_argument("--top", type=int, default=10, help="rows of the printed ranking")
     add_shared(p, {}, ["progress"])
     return p
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Every option a run cannot use: one line, before anything is written."""
+    import search
+    for name in ("steps_per_candidate", "batch_size", "eval_batches", "teacher_mlm_steps",
+                 "top"):
+        check_range(name, getattr(args, name), 1, integer=True)
+    check_range("max_length", args.max_length, 8, integer=True)
+    check_range("seed", args.seed, 0, integer=True)
+    check_range("learning_rate", args.learning_rate, 0, low_open=True)
+    check_range("warmup_ratio", args.warmup_ratio, 0, 1, high_open=True)
+    check_range("max_grad_norm", args.max_grad_norm, 0)
+    if args.epsilon is None:
+        args.epsilon = DEFAULT_EPSILON[args.partition]
+    try:
+        args.epsilon = search.check_epsilon(args.epsilon, args.partition)
+    except search.SearchError as err:
+        raise ConfigError(f"--epsilon: {err.problem}") from None
+    try:
+        args.exponents = search.WCoefficient(args.alpha, args.beta, args.gamma)
+    except search.SearchError as err:
+        raise ConfigError(f"--alpha/--beta/--gamma: {err.problem}") from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -57,53 +121,67 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..train import claim
     from . import load_space
 
+    check_arguments(args)
     budget = search.parse_count(args.max_params) if args.max_params is not None else None
-    check_range("steps_per_candidate", args.steps_per_candidate, 1, integer=True)
-    check_range("batch_size", args.batch_size, 1, integer=True)
-    check_range("max_length", args.max_length, 8, integer=True)
-    check_range("epsilon", args.epsilon, 0, low_open=True)
+    thetas = search.load_thetas(args.theta, THETA_CHECKS) if args.theta else None
     space = load_space(args.space)
     candidates = list(space.candidates())
     out = Path(args.output_dir)
     # rerunning the same command resumes (state.sqlite refuses other settings); the lock
-    # refuses a second search in the same folder while this one runs
+    # refuses a second search in the same folder while this one runs, and a search that
+    # fails before writing anything leaves no folder behind
     with claim(out):
-        return _search(args, space, candidates, out, budget)
+        return _search(args, space, candidates, out, budget, thetas)
 
 
-def _search(args, space, candidates, out: Path, budget) -> int:
+def _search(args, space, candidates, out: Path, budget, thetas) -> int:
     import search
-    from .costs import MeasuredLatency, ParamCost, analytic_flops, arch_config
+    from .costs import IsolatedLatency, ParamCost, analytic_flops, arch_config
     from .error import DistillationError
+    from .teacher import user_cache_dir
+
     params = ParamCost(include_embeddings=args.params == "total")
-    if budget is not None:  # fail fast, before measuring or training anything
+    if budget is not None:  # fail fast, before measuring, training or writing anything
         search.apply_budget(candidates, [params(a) for a in candidates], budget, space.describe)
-    latency = MeasuredLatency() if args.latency == "measured" else analytic_flops()
+    latency = IsolatedLatency(candidates) if args.latency == "measured" else analytic_flops()
+    training = Training(steps=args.steps_per_candidate, learning_rate=args.learning_rate,
+                        warmup_ratio=args.warmup_ratio, max_grad_norm=args.max_grad_norm,
+                        batch_size=args.batch_size, seed=args.seed, init=args.init,
+                        eval_batches=args.eval_batches)
+    cache = (Path(args.cache_dir) if args.cache_dir else user_cache_dir()) if args.cache else None
     error = DistillationError.prepare(out, teacher=args.teacher, corpus=args.corpus,
-                                      heldout=args.heldout, steps=args.steps_per_candidate,
-                                      batch_size=args.batch_size, seq_length=args.max_length,
-                                      seed=args.seed, progress=args.progress)
+                                      heldout=args.heldout, training=training,
+                                      seq_length=args.max_length, mode=args.error,
+                                      teacher_mlm_steps=args.teacher_mlm_steps,
+                                      teacher_mlm_train=args.teacher_mlm_train, cache=cache,
+                                      progress=args.progress)
     costs = search.CostModel(params=params, inference_cost=latency, error=error)
-    settings = {"steps_per_candidate": args.steps_per_candidate, "seed": args.seed,
-                "batch_size": args.batch_size, "seq_length": args.max_length,
-                "teacher": error.teacher_id, "corpus": error.corpus_id,
-                "params": args.params, "latency": args.latency}
+    settings = {"training": asdict(training), "seq_length": args.max_length,
+                "error": args.error, "teacher": error.teacher_id, "corpus": error.corpus_id,
+                "teacher_mlm_steps": args.teacher_mlm_steps,
+                "teacher_mlm_train": args.teacher_mlm_train, "params": args.params,
+                "latency": args.latency}
     progress = _Progress(out, enabled=args.progress)
+    common = dict(max_params=budget, store=None, coefficient=args.exponents,
+                  settings=settings, thetas=thetas, callback=progress)
     with search.SearchStore(out / "state.sqlite") as store:
+        common["store"] = store
         if args.exhaustive:
-            result = search.exhaustive(candidates, costs, max_params=budget, store=store,
-                                       settings=settings, callback=progress)
+            result = search.exhaustive(candidates, costs, **common)
         else:
-            result = search.fptas(candidates, costs, args.epsilon, max_params=budget,
-                                  store=store, settings=settings, callback=progress)
+            result = search.fptas(candidates, costs, args.epsilon, partition=args.partition,
+                                  **common)
     progress.close()
     paths = search.write_results(result, out)
-    best = arch_config(result.chosen.arch)
+    best = error.student_config(result.chosen.arch)   # the teacher's vocabulary: a student
     from ..io import write_json
-    write_json(out / "best" / "config.json", {**best.to_dict(), "_format": "bortkit",
-                                              "_search": {"W": result.chosen.w,
-                                                          "params": result.chosen.params}})
-    if isinstance(latency, MeasuredLatency):
+    write_json(out / "best" / "config.json",
+               {**best.to_dict(), "_format": "bortkit",
+                "_search": {"W": result.chosen.w, "error": result.chosen.error,
+                            "error_kind": args.error, "theta": result.chosen.theta,
+                            "params": result.chosen.params,
+                            "space_config": arch_config(result.chosen.arch).to_dict()}})
+    if isinstance(latency, IsolatedLatency):
         write_json(out / "latency.json", {"model": "t_embed(units) + D * t_layer(A, H, I)",
                                           "batch_size": latency.batch_size,
                                           "seq_length": latency.seq_length,

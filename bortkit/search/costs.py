@@ -83,6 +83,11 @@ class MeasuredLatency:
         return arch_config({**arch, "num_layers": num_layers, "vocab_size": 512,
                             "max_length": max(self.seq_length, 8), "pad_token_id": 0})
 
+    @property
+    def probes(self) -> dict:
+        """Milliseconds of every probe timed so far, by layer shape and depth."""
+        return self._timings
+
     def _depth_ms(self, arch: Mapping, depth: int) -> float:
         """Median ms of a ``depth``-layer model of this layer shape (cached)."""
         attention = tuple(arch.get(k) for k in ATTENTION_SHAPE)  # variants time differently
@@ -118,3 +123,62 @@ class MeasuredLatency:
                          "predicted_ms": round(predicted, 3), "measured_ms": round(measured, 3),
                          "relative_error": round((predicted - measured) / measured, 4)})
         return rows
+
+
+@dataclass
+class IsolatedLatency:
+    """:class:`MeasuredLatency` of every candidate, probed on first use in worker processes,
+    ``shapes_per_worker`` layer shapes each: every probe builds a model, and MXNet keeps the
+    memory of every shape it has built until its process ends. A search resumed from its
+    state file never calls it, so it never probes."""
+
+    candidates: list
+    latency: MeasuredLatency = field(default_factory=MeasuredLatency)
+    shapes_per_worker: int = 8
+    _table: dict = field(default=None, repr=False)
+
+    @property
+    def batch_size(self) -> int:
+        return self.latency.batch_size
+
+    @property
+    def seq_length(self) -> int:
+        return self.latency.seq_length
+
+    def __call__(self, arch: Mapping) -> float:
+        if self._table is None:
+            from .worker import isolated
+            shapes: dict = {}
+            for candidate in self.candidates:
+                shapes.setdefault(_layer_shape(candidate), []).append(candidate)
+            groups = list(shapes.values())
+            self._table = {}
+            for start in range(0, len(groups), self.shapes_per_worker):
+                archs = [a for group in groups[start:start + self.shapes_per_worker]
+                         for a in group]
+                table, probed = isolated(_probe_all, self.latency, archs)
+                self._table.update(table)
+                self.latency.probes.update(probed.probes)
+        return self._table[_key(arch)]
+
+    def validate(self, archs: list) -> list[dict]:
+        from .worker import isolated
+        return isolated(_validate, self.latency, archs)
+
+
+def _layer_shape(arch: Mapping) -> tuple:
+    return tuple(v for k, v in sorted(arch.items()) if k != "num_layers")
+
+
+def _key(arch: Mapping) -> str:
+    import json
+    return json.dumps(dict(arch), sort_keys=True)
+
+
+def _probe_all(latency: MeasuredLatency, archs: list) -> tuple:
+    """(arch key -> ms, the latency model with its probe timings) for :class:`IsolatedLatency`."""
+    return {_key(a): latency(a) for a in archs}, latency
+
+
+def _validate(latency: MeasuredLatency, archs: list) -> list[dict]:
+    return latency.validate(archs)

@@ -1,74 +1,126 @@
-"""ê for the search: held-out masked-LM loss of a candidate after a short distillation from
-the teacher (de Wynter & Perry train each candidate for a fixed budget against the maximum
-point's outputs; here the teacher plays that role).
+"""ê for the search: a candidate's held-out loss after a short distillation from the teacher.
 
-Each candidate is built with its searched shape and the *teacher's* vocabulary (the
-distillation targets are the teacher's token distributions), trained for ``steps`` steps
-with :func:`bortkit.distill.train` (Bort's loss: 0.1 MLM + 0.5 T² KD, T = 2), and scored on
-the held-out shards. p̂ still counts the space's own fixed fields (e.g. Bort's 50,265-token
+de Wynter & Perry train each candidate for a fixed budget against the maximum point's
+outputs; here the teacher plays that role. Each candidate is built with its searched shape
+and the *teacher's* vocabulary (the distillation targets are the teacher's token
+distributions), trained for ``steps`` steps with Bort's loss (0.1 MLM + 0.5 T² KD, T = 2)
+under one setting θ of the hyperparameter set, and scored on held-out masked positions:
+
+- ``teacher-ce`` (the paper's reading): cross-entropy of the candidate's distribution
+  against the teacher's, -Σ_v p_teacher(v) log p_candidate(v), averaged over the masked
+  positions;
+- ``mlm``: masked-LM cross-entropy against the true tokens.
+
+Both are computed and written to ``candidates/<shape>/<θ>/error.json``; ``mode`` says which
+one is ê. p̂ still counts the space's own fixed fields (e.g. Bort's 50,265-token
 vocabulary); only the training uses the teacher's.
 
-Everything is cached under the search's output directory, so a resumed search does not
-rebuild the data or the teacher.
+Every candidate trains in a fresh worker process (``isolate=True``, the default), so the
+search's memory is that of one candidate whatever the number trained: MXNet keeps the
+memory pool of every shape it has seen until its process ends.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from ..checkpoint import read_state
 from ..errors import BortkitError, ConfigError
 from ..io import write_json
 from .costs import arch_config
+from .teacher import fingerprint, head_key, teacher_with_head, user_cache_dir
+from .worker import isolated
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "corpus"
-TEACHER_MLM_STEPS = 200  # fit an MLM head on the bundled MiniLM, which ships without one
+ERROR_MODES = ("teacher-ce", "mlm")
+INITS = ("random", "teacher")
+TEACHER_MLM_STEPS = 200  # MLM steps that fit the head of a teacher shipped without one
 
 
-def _fingerprint(paths: Sequence[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+def _number(low: float, high: Optional[float] = None, low_open: bool = False,
+            integer: bool = False):
+    """A Θ value check: a number (an integer with ``integer``) in [low, high) or (low, high)."""
+    def check(value: Any) -> Optional[str]:
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            return "must be an integer" if integer else "must be a number"
+        if value < low or (low_open and value == low) or (high is not None and value >= high):
+            opening = "(" if low_open else "["
+            closing = f"{high})" if high is not None else "inf)"
+            return f"must be in {opening}{low}, {closing}"
+        return None
+    return check
 
 
-def _shards(inputs: Sequence[Path], tokenizer_dir: Path, out: Path, seq_length: int,
-            progress: bool) -> Path:
-    from ..data.pretraining import create_pretraining_data
-    from ..tokenizers import load_tokenizer
-    if not (out / "meta.json").exists():
-        create_pretraining_data([str(p) for p in inputs], load_tokenizer(tokenizer_dir), out,
-                                max_seq_length=seq_length, overwrite=True, progress=progress)
-    return out
+#: The hyperparameters a θ may set (``--theta FILE.yaml``) and their allowed values.
+THETA_CHECKS = {
+    "learning_rate": _number(0.0, low_open=True),
+    "warmup_ratio": _number(0.0, 1.0),
+    "weight_decay": _number(0.0),
+    "max_grad_norm": _number(0.0),
+    "batch_size": _number(1, integer=True),
+    "temperature": _number(0.0, low_open=True),
+    "mlm_weight": _number(0.0),
+    "kd_weight": _number(0.0),
+    "seed": _number(0, integer=True),
+}
+
+
+@dataclass
+class Training:
+    """One candidate's training and scoring recipe (θ's values override these)."""
+
+    steps: int = 30
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    batch_size: int = 8
+    temperature: float = 2.0
+    mlm_weight: float = 0.1
+    kd_weight: float = 0.5
+    seed: int = 0
+    init: str = "random"               # or "teacher": sub-network extraction
+    eval_batches: int = 25
+
+    def with_theta(self, theta: Optional[Mapping[str, Any]]) -> "Training":
+        return Training(**{**asdict(self), **dict(theta or {})})
 
 
 @dataclass
 class DistillationError:
-    """Callable ``error(arch) -> float`` over prepared data and teacher."""
+    """Callable ``error(arch[, theta]) -> float`` over prepared data and teacher."""
 
     out: Path
     teacher_dir: Path
     train_dir: Path
     heldout_dir: Path
     vocab: dict
-    steps: int
-    batch_size: int
-    seed: int
+    training: Training
+    mode: str
     teacher_id: str
     corpus_id: str
-    eval_batches: int = 25
+    isolate: bool = True
+    last: dict = field(default_factory=dict, repr=False)   # the latest candidate's scores
 
     @classmethod
     def prepare(cls, out: Path, teacher: Optional[str], corpus: Optional[Sequence[str]],
-                heldout: Optional[Sequence[str]], steps: int, batch_size: int,
-                seq_length: int, seed: int, progress: bool = True) -> "DistillationError":
-        """Tokenise the corpus with the teacher's tokenizer into shards; fit the bundled
-        teacher's MLM head when no teacher is given."""
+                heldout: Optional[Sequence[str]], training: Training, seq_length: int,
+                mode: str = "teacher-ce", teacher_mlm_steps: int = TEACHER_MLM_STEPS,
+                teacher_mlm_train: str = "head",
+                cache: Optional[Path] = user_cache_dir(), progress: bool = True,
+                isolate: bool = True) -> "DistillationError":
+        """Tokenise the corpus with the teacher's tokenizer into shards; give a teacher
+        without an MLM head one (fitted once per teacher, corpus and settings, then read from
+        ``cache``; ``cache=None`` refits it inside ``out``)."""
+        if mode not in ERROR_MODES:
+            raise ConfigError(f"--error must be one of {', '.join(ERROR_MODES)}, got {mode!r}")
+        if training.init not in INITS:
+            raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {training.init!r}")
         out = Path(out)
         corpus = [Path(p) for p in (corpus or [RESOURCES / "train.txt"])]
         heldout = [Path(p) for p in (heldout or [RESOURCES / "heldout.txt"])]
@@ -85,47 +137,137 @@ class DistillationError:
         heldout_dir = _shards(heldout, state.tokenizer_dir, data / "heldout", seq_length,
                               progress)
         _check_vocabulary(state, train_dir, base)
+        corpus_id = fingerprint(corpus + heldout)
         teacher_dir = base
         if "mlm_head.decoder.bias" not in state.tensors:
-            teacher_dir = _fit_teacher_head(base, train_dir, out / "teacher", batch_size, seed,
-                                            progress)
+            key = head_key(base, corpus_id, teacher_mlm_steps, training.batch_size, seq_length,
+                           training.seed, teacher_mlm_train)
+            teacher_dir = isolated(teacher_with_head, base, train_dir, key, teacher_mlm_steps,
+                                   training.batch_size, training.seed, cache, out / "teacher",
+                                   progress, teacher_mlm_train)
         config = state.config
         vocab = {"vocab_size": config.vocab_size, "pad_token_id": config.pad_token_id,
                  "type_vocab_size": config.type_vocab_size,
                  "max_length": max(config.max_length, seq_length)}
-        return cls(out, teacher_dir, train_dir, heldout_dir, vocab, steps, batch_size, seed,
-                   teacher_id=f"{base}:{_fingerprint(sorted(Path(base).glob('*.json')))}",
-                   corpus_id=_fingerprint(corpus + heldout))
+        return cls(out, teacher_dir, train_dir, heldout_dir, vocab, training, mode,
+                   teacher_id=f"{base}:{fingerprint(sorted(Path(base).glob('*.json')))}",
+                   corpus_id=corpus_id, isolate=isolate)
 
     def student_config(self, arch: Mapping):
         return arch_config(arch).replace(**self.vocab)
 
-    def __call__(self, arch: Mapping) -> float:
-        from ..distill import PretrainingArguments, train
-        config = self.student_config(arch)
-        key = "-".join(f"{arch[k]}" for k in ("num_layers", "num_heads", "units", "ffn_units"))
+    def run_dir(self, arch: Mapping, theta: Optional[Mapping] = None) -> Path:
+        shape = "-".join(f"{arch[k]}" for k in ("num_layers", "num_heads", "units", "ffn_units"))
         if arch.get("attention", "dot_product") != "dot_product":  # one folder per variant
-            key += f"-{arch['attention']}"
-        run_dir = self.out / "candidates" / key
+            shape += f"-{arch['attention']}"
+        name = "default" if not theta else hashlib.sha256(
+            json.dumps(dict(theta), sort_keys=True).encode()).hexdigest()[:10]
+        return self.out / "candidates" / shape / name
+
+    def __call__(self, arch: Mapping, theta: Optional[Mapping] = None) -> float:
+        run_dir = self.run_dir(arch, theta)
         shutil.rmtree(run_dir, ignore_errors=True)  # a killed candidate starts over
         run_dir.mkdir(parents=True)
-        write_json(run_dir / "student.json", config.to_dict())
-        results = train(PretrainingArguments(
-            train=str(self.train_dir), test=str(self.heldout_dir), output_dir=str(run_dir),
-            student_config=str(run_dir / "student.json"), teacher=str(self.teacher_dir),
-            max_steps=self.steps, batch_size=self.batch_size, learning_rate=5e-4,
-            warmup_ratio=0.1, eval_every=0, eval_batches=self.eval_batches,
-            checkpoint_every=0, seed=self.seed, progress=False,
-            # only the held-out loss after training counts; a search trains many candidates,
-            # so it keeps their logs and curves but writes no weights
-            baseline_eval=False, save_weights=False))
-        write_json(run_dir / "error.json", {"arch": dict(arch), "eval": results["eval"]})
-        return float(results["eval"]["mlm_loss"])
+        job = {"run_dir": str(run_dir), "student": self.student_config(arch).to_dict(),
+               "teacher": str(self.teacher_dir), "train": str(self.train_dir),
+               "heldout": str(self.heldout_dir),
+               "training": asdict(self.training.with_theta(theta))}
+        scores = isolated(score_candidate, job) if self.isolate else score_candidate(job)
+        write_json(run_dir / "error.json", {"arch": dict(arch), "theta": theta, **scores})
+        self.last = scores
+        return float(scores[self.mode])
+
+
+def score_candidate(job: dict) -> dict:
+    """Train one candidate (``job`` as :meth:`DistillationError.__call__` builds it) and
+    return its held-out ``teacher-ce`` and ``mlm`` losses, its training seconds and the
+    process's peak resident memory."""
+    import time
+
+    from ..checkpoint import named_parameters
+    from ..distill import PretrainingArguments, PretrainingRun, plan_run
+    from ..train import Workers
+    from .extract import init_from_teacher
+    training = Training(**job["training"])
+    run_dir = Path(job["run_dir"])
+    write_json(run_dir / "student.json", job["student"])
+    args = PretrainingArguments(
+        train=job["train"], test=None, output_dir=str(run_dir / "train"),
+        student_config=str(run_dir / "student.json"), teacher=job["teacher"],
+        max_steps=training.steps, batch_size=training.batch_size,
+        learning_rate=training.learning_rate, warmup_ratio=training.warmup_ratio,
+        weight_decay=training.weight_decay, max_grad_norm=training.max_grad_norm,
+        temperature=training.temperature, mlm_weight=training.mlm_weight,
+        kd_weight=training.kd_weight, eval_every=0, checkpoint_every=0, seed=training.seed,
+        progress=False, baseline_eval=False, save_weights=False)
+    workers = Workers(distributed=False)
+    run = PretrainingRun(plan_run(args, workers), workers)
+    initialised = None
+    if training.init == "teacher":
+        initialised = init_from_teacher(named_parameters(run.student),
+                                        read_state(job["teacher"]).tensors)
+    start = time.perf_counter()
+    run.run()
+    seconds = time.perf_counter() - start
+    scores = heldout_losses(run.student, run.teacher, job["heldout"], training.batch_size,
+                            training.eval_batches)
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    return {**scores, "train_seconds": seconds, "initialised": initialised,
+            "worker_peak_rss_mb": round(peak, 1)}
+
+
+def heldout_losses(student, teacher, heldout_dir: str, batch_size: int, batches: int) -> dict:
+    """Mean over the held-out masked positions of the cross-entropy against the teacher's
+    distribution (``teacher-ce``) and against the true token (``mlm``)."""
+    import mxnet as mx
+    import numpy as np
+
+    from ..data import PretrainingDataset
+    from ..distill.plan import EVAL_SEED
+    data = PretrainingDataset(heldout_dir, batch_size, seed=EVAL_SEED, shuffle=False,
+                              drop_last=False)
+    steps = min(len(data), batches) if batches else len(data)
+    sums = np.zeros(3)
+    for step in range(steps):
+        batch = data.batch(step)
+        real = (step * batch_size + np.arange(batch_size)) < data.num_examples
+        weights = batch.masked_weights * np.repeat(real, data.max_predictions)  # (B*N,)
+        inputs = [mx.nd.array(a, dtype="float32") for a in (
+            batch.input_ids, batch.token_type_ids, batch.attention_mask,
+            batch.masked_positions)]
+        log_p = [mx.nd.log_softmax(_logits(model, inputs), axis=-1).asnumpy()   # (B, N, V)
+                 .reshape(len(weights), -1) for model in (student, teacher)]
+        teacher_ce = -(np.exp(log_p[1]) * log_p[0]).sum(axis=-1)                # (B*N,)
+        mlm = -log_p[0][np.arange(len(weights)), batch.masked_labels.reshape(-1).astype(int)]
+        sums += [(teacher_ce * weights).sum(), (mlm * weights).sum(), weights.sum()]
+    count = max(sums[2], 1.0)
+    return {"teacher-ce": float(sums[0] / count), "mlm": float(sums[1] / count),
+            "masked_tokens": int(sums[2]), "batches": steps}
+
+
+def _logits(model, inputs):
+    """Masked-position logits (B, N, V) of a masked-LM model in inference mode."""
+    ids, types, mask, positions = inputs
+    if model.network.config.type_vocab_size < 2:
+        types = types.zeros_like()
+    out = model(ids, types, mask, positions)
+    return out if not isinstance(out, tuple) else out[0]
 
 
 def _bundled_minilm() -> Path:
     from ..info import bundled_minilm
     return bundled_minilm()
+
+
+def _shards(inputs: Sequence[Path], tokenizer_dir: Path, out: Path, seq_length: int,
+            progress: bool) -> Path:
+    from ..data.pretraining import create_pretraining_data
+    from ..tokenizers import load_tokenizer
+    if not (out / "meta.json").exists():
+        create_pretraining_data([str(p) for p in inputs], load_tokenizer(tokenizer_dir), out,
+                                max_seq_length=seq_length, overwrite=True, progress=progress)
+    return out
 
 
 def _check_vocabulary(teacher_state, train_dir: Path, teacher_path: Path) -> None:
@@ -135,14 +277,3 @@ def _check_vocabulary(teacher_state, train_dir: Path, teacher_path: Path) -> Non
         raise ConfigError(f"the teacher's tokenizer has {size} tokens but its embedding only "
                           f"{teacher_state.config.vocab_size}: tokenizer and teacher do not "
                           "match", path=teacher_path)
-
-
-def _fit_teacher_head(base: Path, train_dir: Path, out: Path, batch_size: int, seed: int,
-                      progress: bool) -> Path:
-    """The bundled MiniLM has no MLM head: train it as a masked LM once, reuse it after."""
-    from ..distill import fit_mlm_head
-    adapted = out / "teacher"
-    if not (adapted / "config.json").exists():
-        fit_mlm_head(base, train_dir, adapted, TEACHER_MLM_STEPS, scope="head",
-                     batch_size=batch_size, seed=seed, progress=progress)
-    return adapted

@@ -1,0 +1,207 @@
+"""Does the search's error estimate rank candidates? The same representatives, trained by
+several recipes, against a reference trained 10x longer.
+
+The representatives are the ones the FPTAS itself would train under ``--max-params``: the
+budget's candidates sorted by size and cut into ``--representatives`` intervals, one per
+interval (the largest size-and-latency factor), so they span the budget. î is the analytic
+FLOP count here (the measured latency of the search needs a minute of probing and only
+moves W, not the errors). Every recipe trains every representative with the search's own
+code (:class:`bortkit.search.error.DistillationError`: worker process, held-out teacher
+cross-entropy and MLM loss), and the bench reports, per recipe and per error kind:
+
+- Kendall's τ (scipy) between the recipe's error ranking and the reference's;
+- τ between the W ranking from the recipe's errors and the final W ranking (W from the
+  reference's errors);
+- the wall time of the recipe (all representatives, worker start-up included).
+
+Recipes are ``name:key=value,...`` over :class:`bortkit.search.error.Training` (steps,
+learning_rate, warmup_ratio, init, ...); ``--reference`` names the one the others are
+ranked against. Results are kept per (recipe, candidate) under ``--work-dir``, so an
+interrupted bench resumes. Prints a table, writes ``bench/results/search_proxy.json``::
+
+    python bench/search_proxy.py                     # the full bench (hours on busy cores)
+    python bench/search_proxy.py --quick             # 3 representatives, 3 and 30 steps
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import common  # bench/common.py: the script's directory is first on sys.path
+
+DEFAULT_RECIPES = ("default:steps=30", "long:steps=300",
+                   "teacher-init:steps=30,init=teacher",
+                   "longer-fewer:steps=90,learning_rate=1e-3")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-params", default="56M")
+    parser.add_argument("--representatives", type=int, default=8)
+    parser.add_argument("--recipe", action="append", dest="recipes",
+                        help="name:key=value,... (repeatable; default: "
+                             + " ".join(DEFAULT_RECIPES) + ")")
+    parser.add_argument("--reference", default="long", help="the recipe ranked against")
+    parser.add_argument("--teacher-mlm-steps", type=int, default=200)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--work-dir", default=str(Path.home() / ".cache" / "bortkit-bench"
+                                                  / "search_proxy"))
+    parser.add_argument("--out", default=str(common.RESULTS_DIR / "search_proxy.json"))
+    parser.add_argument("--quick", action="store_true",
+                        help="3 representatives, recipes default:steps=3 long:steps=30")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.representatives = 3
+        args.recipes = args.recipes or ["default:steps=3", "long:steps=30"]
+        args.out = str(Path(args.out).with_name("search_proxy_quick.json"))
+        args.work_dir = args.work_dir + "-quick"
+    args.recipes = args.recipes or list(DEFAULT_RECIPES)
+    return args
+
+
+def parse_recipe(text: str, training_type) -> tuple[str, dict]:
+    name, _, body = text.partition(":")
+    known = {f.name: f.type for f in fields(training_type)}
+    overrides = {}
+    for item in filter(None, body.split(",")):
+        key, _, value = item.partition("=")
+        if key not in known:
+            raise SystemExit(f"search_proxy: recipe {name}: unknown setting {key!r}; "
+                             f"known: {', '.join(known)}")
+        overrides[key] = value if key == "init" else (
+            int(value) if known[key] in ("int", int) else float(value))
+    return name, overrides
+
+
+def representatives(max_params: str, count: int) -> tuple[list, "object"]:
+    """The FPTAS's own choice of ``count`` representatives under the budget (no training)."""
+    import search
+    from bortkit.search.costs import ParamCost, analytic_flops
+    space = search.SearchSpace.from_yaml()
+    candidates = list(space.candidates())
+    params, flops = ParamCost(), analytic_flops()
+    budget = search.parse_count(max_params)
+    within = [a for a in candidates if params(a) <= budget]
+    epsilon = math.ceil(len(within) / count)
+    chosen = search.fptas(candidates, search.CostModel(params, flops, lambda arch: 1.0),
+                          epsilon, max_params=budget)
+    reps = [c for c in chosen.candidates if c.trained]
+    return reps, chosen.maximum_point
+
+
+def kendall(a, b) -> float:
+    from scipy.stats import kendalltau
+    return float(kendalltau(a, b).statistic)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    common.configure_threads(args.threads)
+    from bortkit.search.error import DistillationError, Training
+    from bortkit.search.teacher import user_cache_dir
+
+    recipes = dict(parse_recipe(text, Training) for text in args.recipes)
+    if args.reference not in recipes:
+        raise SystemExit(f"search_proxy: --reference {args.reference} is not a recipe")
+    reps, maximum = representatives(args.max_params, args.representatives)
+    print(f"{len(reps)} representatives under {args.max_params}: "
+          + ", ".join(f"{c.arch['num_layers']}-{c.arch['num_heads']}-{c.arch['units']}-"
+                      f"{c.arch['ffn_units']}" for c in reps), flush=True)
+    load = {"start": os.getloadavg()}
+    errors = {}
+    for name, overrides in recipes.items():
+        errors[name] = DistillationError.prepare(
+            Path(args.work_dir) / name, teacher=None, corpus=None, heldout=None,
+            training=Training(**overrides), seq_length=args.max_length,
+            teacher_mlm_steps=args.teacher_mlm_steps, cache=user_cache_dir(), progress=False)
+    scores: dict = {name: {} for name in recipes}
+    # Candidate by candidate (every recipe), in an order that spans the budget early, so an
+    # interrupted bench still has every recipe on the same spread of candidates.
+    for k in spread_order(len(reps)):
+        c = reps[k]
+        for name, error in errors.items():
+            saved = error.run_dir(c.arch) / "error.json"
+            if saved.is_file():   # resumed: this (recipe, candidate) finished before
+                result = json.loads(saved.read_text())
+            else:
+                start = time.perf_counter()
+                error(c.arch)
+                result = {**error.last, "wall_seconds": time.perf_counter() - start,
+                          "load": os.getloadavg()}
+                saved.write_text(json.dumps({"arch": c.arch, **result}))
+            scores[name][k] = result
+            print(f"  {name:>14} {shape(c.arch)}: teacher-ce {result['teacher-ce']:.4f} "
+                  f"mlm {result['mlm']:.4f} ({result.get('wall_seconds', 0):.0f} s)", flush=True)
+        load["end"] = os.getloadavg()
+        report(args, recipes, errors, reps, maximum, scores, load)
+    return 0
+
+
+def spread_order(n: int) -> list:
+    """0, n-1, then the midpoints of the widest gaps: any prefix spans the range."""
+    if n <= 2:
+        return list(range(n))
+    order, gaps = [0, n - 1], [(0, n - 1)]
+    while len(order) < n:
+        gaps.sort(key=lambda g: g[0] - g[1])
+        low, high = gaps.pop(0)
+        if high - low < 2:
+            continue
+        mid = (low + high) // 2
+        order.append(mid)
+        gaps += [(low, mid), (mid, high)]
+    return order
+
+
+def shape(arch) -> str:
+    return "-".join(str(arch[k]) for k in ("num_layers", "num_heads", "units", "ffn_units"))
+
+
+def report(args, recipes, errors, reps, maximum, scores, load) -> None:
+    """τ over the candidates every recipe has finished; table on stdout, JSON written."""
+    done = sorted(set.intersection(*(set(v) for v in scores.values())))
+    surrogate = [reps[k].surrogate for k in done]
+    summary = {}
+    for name in recipes:
+        wall = sum(scores[name][k].get("wall_seconds", 0.0) for k in done)
+        row = {"wall_seconds": wall, "training": asdict(errors[name].training)}
+        for kind in ("teacher-ce", "mlm"):
+            ours = [scores[name][k][kind] for k in done]
+            ref = [scores[args.reference][k][kind] for k in done]
+            w_ref = [f / e for f, e in zip(surrogate, ref)]
+            row[kind] = {"tau_error_vs_reference": kendall(ours, ref),
+                         "tau_w_vs_final_w": kendall([f / e for f, e in zip(surrogate, ours)],
+                                                     w_ref),
+                         "tau_error_vs_final_w": kendall([-e for e in ours], w_ref),
+                         "spread": max(ours) - min(ours)}
+        summary[name] = row
+    headers = ["recipe", "steps", "wall (s)", "τ err (tce)", "τ W (tce)", "spread (tce)",
+               "τ err (mlm)", "τ W (mlm)", "spread (mlm)"]
+    table = [[name, row["training"]["steps"], f"{row['wall_seconds']:.0f}",
+              *(f"{row[k][m]:.3f}" for k in ("teacher-ce", "mlm")
+                for m in ("tau_error_vs_reference", "tau_w_vs_final_w", "spread"))]
+             for name, row in summary.items()]
+    print(common.format_table(headers, table))
+    print(f"{len(done)} of {len(reps)} representatives; reference: {args.reference}; "
+          f"load average {load['start']} -> {load['end']}", flush=True)
+    payload = {"max_params": args.max_params, "reference": args.reference,
+               "complete": len(done) == len(reps),
+               "representatives": [{"arch": {k: reps[i].arch[k] for k in
+                                             ("num_layers", "num_heads", "units", "ffn_units")},
+                                    "params": reps[i].params, "flops": reps[i].inference_cost,
+                                    "surrogate": reps[i].surrogate,
+                                    "scores": {name: scores[name][i] for name in recipes}}
+                                   for i in done],
+               "maximum_point": maximum.to_dict(), "summary": summary, "load_average": load}
+    path = common.write_results("search_proxy", payload, args.out)
+    print(f"wrote {path}", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
