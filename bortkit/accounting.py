@@ -34,17 +34,77 @@ def embedding_params(config: ModelConfig) -> int:
     return total
 
 
+def projection_params(config: ModelConfig, kind: str) -> int:
+    """A query, key or value projection: a Dense, or one of the convolutions of
+    :class:`~bortkit.model.composite.ConvProjection` (``kind`` from ``PROJECTIONS``)."""
+    u = config.units
+    if kind == "linear":
+        return _dense(u, u)
+    width = 2 * config.projection_kernel_each_dir + 1
+    conv = u // 2 if "mixed" in kind else u
+    if "depth" in kind:   # depthwise Conv1D(U, groups U) + pointwise Dense(U -> conv)
+        total = u * width + u + _dense(u, conv)
+    else:                 # Conv1D(U -> conv, groups G)
+        total = conv * (u // config.projection_groups) * width + conv
+    if "mixed" in kind:   # the linear half
+        total += _dense(u, u - conv)
+    return total
+
+
+def attention_params(config: ModelConfig) -> int:
+    """Q, K, V and output projections, plus the relative tables of composite attention:
+    convfixed (H, R), convq and convk (d, R) each, R = 2k + 1."""
+    u, r = config.units, 2 * config.relative_positions_each_dir + 1
+    total = 2 * projection_params(config, config.qk_projection) \
+        + projection_params(config, config.value_projection) + _dense(u, u)
+    terms = config.attention_terms
+    if "convfixed" in terms:
+        total += config.num_heads * r
+    total += config.head_units * r * sum(t in terms for t in ("convq", "convk"))
+    return total
+
+
+def layer_adapter_params(config: ModelConfig) -> int:
+    """Adapters inside one layer, all tasks: a PAL's per-layer attention (Q, K, V in the
+    adapter width, no output projection), a low-rank adapter (down + up), Houlsby's two
+    low-rank adapters, or LHUC's scale vector."""
+    u, a, tasks = config.units, config.adapter_units, config.num_tasks
+    per_task = {"none": 0, "top": 0, "lhuc": u,
+                "pals": 3 * _dense(a, a) if a else 0,
+                "low_rank": _dense(u, a) + _dense(a, u) if a else 0,
+                "houlsby": 2 * (_dense(u, a) + _dense(a, u)) if a else 0}[config.adapter]
+    return tasks * per_task
+
+
+def shared_adapter_params(config: ModelConfig) -> int:
+    """Per-task adapter parameters outside the layers, all tasks: PALs' encoder/decoder
+    projections shared by every layer, or the top projected attention (down projection,
+    ``top_attention_layers`` attention blocks with output Dense and LayerNorm, up projection)."""
+    u, a, tasks = config.units, config.adapter_units, config.num_tasks
+    if config.adapter == "pals":
+        return tasks * (_dense(u, a) + _dense(a, u))
+    if config.adapter == "top":
+        block = 4 * _dense(a, a) + _layer_norm(a)
+        return tasks * (_dense(u, a) + config.top_attention_layers * block + _dense(a, u))
+    return 0
+
+
+def adapter_params(config: ModelConfig) -> int:
+    """Every per-task adapter parameter (all tasks); 0 without adapters."""
+    return config.num_layers * layer_adapter_params(config) + shared_adapter_params(config)
+
+
 def layer_params(config: ModelConfig) -> int:
-    """One Transformer encoder layer: Q, K, V and output projections, FFN, two LayerNorms."""
+    """One Transformer encoder layer: attention, FFN, two LayerNorms and its adapters."""
     u, f = config.units, config.ffn_units
-    attention = 4 * _dense(u, u)
     ffn = _dense(u, f) + _dense(f, u)
-    return attention + ffn + 2 * _layer_norm(u)
+    return attention_params(config) + ffn + 2 * _layer_norm(u) + layer_adapter_params(config)
 
 
 def encoder_params(config: ModelConfig) -> int:
     final_norm = _layer_norm(config.units) if config.layer_norm_position == "pre" else 0
-    return config.num_layers * layer_params(config) + final_norm
+    return config.num_layers * layer_params(config) + final_norm \
+        + shared_adapter_params(config)
 
 
 def pooler_params(config: ModelConfig) -> int:
@@ -65,6 +125,11 @@ def classifier_params(config: ModelConfig, num_labels: int, pooling: str = "cls"
     return own_pooler + _dense(config.units, num_labels)
 
 
+def multitask_head_params(config: ModelConfig, num_labels, pooling: str = "cls") -> int:
+    """One classification/regression head per task (``num_labels[t]`` outputs for task t)."""
+    return sum(classifier_params(config, n, pooling) for n in num_labels)
+
+
 def count_params(config: ModelConfig) -> int:
     """Total trainable scalars of the encoder model (embeddings + encoder + pooler)."""
     return embedding_params(config) + encoder_params(config) + pooler_params(config)
@@ -74,9 +139,10 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
                        mlm_head: bool = False) -> int:
     """Floating-point operations (2 per multiply-add) of one forward pass on one sequence.
 
-    Counts the matrix products, which dominate: Q/K/V/output projections, attention scores
-    and context, the FFN, the factorised projection, the pooler and optionally the MLM head
-    over every position. Element-wise work (softmax, GELU, LayerNorm) is left out.
+    Counts the matrix products, which dominate: Q/K/V/output projections (Dense or
+    convolutions), attention scores and context, the convq/convk relative terms, the FFN, one
+    task's adapters, the factorised projection, the pooler and optionally the MLM head over
+    every position. Element-wise work (softmax, GELU, LayerNorm, convfixed's bias) is left out.
     """
     if seq_length <= 0:
         raise ValueError(f"seq_length must be positive, got {seq_length}")
@@ -84,13 +150,49 @@ def flops_per_sequence(config: ModelConfig, seq_length: int = 128,
     macs = 0
     if config.factorized_embeddings:
         macs += t * config.embed_size * u
-    per_layer = 4 * t * u * u + 2 * t * t * u + 2 * t * u * f
-    macs += config.num_layers * per_layer
+    projections = sum(_projection_macs(config, kind, t) for kind in
+                      (config.qk_projection, config.qk_projection, config.value_projection))
+    per_layer = projections + t * u * u + 2 * t * t * u + 2 * t * u * f \
+        + _relative_macs(config, t) + _adapter_layer_macs(config, t)
+    macs += config.num_layers * per_layer + _top_macs(config, t)
     if config.use_pooler:
         macs += u * u
     if mlm_head:
         macs += t * (u * config.embed_size + config.embed_size * config.vocab_size)
     return 2 * macs
+
+
+def _projection_macs(config: ModelConfig, kind: str, t: int) -> int:
+    """Multiply-adds of one query/key/value projection over t tokens."""
+    u = config.units
+    if kind == "linear":
+        return t * u * u
+    width = 2 * config.projection_kernel_each_dir + 1
+    conv = u // 2 if "mixed" in kind else u
+    macs = t * u * width + t * u * conv if "depth" in kind \
+        else t * conv * (u // config.projection_groups) * width
+    return macs + (t * u * (u - conv) if "mixed" in kind else 0)
+
+
+def _relative_macs(config: ModelConfig, t: int) -> int:
+    """convq/convk: q.w (t x U x R) and the one-hot gather (H x t x t x R), per term."""
+    r = 2 * config.relative_positions_each_dir + 1
+    terms = sum(term in config.attention_terms for term in ("convq", "convk"))
+    return terms * (t * config.units * r + config.num_heads * t * t * r)
+
+
+def _adapter_layer_macs(config: ModelConfig, t: int) -> int:
+    """One task's adapters in one layer."""
+    u, a = config.units, config.adapter_units or 0
+    return {"pals": 2 * t * u * a + 3 * t * a * a + 2 * t * t * a,
+            "low_rank": 2 * t * u * a, "houlsby": 4 * t * u * a}.get(config.adapter, 0)
+
+
+def _top_macs(config: ModelConfig, t: int) -> int:
+    if config.adapter != "top":
+        return 0
+    a = config.adapter_units
+    return 2 * t * config.units * a + config.top_attention_layers * (4 * t * a * a + 2 * t * t * a)
 
 
 @dataclass(frozen=True)
@@ -103,6 +205,7 @@ class ParamTable:
     pooler: int
     mlm_head: int
     total: int
+    adapters: int = 0              # part of ``encoder``: all tasks' adapters
     alternate: Optional["ParamTable"] = field(default=None, repr=False)
 
     @property
@@ -117,7 +220,7 @@ class ParamTable:
     def as_dict(self) -> dict:
         return {"embeddings": self.embeddings, "encoder": self.encoder,
                 "pooler": self.pooler, "total": self.total, "mlm_head": self.mlm_head,
-                "total_with_mlm_head": self.total_with_mlm_head,
+                "total_with_mlm_head": self.total_with_mlm_head, "adapters": self.adapters,
                 "encoder_proportion": round(self.encoder_proportion, 4)}
 
     def __str__(self) -> str:
@@ -135,10 +238,12 @@ class ParamTable:
 
 
 def _format_rows(table: ParamTable, title: str) -> str:
-    rows = [("embeddings", table.embeddings), ("encoder", table.encoder),
-            ("pooler", table.pooler), ("total", table.total),
-            ("mlm head (optional)", table.mlm_head),
-            ("total with mlm head", table.total_with_mlm_head)]
+    rows = [("embeddings", table.embeddings), ("encoder", table.encoder)]
+    if table.adapters:
+        rows.append((f"  adapters ({table.config.num_tasks} tasks)", table.adapters))
+    rows += [("pooler", table.pooler), ("total", table.total),
+             ("mlm head (optional)", table.mlm_head),
+             ("total with mlm head", table.total_with_mlm_head)]
     out = [title, f"{'component':<22}{'parameters':>14}{'':>10}"]
     for name, value in rows:
         out.append(f"{name:<22}{value:>14,}{value / 1e6:>9.1f}M")
@@ -150,7 +255,7 @@ def _table(config: ModelConfig, alternate: Optional[ParamTable] = None) -> Param
     return ParamTable(config=config, embeddings=embedding_params(config),
                       encoder=encoder_params(config), pooler=pooler_params(config),
                       mlm_head=mlm_head_params(config), total=count_params(config),
-                      alternate=alternate)
+                      adapters=adapter_params(config), alternate=alternate)
 
 
 def param_table(config: ModelConfig) -> ParamTable:

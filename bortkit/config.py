@@ -29,7 +29,28 @@ from .errors import ConfigError
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "sigmoid", "identity")
 POSITION_EMBEDDINGS = ("learned", "none")
 LAYER_NORM_POSITIONS = ("post", "pre")
-ATTENTIONS = ("dot_product",)
+#: Score terms of composite attention (Chang et al., 2021), in the order a kind names them.
+ATTENTION_TERMS = ("qk", "convfixed", "convq", "convk")
+#: "dot_product" is the fused block; every other kind is some of ATTENTION_TERMS joined by "_".
+ATTENTIONS = ("dot_product",) + tuple(
+    "_".join(t for i, t in enumerate(ATTENTION_TERMS) if mask >> i & 1)
+    for mask in range(1, 2 ** len(ATTENTION_TERMS)))
+#: Query/key and value projections: a Dense, or a convolution over 2K+1 tokens, plain or
+#: depthwise-separable ("_depth", with GELU between the two unless "_no_act"), for all heads
+#: or for the first half of them ("_mixed", the other half linear).
+PROJECTIONS = ("linear", "convolution", "convolution_mixed", "convolution_depth",
+               "convolution_depth_mixed", "convolution_depth_no_act",
+               "convolution_depth_mixed_no_act")
+#: Per-task adapters (Stickland & Murray, 2019) and their default width (``adapter_units``).
+ADAPTER_UNITS = {"none": None, "pals": 204, "low_rank": 100, "houlsby": 50, "lhuc": None,
+                 "top": 204}
+ADAPTERS = tuple(ADAPTER_UNITS)
+ADAPTER_HEADS = {"pals": 6, "top": 12}   # heads of the projected attention
+
+
+def attention_terms(kind: str) -> tuple:
+    """The score terms of an attention kind: ``"qk_convq"`` -> ``("qk", "convq")``."""
+    return ("qk",) if kind == "dot_product" else tuple(kind.split("_"))
 
 
 @dataclass(frozen=True)
@@ -53,11 +74,27 @@ class ModelConfig:
     attention_dropout: float = 0.1   # on attention probabilities
     use_pooler: bool = True          # tanh(Dense(h[CLS])) as BERT; Bort and RoBERTa-MLM: False
     pad_token_id: int = 0
-    attention: str = "dot_product"   # attention block; variants register more
+    attention: str = "dot_product"   # fused dot-product block, or composite terms (ATTENTIONS)
+    relative_positions_each_dir: int = 8  # k of convfixed/convq/convk: offsets -k..k have
+    #                                       their own bucket (width 2k+1), farther ones the edge's
+    qk_projection: str = "linear"    # queries and keys: "linear" or a convolution (PROJECTIONS)
+    value_projection: str = "linear"  # values: "linear" or a convolution (PROJECTIONS)
+    projection_kernel_each_dir: int = 4  # K: a convolutional projection spans 2K+1 tokens
+    projection_groups: int = 1       # G: groups of a plain (not depthwise) convolution
+    adapter: str = "none"            # per-task adapters: none, pals, low_rank, houlsby, lhuc, top
+    num_tasks: int = 1               # tasks with their own adapters (and heads)
+    adapter_units: Optional[int] = None  # adapter width; None = pals/top 204, low_rank 100,
+    #                                      houlsby 50 (the paper's)
+    adapter_heads: Optional[int] = None  # projected-attention heads; None = pals 6, top 12
+    top_attention_layers: int = 6    # attention blocks of the "top" adapter
 
     def __post_init__(self):
         if self.embed_size is None:
             object.__setattr__(self, "embed_size", self.units)
+        if self.adapter_units is None and ADAPTER_UNITS.get(self.adapter):
+            object.__setattr__(self, "adapter_units", ADAPTER_UNITS[self.adapter])
+        if self.adapter_heads is None and self.adapter in ADAPTER_HEADS:
+            object.__setattr__(self, "adapter_heads", ADAPTER_HEADS[self.adapter])
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -82,9 +119,13 @@ class ModelConfig:
         for name, allowed in (("activation", ACTIVATIONS),
                               ("position_embedding", POSITION_EMBEDDINGS),
                               ("layer_norm_position", LAYER_NORM_POSITIONS),
-                              ("attention", ATTENTIONS)):
+                              ("qk_projection", PROJECTIONS),
+                              ("value_projection", PROJECTIONS),
+                              ("adapter", ADAPTERS)):
             if getattr(self, name) not in allowed:
                 fail(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
+        self._validate_attention(fail)
+        self._validate_adapter(fail)
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -92,11 +133,82 @@ class ModelConfig:
         if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
             fail(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
 
+    def _validate_attention(self, fail) -> None:
+        if self.attention not in ATTENTIONS:
+            hint = (" (give the kernel width as relative_positions_each_dir)"
+                    if isinstance(self.attention, str) and " " in self.attention else "")
+            fail(f"attention must be 'dot_product' or score terms {', '.join(ATTENTION_TERMS)} "
+                 f"joined by '_' in that order (e.g. 'qk_convfixed_convq_convk'); got "
+                 f"{self.attention!r}{hint}")
+        for name in ("relative_positions_each_dir", "projection_kernel_each_dir",
+                     "projection_groups", "num_tasks", "top_attention_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                fail(f"{name} must be a positive integer, got {value!r}")
+        k = self.relative_positions_each_dir
+        if set(attention_terms(self.attention)) - {"qk"} and k >= self.max_length:
+            fail(f"relative_positions_each_dir must be in [1, max_length - 1 = "
+                 f"{self.max_length - 1}], got {k}: offsets beyond it never occur in a "
+                 f"sequence, so their buckets would never train")
+        projections = (self.qk_projection, self.value_projection)
+        convolutions = [p for p in projections if p != "linear"]
+        if not convolutions:
+            if self.projection_groups != 1:
+                fail(f"projection_groups ({self.projection_groups}) needs a convolutional "
+                     f"qk_projection or value_projection; both are 'linear'")
+            return
+        if self.attention == "dot_product":
+            fail(f"convolutional projections ({', '.join(convolutions)}) need a composite "
+                 f"attention such as 'qk'; 'dot_product' is the fused linear block")
+        width = 2 * self.projection_kernel_each_dir + 1
+        if width > self.max_length:
+            fail(f"projection_kernel_each_dir must be in [1, {(self.max_length - 1) // 2}] "
+                 f"(kernel width 2K+1 <= max_length {self.max_length}), got "
+                 f"{self.projection_kernel_each_dir} (width {width})")
+        if any("mixed" in p for p in convolutions) and self.num_heads % 2:
+            fail(f"a '_mixed' projection makes half the heads convolutional: num_heads "
+                 f"({self.num_heads}) must be even")
+        plain = [p for p in convolutions if "depth" not in p]
+        g = self.projection_groups
+        if g != 1 and not plain:
+            fail(f"projection_groups ({g}) applies to plain 'convolution' projections only; "
+                 f"depthwise-separable ones ({', '.join(convolutions)}) have no groups")
+        for p in plain:
+            out = self.units // 2 if "mixed" in p else self.units
+            if self.units % g or out % g:
+                fail(f"projection_groups ({g}) must divide units ({self.units}) and the "
+                     f"convolution's {out} output channels ({p})")
+
+    def _validate_adapter(self, fail) -> None:
+        for name in ("adapter_units", "adapter_heads"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                fail(f"{name} must be a positive integer, got {value!r}")
+        if self.adapter_units is not None and not ADAPTER_UNITS.get(self.adapter):
+            fail(f"adapter_units ({self.adapter_units}) applies to the pals, low_rank, houlsby "
+                 f"and top adapters; adapter is {self.adapter!r}")
+        if self.adapter_heads is not None and self.adapter not in ADAPTER_HEADS:
+            fail(f"adapter_heads ({self.adapter_heads}) applies to the pals and top adapters; "
+                 f"adapter is {self.adapter!r}")
+        if self.adapter_heads is not None and self.adapter_units % self.adapter_heads:
+            fail(f"adapter_units ({self.adapter_units}) must be divisible by adapter_heads "
+                 f"({self.adapter_heads})")
+        if self.adapter != "none" and self.layer_norm_position != "post":
+            fail(f"adapters are defined for post-LN layers (BERT's); layer_norm_position is "
+                 f"{self.layer_norm_position!r}")
+
     # ------------------------------------------------------------------ views
     @property
     def head_units(self) -> int:
         """Width of one attention head."""
         return self.units // self.num_heads
+
+    @property
+    def attention_terms(self) -> tuple:
+        """Score terms of the attention, e.g. ``("qk", "convfixed")``."""
+        return attention_terms(self.attention)
 
     @property
     def factorized_embeddings(self) -> bool:

@@ -7,6 +7,7 @@ mapping copied into every candidate::
     num_heads: [4, 8, 12, 16]            # A
     units: [512, 768, 1024]              # H
     ffn_units: [256, 512, 768, 1024, 3072]   # I
+    attention: [qk, qk_convfixed]        # optional: attention kinds (bortkit.config.ATTENTIONS)
     fixed:
       vocab_size: 50265
       embed_size: null                   # null = units
@@ -27,10 +28,13 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 import yaml
 
+from bortkit.config import ATTENTIONS
 from bortkit.errors import ConfigError
 
 #: Dimensions a space may search (enumerated in the order the file lists them).
-SEARCHABLE = ("num_layers", "num_heads", "units", "ffn_units", "embed_size")
+SEARCHABLE = ("num_layers", "num_heads", "units", "ffn_units", "embed_size", "attention")
+#: Searched dimensions whose values are names (attention kinds), not positive integers.
+NAMED = {"attention": ATTENTIONS}
 _META = ("name", "description", "fixed")
 _SCALARS = (int, float, str, bool, type(None))
 
@@ -173,9 +177,13 @@ class SearchSpace:
                 self._fail(f"{key} is an empty list; give at least one value", key)
             seen = set()
             for index, value in enumerate(values):
-                if isinstance(value, bool) or not isinstance(value, int):
+                if key in NAMED:
+                    if value not in NAMED[key]:
+                        self._fail(f"{key}[{index}] must be one of {', '.join(NAMED[key])}; "
+                                   f"got {value!r}", key, index)
+                elif isinstance(value, bool) or not isinstance(value, int):
                     self._fail(f"{key}[{index}] must be an integer, got {value!r}", key, index)
-                if value <= 0:
+                elif value <= 0:
                     self._fail(f"{key}[{index}] must be positive, got {value}", key, index)
                 if value in seen:
                     self._fail(f"{key} lists {value} twice", key, index)

@@ -44,6 +44,11 @@ def test_bort_paper_reading_is_the_swapped_widths():
     {"layer_norm_position": "pre"},                             # final LayerNorm
     {"embed_size": 32, "use_pooler": False},                    # factorised, no pooler
     {"type_vocab_size": 0, "position_embedding": "none"},
+    {"attention": "qk_convfixed_convq_convk", "relative_positions_each_dir": 5},
+    {"attention": "convfixed", "qk_projection": "convolution", "projection_groups": 4,
+     "value_projection": "convolution_depth_mixed_no_act", "projection_kernel_each_dir": 3},
+    {"attention": "qk_convk", "qk_projection": "convolution_mixed",
+     "value_projection": "convolution_depth", "projection_groups": 2},
 ])
 def test_count_equals_built_network(changes):
     from bortkit.model import Model
@@ -78,3 +83,20 @@ def test_flops_scale_with_length():
     assert f128 == 2 * (12 * (4 * 128 * 768**2 + 2 * 128**2 * 768 + 2 * 128 * 768 * 3072)
                         + 768**2)
     assert 2 < f256 / f128 < 2.2  # linear terms double, attention terms quadruple
+
+
+def test_flops_count_variant_matrix_products():
+    base = load_config("bert-base")
+    t, u, r, h = 128, 768, 17, 12
+    composite = load_config("bert-base-composite")
+    # convq and convk: q.w (T x U x R) and the gather (H x T x T x R) each, per layer
+    assert flops_per_sequence(composite, t) - flops_per_sequence(base, t) == \
+        2 * 12 * 2 * (t * u * r + h * t * t * r)
+    pals = load_config("bert-base-pals")
+    a = 204
+    assert flops_per_sequence(pals, t) - flops_per_sequence(base, t) == \
+        2 * 12 * (2 * t * u * a + 3 * t * a * a + 2 * t * t * a)
+    depthwise = base.replace(attention="qk", qk_projection="convolution_depth",
+                             projection_kernel_each_dir=4)
+    assert flops_per_sequence(depthwise, t) - flops_per_sequence(base, t) == \
+        2 * 12 * 2 * (t * u * 9)     # the depthwise convolutions of Q and K

@@ -338,6 +338,12 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None) -> P
             or config.position_embedding != "learned":
         raise ConfigError("the Hugging Face BERT layout needs embed_size == units, post-LN and "
                           "learned positions")
+    if config.attention != "dot_product" or config.adapter != "none" \
+            or (config.qk_projection, config.value_projection) != ("linear", "linear"):
+        raise ConfigError(f"the Hugging Face BERT layout has dot-product attention with linear "
+                          f"projections and no adapters; this model has attention "
+                          f"{config.attention!r}, projections {config.qk_projection!r}/"
+                          f"{config.value_projection!r} and adapter {config.adapter!r}")
     roberta = config.position_offset == config.pad_token_id + 1
     if config.position_offset and not roberta:
         raise ConfigError(f"position_offset {config.position_offset} has no Hugging Face "

@@ -1,6 +1,8 @@
 """MXNet Gluon model code: the only part of bortkit that touches the framework."""
 from .bert import (BertNetwork, EncoderOutput, MaskedLMModel, Model,  # noqa: F401
                    SequenceClassifier)
+from . import composite  # noqa: F401  (registers the composite attention kinds)
+from .multitask import MultiTaskClassifier, freeze_base  # noqa: F401
 
 import warnings as _warnings
 

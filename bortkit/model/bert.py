@@ -10,6 +10,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..config import ModelConfig
 from ..errors import BortkitError
+from .adapters import AdapterEncoderLayer, TaskProjections, TopProjectedAttention
 from .blocks import (ClassificationHead, Embeddings, EncoderLayer, LayerNorm, MaskedLMHead,
                      Pooler)
 
@@ -29,10 +30,20 @@ class BertNetwork(HybridBlock):
         self.config = config
         with self.name_scope():
             self.embeddings = Embeddings(config, prefix="embeddings_")
+            shared = None
+            if config.adapter == "pals":  # per-task V_E/V_D that every layer's PAL uses
+                self.task_projections = TaskProjections(config, prefix="task_projections_")
+                shared = self.task_projections.collect_params()
             self.encoder = nn.HybridSequential(prefix="encoder_")
             with self.encoder.name_scope():
                 for i in range(config.num_layers):
-                    self.encoder.add(EncoderLayer(config, prefix=f"layer{i}_"))
+                    if config.adapter in ("none", "top"):
+                        self.encoder.add(EncoderLayer(config, prefix=f"layer{i}_"))
+                    else:
+                        self.encoder.add(AdapterEncoderLayer(config, shared,
+                                                             prefix=f"layer{i}_"))
+            if config.adapter == "top":
+                self.top = TopProjectedAttention(config, prefix="top_")
             if config.layer_norm_position == "pre":
                 self.final_norm = LayerNorm(epsilon=config.layer_norm_eps,
                                             in_channels=config.units, prefix="final_norm_")
@@ -40,18 +51,32 @@ class BertNetwork(HybridBlock):
                 self.pooler = Pooler(config.units, prefix="pooler_")
 
     def run(self, F, input_ids, token_type_ids, attention_mask,
-            collect_hidden: bool = False, collect_attentions: bool = False):
-        """-> (sequence (B,T,U), pooled (B,U) or None, [hidden (B,T,U)], [probs (B,H,T,T)])."""
+            collect_hidden: bool = False, collect_attentions: bool = False, task_id=None):
+        """-> (sequence (B,T,U), pooled (B,U) or None, [hidden (B,T,U)], [probs (B,H,T,T)]).
+
+        ``task_id`` (1,) picks the task's adapters; models with adapters need it."""
+        if (task_id is None) != (self.config.adapter == "none"):
+            raise BortkitError(
+                f"this model has {self.config.adapter} adapters for {self.config.num_tasks} "
+                f"tasks: pass the task id" if task_id is None else
+                "a task id was given but this model has no adapters (config.adapter is "
+                "'none'); build it with adapter='pals', 'low_rank', 'houlsby', 'lhuc' or 'top'")
+        adapters = task_id is not None and self.config.adapter != "top"
         x = self.embeddings(input_ids, token_type_ids)                  # (B, T, U)
         hidden = [x] if collect_hidden else []
         attentions = []
         x = F.transpose(x, axes=(1, 0, 2))                              # (T, B, U)
         for layer in self.encoder:
-            x, probs = layer(x, attention_mask)
+            x, probs = layer(x, attention_mask, task_id) if adapters else \
+                layer(x, attention_mask)
             if collect_hidden:
                 hidden.append(F.transpose(x, axes=(1, 0, 2)))
             if collect_attentions:
                 attentions.append(probs)
+        if self.config.adapter == "top":  # replaces the last layer's output
+            x = self.top(x, attention_mask, task_id)
+            if collect_hidden:
+                hidden[-1] = F.transpose(x, axes=(1, 0, 2))
         if self.config.layer_norm_position == "pre":
             x = self.final_norm(x)
             if collect_hidden:  # the last entry is the normalised output, as returned

@@ -4,10 +4,11 @@
   without the embeddings.
 - :class:`MeasuredLatency`: î, inference time measured on this machine. Timing all 300
   candidates whole would take longer than the search itself, so the time is modelled from
-  measurements as ``t(arch) = t_embed(units) + num_layers * t_layer(heads, units, ffn)``:
-  each distinct layer shape and embedding width is timed once (hybridized, static graph,
-  warm-up, median of repeats). :meth:`MeasuredLatency.validate` times a few whole models
-  and reports the model's relative error, so the approximation is visible, not assumed.
+  measurements as ``t(arch) = t_embed(units) + num_layers * t_layer(heads, units, ffn,
+  attention kind)``: each distinct layer shape and embedding width is timed once
+  (hybridized, static graph, warm-up, median of repeats). :meth:`MeasuredLatency.validate`
+  times a few whole models and reports the model's relative error, so the approximation is
+  visible, not assumed.
 - :func:`analytic_flops`: the fallback î, FLOPs of one sequence.
 """
 from __future__ import annotations
@@ -21,6 +22,11 @@ import numpy as np
 
 from ..accounting import count_params, embedding_params, flops_per_sequence
 from ..config import FIELDS, ModelConfig, from_dict
+
+
+#: Fields besides the widths that change a layer's shape and so its time.
+ATTENTION_SHAPE = ("attention", "relative_positions_each_dir", "qk_projection",
+                   "value_projection", "projection_kernel_each_dir", "projection_groups")
 
 
 def arch_config(arch: Mapping) -> ModelConfig:
@@ -79,7 +85,9 @@ class MeasuredLatency:
 
     def _depth_ms(self, arch: Mapping, depth: int) -> float:
         """Median ms of a ``depth``-layer model of this layer shape (cached)."""
-        key = (arch["num_heads"], arch["units"], arch["ffn_units"], arch.get("embed_size"), depth)
+        attention = tuple(arch.get(k) for k in ATTENTION_SHAPE)  # variants time differently
+        key = (arch["num_heads"], arch["units"], arch["ffn_units"], arch.get("embed_size"),
+               attention, depth)
         if key not in self._timings:
             self._timings[key] = self._time(self._probe(arch, depth))
         return self._timings[key]
@@ -106,7 +114,7 @@ class MeasuredLatency:
             predicted = self(arch)
             measured = self._time(self._probe(arch, arch["num_layers"]))
             rows.append({"arch": {k: arch[k] for k in ("num_layers", "num_heads", "units",
-                                                      "ffn_units")},
+                                                      "ffn_units", "attention") if k in arch},
                          "predicted_ms": round(predicted, 3), "measured_ms": round(measured, 3),
                          "relative_error": round((predicted - measured) / measured, 4)})
         return rows

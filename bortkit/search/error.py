@@ -103,6 +103,8 @@ class DistillationError:
         from ..distill import PretrainingArguments, train
         config = self.student_config(arch)
         key = "-".join(f"{arch[k]}" for k in ("num_layers", "num_heads", "units", "ffn_units"))
+        if arch.get("attention", "dot_product") != "dot_product":  # one folder per variant
+            key += f"-{arch['attention']}"
         run_dir = self.out / "candidates" / key
         shutil.rmtree(run_dir, ignore_errors=True)  # a killed candidate starts over
         run_dir.mkdir(parents=True)

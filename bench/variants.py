@@ -1,0 +1,104 @@
+"""Composite attention without absolute positions against learned absolute positions: the
+same small student, distilled for the same steps on the same batches; held-out masked-LM
+loss on WikiText-2 (Chang et al. 2021's claim, at toy scale).
+
+- data: ``wiki.valid.raw`` is the training text, ``wiki.test.raw`` the held-out text, both
+  tokenized with all-MiniLM-L6-v2's WordPiece vocabulary (128 tokens per example);
+- teacher: the pretrained all-MiniLM-L6-v2, whose MLM head (dropped by sentence-transformers)
+  is first fitted on the training text for ``--teacher-mlm-steps``; the second arm reuses
+  the first arm's fitted teacher, so both learn from the same teacher;
+- students: ``configs/distill/bort-mini.json`` (learned absolute positions, dot-product
+  attention) and ``configs/distill/bort-mini-composite.json`` (no position table;
+  ``qk_convfixed_convq_convk`` over offsets -8..8), same seed, data order, steps and
+  objective (Bort's: 0.1 MLM + 0.5 T^2 KL, T = 2).
+
+Both arms go through ``python -m bortkit.distill`` (the real CLI) and are evaluated on the
+held-out set. Prints a table and writes ``bench/results/variants.json``::
+
+    python bench/variants.py            # 31 min on the shared 2-core machine (load 17-19)
+    python bench/variants.py --steps 20 --teacher-mlm-steps 10 --out /tmp/v.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common  # bench/common.py: the script's directory is first on sys.path
+from distill import make_shards, minilm_dir  # bench/distill.py: the same WikiText-2 shards
+
+REPO = Path(__file__).resolve().parents[1]
+ARMS = {"absolute positions": "bort-mini", "composite, no positions": "bort-mini-composite"}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=100, help="student steps (both arms)")
+    parser.add_argument("--teacher-mlm-steps", type=int, default=40,
+                        help="fitting of the MiniLM teacher's MLM head on the training text")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--eval-batches", type=int, default=20,
+                        help="held-out batches in each evaluation")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="keep shards and runs here (default: a temporary directory)")
+    parser.add_argument("--out", default=None)
+    return parser.parse_args(argv)
+
+
+def run_arm(name: str, student: str, work: Path, train: Path, test: Path, teacher: list[str],
+            args) -> dict:
+    output = work / student
+    if not (output / "results.json").exists():
+        command = [sys.executable, "-m", "bortkit.distill", "--train", str(train),
+                   "--test", str(test), "--output-dir", str(output),
+                   "--student-config", student, "--batch-size", str(args.batch_size),
+                   "--max-steps", str(args.steps), "--learning-rate", str(args.learning_rate),
+                   "--warmup-ratio", "0.1", "--eval-every", "0",
+                   "--eval-batches", str(args.eval_batches), "--checkpoint-every", "0",
+                   "--log-every", "25", "--seed", str(args.seed), "--no-progress", *teacher]
+        print(f"[{name}] {' '.join(command[3:])}", flush=True)
+        start = time.perf_counter()
+        subprocess.run(command, check=True, cwd=REPO)
+        print(f"[{name}] {time.perf_counter() - start:.0f} s", flush=True)
+    return json.loads((output / "results.json").read_text())
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    threads = common.configure_threads(args.threads)
+    os.environ.update(threads)
+    load = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-variants-") as tmp:
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        train, test = make_shards(work)
+        results, teacher = {}, ["--teacher", str(minilm_dir()), "--teacher-mlm-steps",
+                                str(args.teacher_mlm_steps)]
+        for name, student in ARMS.items():
+            results[name] = run_arm(name, student, work, train, test, teacher, args)
+            teacher = ["--teacher", str(work / student / "teacher")]   # the fitted teacher
+    rows = [[name, ARMS[name], r["eval"]["mlm_loss"], r["eval"]["mlm_accuracy"]]
+            for name, r in results.items()]
+    print(common.format_table(["student", "config", "held-out MLM loss", "accuracy"],
+                              [[n, c, round(l, 4), round(a, 4)] for n, c, l, a in rows]))
+    absolute, composite = (results[name]["eval"]["mlm_loss"] for name in ARMS)
+    print(f"composite attention without positions: {absolute - composite:+.4f} nats lower "
+          f"held-out loss than absolute positions ({args.steps} steps, seed {args.seed}; "
+          f"load average {load[0]:.1f})")
+    path = common.write_results("variants", {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "load_average": load, "arms": ARMS, "results": results,
+        "composite_gain_nats": absolute - composite}, args.out)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
