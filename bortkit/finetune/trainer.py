@@ -125,6 +125,11 @@ class Finetuner:
             raise ConfigError(f"--batch-size {args.batch_size} is smaller than the "
                               f"{self.size} Horovod ranks that share each batch")
         self.state = read_state(args.model)
+        if self.state.config.adapter != "none":
+            raise ConfigError(f"--model {args.model}: the checkpoint has "
+                              f"{self.state.config.adapter} adapters for "
+                              f"{self.state.config.num_tasks} tasks, which need a task id; "
+                              f"train it with python -m bortkit.multitask (one or more tasks)")
         tok_path = args.tokenizer or self.state.tokenizer_dir
         if tok_path is None:
             raise BortkitError("checkpoint has no tokenizer files; pass --tokenizer",
