@@ -240,3 +240,28 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_model, glue_dir, 
     a = json.loads((tmp_path / "clean" / "result.json").read_text())
     b = json.loads((tmp_path / "killed" / "result.json").read_text())
     assert a["evaluations"] == b["evaluations"] and a["steps_per_task"] == b["steps_per_task"]
+
+
+def test_partial_group_leaves_heads_a_step_does_not_use_untouched():
+    """ParamGroup(partial=True): one task's head per step; the other head keeps its weights,
+    and the step's norm is the used head's gradient norm alone (no stale gradient)."""
+    import mxnet as mx
+    from mxnet import gluon
+    from bortkit.train import ParamGroup, TrainStep, make_trainer
+    heads = [gluon.nn.Dense(2, in_units=3, prefix=f"h{i}_") for i in range(2)]
+    for head in heads:
+        head.initialize(mx.init.Normal(0.5))
+    params = {f"{i}.{n}": p for i, h in enumerate(heads) for n, p in h.collect_params().items()}
+    group = ParamGroup(params, make_trainer(params, "adamw", 0.1), partial=True)
+    step, x = TrainStep([group]), np.arange(12, dtype=np.float32).reshape(4, 3) / 10
+    loss = lambda t: (heads[t](mx.nd.array(x)) ** 2).mean()            # noqa: E731
+    step(loss, [0], 1)                                                  # head 0 only
+    before = {k: p.data().asnumpy().copy() for k, p in params.items()}
+    w, b = heads[1].weight.data().asnumpy(), heads[1].bias.data().asnumpy()
+    dy = 2 * (x @ w.T + b) / 8                                          # d mean(y^2) / dy
+    expected = np.sqrt((dy.T @ x).ravel() @ (dy.T @ x).ravel() + dy.sum(0) @ dy.sum(0))
+    result = step(loss, [1], 2)                                         # head 1 only
+    assert result.grad_norm() == pytest.approx(expected, rel=1e-5)
+    for key, value in before.items():
+        changed = not np.array_equal(params[key].data().asnumpy(), value)
+        assert changed == key.startswith("1."), key
