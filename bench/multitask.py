@@ -14,7 +14,8 @@ median over tasks, and the total parameters for the set of tasks (exact, from
 ``count_params``). Prints a table and writes ``bench/results/multitask.json`` (after every
 seed, so a stopped run keeps what it finished)::
 
-    python bench/multitask.py                              # the README figures
+    python bench/multitask.py          # the README figures; defaults sized for ~25 min on
+                                       # the shared 2-core machine (took 37 min at load 20)
     python bench/multitask.py --steps 12 --seeds 0 --max-eval-examples 40 --out /tmp/mt.json
 """
 from __future__ import annotations
