@@ -265,3 +265,23 @@ def test_partial_group_leaves_heads_a_step_does_not_use_untouched():
     for key, value in before.items():
         changed = not np.array_equal(params[key].data().asnumpy(), value)
         assert changed == key.startswith("1."), key
+
+
+def test_freeze_base_trains_only_adapters_norms_and_heads(capsys, tiny_model, glue_dir, tmp_path):
+    from bortkit.checkpoint import read_state
+    code, _, err = cli(capsys, *small(tiny_model, glue_dir, tmp_path / "out", "--max-steps", 4,
+                                      "--adapter", "houlsby", "--sample", "sqrt",
+                                      "--freeze-base", "--learning-rate", 1e-2))
+    assert code == 0, err
+    before, after = read_state(tiny_model).tensors, read_state(tmp_path / "out" / "best").tensors
+    for name in ("encoder.0.ffn.ffn_1.weight", "embeddings.word_embed.weight",
+                 "encoder.1.attention.query.weight", "pooler.dense.weight"):
+        assert np.array_equal(before[name], after[name]), name
+    assert not np.array_equal(before["encoder.0.attention_norm.gamma"],
+                              after["encoder.0.attention_norm.gamma"])
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    params = result["params"]
+    assert params["trainable"] == sum(
+        v.size for k, v in after.items()
+        if ".attention_adapter." in k or ".ffn_adapter." in k or k.endswith((".gamma", ".beta"))
+        or k.startswith("heads."))
