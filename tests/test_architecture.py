@@ -18,7 +18,7 @@ LAYERS = {
     "checkpoint": 4, "info": 4,
     "train": 5, "inference": 5, "quantize": 5,
     "finetune": 6, "distill": 6, "predict": 6, "export": 6,
-    "agora": 7, "search": 7, "prune": 7, "analyze": 7,
+    "agora": 7, "search": 7, "prune": 7, "analyze": 7, "multitask": 7,
     "sweep": 8,
 }
 FACADE = "bortkit"  # bortkit/__init__.py: lazy re-exports, outside the layers

@@ -482,3 +482,27 @@ def test_script_converts_raw_text_and_trains_on_two_workers(corpus, tmp_path):
     assert [r["workers"] for r in log if r["event"] == "start"] == [2]
     assert [r["step"] for r in log if r["event"] == "eval"] == [0, 2, 4]
     assert read_state(out / "final").config.vocab_size == 30522
+
+
+def test_composite_student_distils_and_adapter_student_is_refused(corpus, tmp_path):
+    """The new ModelConfig fields reach distillation: a composite-attention student without
+    positions trains two steps and keeps its fields; a student with adapters is refused."""
+    base = json.loads(corpus["student"].read_text())
+    composite = tmp_path / "composite.json"
+    composite.write_text(json.dumps({**base, "attention": "qk_convfixed_convk",
+                                     "position_embedding": "none",
+                                     "value_projection": "convolution"}))
+    proc = run_trainer(cli_args({**corpus, "student": composite}, tmp_path / "c",
+                                "--max-steps", "2", "--batch-size", "4", "--eval-every", "0"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    saved = read_state(tmp_path / "c" / "final").config
+    assert (saved.attention, saved.position_embedding, saved.value_projection) == \
+        ("qk_convfixed_convk", "none", "convolution")
+    adapters = tmp_path / "adapters.json"
+    adapters.write_text(json.dumps({**base, "adapter": "pals", "num_tasks": 2,
+                                    "adapter_units": 8, "adapter_heads": 2}))
+    proc = run_trainer(cli_args({**corpus, "student": adapters}, tmp_path / "a",
+                                "--max-steps", "2"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"bortkit: error: {adapters}: the student has pals adapters")
+    assert not (tmp_path / "a").exists()

@@ -182,3 +182,44 @@ def test_mean_pooling_head_trains_freezes_the_pooler_and_reloads(tiny_model, glu
     with pytest.raises(Exception, match="pooling"):
         FinetuneArgs(task="STS-B", model="m", data_dir="d", output_dir="o",
                      pooling="max").validate()
+
+
+def test_composite_attention_checkpoint_fine_tunes_and_keeps_its_fields(minilm_dir, glue_dir,
+                                                                        tmp_path):
+    """The new ModelConfig fields go through fine-tuning: a relative-position model with
+    convolutional queries/keys trains, and its best checkpoint keeps the fields."""
+    from bortkit.checkpoint import read_state, save_pretrained
+    from bortkit.config import ModelConfig
+    from bortkit.model import Model
+    from bortkit.tokenizers import load_tokenizer
+    config = ModelConfig(num_layers=1, num_heads=2, units=32, ffn_units=64, vocab_size=30522,
+                         max_length=64, position_embedding="none",
+                         attention="qk_convfixed_convq", qk_projection="convolution_depth")
+    model = tmp_path / "composite"
+    save_pretrained(Model(config), model, config=config, tokenizer=load_tokenizer(minilm_dir))
+    result = Finetuner(FinetuneArgs(task="RTE", model=str(model), data_dir=str(glue_dir),
+                                    output_dir=str(tmp_path / "run"), max_train_examples=32,
+                                    max_eval_examples=16, batch_size=8, max_steps=3,
+                                    max_length=32, progress=False)).run()
+    assert result["steps"] == 3 and 0 <= result["best"]["accuracy"] <= 1
+    best = read_state(tmp_path / "run" / "best").config
+    assert (best.attention, best.position_embedding, best.qk_projection) == \
+        ("qk_convfixed_convq", "none", "convolution_depth")
+
+
+def test_adapter_checkpoint_is_refused_in_one_line(minilm_dir, glue_dir, tmp_path):
+    from bortkit.checkpoint import save_pretrained
+    from bortkit.config import ModelConfig
+    from bortkit.model import Model
+    from bortkit.tokenizers import load_tokenizer
+    config = ModelConfig(num_layers=1, num_heads=2, units=32, ffn_units=64, vocab_size=30522,
+                         max_length=64, adapter="low_rank", num_tasks=2, adapter_units=8)
+    model = tmp_path / "adapters"
+    save_pretrained(Model(config), model, config=config, tokenizer=load_tokenizer(minilm_dir))
+    proc = cli("--task", "RTE", "--model", str(model), "--data-dir", str(glue_dir),
+               "--output-dir", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert proc.stderr == (f"bortkit: error: --model {model}: the checkpoint has low_rank adapters "
+                           f"for 2 tasks, which need a task id; train it with python -m "
+                           f"bortkit.multitask (one or more tasks)\n")
+    assert not (tmp_path / "out").exists()

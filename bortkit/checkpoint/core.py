@@ -385,6 +385,25 @@ def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelC
     return directory
 
 
+def huggingface_layout_problem(config: ModelConfig) -> Optional[str]:
+    """Why the Hugging Face BERT/RoBERTa layout cannot hold ``config`` (None: it can), so
+    commands can refuse an export before they train."""
+    if config.factorized_embeddings or config.layer_norm_position != "post" \
+            or config.position_embedding != "learned":
+        return ("the Hugging Face BERT layout needs embed_size == units, post-LN and "
+                "learned positions")
+    if config.attention != "dot_product" or config.adapter != "none" \
+            or (config.qk_projection, config.value_projection) != ("linear", "linear"):
+        return (f"the Hugging Face BERT layout has dot-product attention with linear "
+                f"projections and no adapters; this model has attention "
+                f"{config.attention!r}, projections {config.qk_projection!r}/"
+                f"{config.value_projection!r} and adapter {config.adapter!r}")
+    if config.position_offset and config.position_offset != config.pad_token_id + 1:
+        return (f"position_offset {config.position_offset} has no Hugging Face "
+                "equivalent (0 for BERT, pad_token_id + 1 for RoBERTa)")
+    return None
+
+
 def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
                        include_head: bool = True, merge_low_rank: bool = False) -> Path:
     """Write a Hugging Face directory (config.json + model.safetensors + tokenizer files)
@@ -412,20 +431,10 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
                           "factors, which a Hugging Face BertConfig cannot express; pass "
                           "merge_low_rank=True to export them multiplied back into full "
                           "matrices (same outputs, dense size)")
-    if config.factorized_embeddings or config.layer_norm_position != "post" \
-            or config.position_embedding != "learned":
-        raise ConfigError("the Hugging Face BERT layout needs embed_size == units, post-LN and "
-                          "learned positions")
-    if config.attention != "dot_product" or config.adapter != "none" \
-            or (config.qk_projection, config.value_projection) != ("linear", "linear"):
-        raise ConfigError(f"the Hugging Face BERT layout has dot-product attention with linear "
-                          f"projections and no adapters; this model has attention "
-                          f"{config.attention!r}, projections {config.qk_projection!r}/"
-                          f"{config.value_projection!r} and adapter {config.adapter!r}")
+    problem = huggingface_layout_problem(config)
+    if problem:
+        raise ConfigError(problem)
     roberta = config.position_offset == config.pad_token_id + 1
-    if config.position_offset and not roberta:
-        raise ConfigError(f"position_offset {config.position_offset} has no Hugging Face "
-                          "equivalent (0 for BERT, pad_token_id + 1 for RoBERTa)")
     head = model.head if include_head else None
     if head is not None and head.pooling != "cls":
         raise ConfigError(f"a head trained with --pooling {head.pooling} has no Hugging Face "

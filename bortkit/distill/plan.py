@@ -242,6 +242,11 @@ def plan_run(args: PretrainingArguments, workers: Workers) -> Plan:
                           f"data tokenizer's ({vocab}); set vocab_size in the student config",
                           path=args.student_config)
     _check_lengths(config, train.max_seq_length, "student", args.student_config)
+    if config.adapter != "none":
+        raise ConfigError(f"the student has {config.adapter} adapters (per-task, picked by a "
+                          f"task id); distillation pretrains one encoder for every task: set "
+                          f"adapter to 'none' and add adapters in python -m bortkit.multitask",
+                          path=args.student_config)
 
     teacher_state, adapt, layer_map = None, False, []
     if args.teacher:

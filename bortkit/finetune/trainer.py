@@ -95,6 +95,11 @@ class Finetuner:
             raise ConfigError(f"--batch-size {args.batch_size} is smaller than the "
                               f"{self.size} Horovod ranks that share each batch")
         self.state = read_state(args.model)
+        if self.state.config.adapter != "none":
+            raise ConfigError(f"--model {args.model}: the checkpoint has "
+                              f"{self.state.config.adapter} adapters for "
+                              f"{self.state.config.num_tasks} tasks, which need a task id; "
+                              f"train it with python -m bortkit.multitask (one or more tasks)")
         self.state.config.check_sequence_length(args.max_length, path=args.model)
         if args.predict:  # the test file must be there before training, not after it
             self.task.path(args.data_dir, "test")

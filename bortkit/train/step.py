@@ -34,7 +34,9 @@ class ParamGroup:
     updates; ``schedule(n)`` gives the learning rate of optimizer step ``n`` (1-based; None
     keeps the trainer's); ``max_grad_norm`` clips the global L2 norm of the group's
     (worker-averaged) gradient, 0 = off; ``name`` names the group's allreduce tensors and
-    must differ between the groups of one program.
+    must differ between the groups of one program. ``partial``: a step may use only some of
+    the parameters (multi-task heads); the unused ones keep their values and optimizer state
+    (as PyTorch skips a parameter without a gradient) and add nothing to the norm.
     """
 
     params: dict
@@ -42,6 +44,7 @@ class ParamGroup:
     schedule: Optional[Callable[[int], float]] = None
     max_grad_norm: float = 0.0
     name: str = "params"
+    partial: bool = False
     accumulates: bool = field(init=False, default=False)
 
     def __post_init__(self):
@@ -145,13 +148,13 @@ class TrainStep:
             if max_norm > 0:
                 optimizer.device_scale = mx.nd.where(
                     norm > max_norm, max_norm / (norm + 1e-8), mx.nd.ones_like(norm))
-            group.trainer.update(divisor)
+            group.trainer.update(divisor, ignore_stale_grad=group.partial)
             optimizer.device_scale = None
         else:
             norm = global_grad_norm(group.params) / divisor
             clip = max_norm / (norm + 1e-8) if 0 < max_norm < norm else 1.0
-            group.trainer.update(divisor / clip)
-        if group.accumulates:
+            group.trainer.update(divisor / clip, ignore_stale_grad=group.partial)
+        if group.accumulates or group.partial:  # a stale gradient must not count next step
             for param in group.params.values():
                 if param.grad_req != "null":
                     param.zero_grad()
