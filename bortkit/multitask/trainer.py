@@ -108,7 +108,7 @@ class MultitaskArgs:
 
 
 @dataclass
-class RunState:
+class MultitaskState:
     step: int = 0
     best_score: float = -math.inf
     best_step: int = 0
@@ -267,7 +267,7 @@ class MultitaskTrainer:
                                "max_length": self.args.max_length,
                                "pooling": self.args.pooling}}
 
-    def _evaluation(self, step: int, run: RunState, log: JsonlLog) -> dict:
+    def _evaluation(self, step: int, run: MultitaskState, log: JsonlLog) -> dict:
         scores = self.evaluate()
         run.evaluations.append({"step": step, **scores})
         improved = scores["main"] > run.best_score
@@ -279,12 +279,12 @@ class MultitaskTrainer:
                   **{name: s["main"] for name, s in scores["tasks"].items()})
         return scores
 
-    def _checkpoint(self, run: RunState) -> None:
+    def _checkpoint(self, run: MultitaskState) -> None:
         state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
         save_training_state(self.out / "checkpoint", self.net, self.config, self.trainer, state,
                             tokenizer=self.tokenizer, meta=self._meta())
 
-    def _on_step(self, result: StepResult, run: RunState, log: JsonlLog) -> dict:
+    def _on_step(self, result: StepResult, run: MultitaskState, log: JsonlLog) -> dict:
         run.step = result.step
         task = self.tasks[self.sampler.task(result.step)].name
         loss = result.loss
@@ -292,10 +292,10 @@ class MultitaskTrainer:
                   epoch=self.sampler.epoch_of(run.step))
         return {"task": task, "loss": f"{loss:.4f}"}
 
-    def _resume(self, log: JsonlLog) -> RunState:
+    def _resume(self, log: JsonlLog) -> MultitaskState:
         saved = load_training_state(self.out / "checkpoint", self.net, self.trainer)
         check_resume(saved.get("args", {}), asdict(self.args), self.out, RESUME_FIELDS)
-        run = RunState(**saved["run"])
+        run = MultitaskState(**saved["run"])
         log.write("resume", step=run.step)
         return run
 
@@ -311,7 +311,7 @@ class MultitaskTrainer:
         if resuming:
             run = self._resume(log)
         else:
-            run = RunState()
+            run = MultitaskState()
             log.write("start", args=asdict(a), total_steps=a.max_steps,
                       train_examples={t.name: len(f) for t, f in zip(self.tasks, self.train)},
                       dev_examples={t.name: len(f) for t, f in zip(self.tasks, self.dev)},
@@ -328,7 +328,7 @@ class MultitaskTrainer:
                  evaluated_step=run.evaluations[-1]["step"] if run.evaluations else None).run()
         return self._finish(run, log)
 
-    def _finish(self, run: RunState, log: JsonlLog) -> dict:
+    def _finish(self, run: MultitaskState, log: JsonlLog) -> dict:
         best = max(run.evaluations, key=lambda e: e["main"])
         frequencies = np.bincount(self.sampler.tasks(run.step), minlength=len(self.tasks))
         result = {"tasks": [t.name for t in self.tasks], "seed": self.args.seed,
