@@ -130,3 +130,12 @@ def remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def save_png(fig, path: os.PathLike | str, dpi: int = 110, **savefig_options) -> Path:
+    """Write a matplotlib figure as a PNG, atomically, and close it."""
+    import matplotlib.pyplot as plt
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi, **savefig_options)
+    plt.close(fig)
+    return Path(path)

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..io import atomic_write, write_json
+from ..io import atomic_write, save_png, write_json
 
 
 def write_table(rows: Sequence[dict], directory: Path, name: str, meta: dict) -> dict:
@@ -30,14 +30,6 @@ def _figure():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
-
-
-def _save(fig, path: Path) -> Path:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    with atomic_write(path, "wb") as fh:
-        fh.write(buffer.getvalue())
-    return path
 
 
 def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
@@ -68,9 +60,7 @@ def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean 1 - cos(y, f(x)) over real dev tokens")
     fig.suptitle(title)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, bbox_inches="tight")
 
 
 def swap_matrix(rows: Sequence[dict], num_layers: int) -> np.ndarray:
@@ -98,9 +88,7 @@ def plot_swap(rows: Sequence[dict], num_layers: int, path: Path, title: str) -> 
     ax.set_ylabel("layer i")
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="dev score (fraction) after swapping i and j")
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, bbox_inches="tight")
 
 
 def plot_scores(rows: Sequence[dict], x: str, path: Path, title: str, xlabel: str,
@@ -123,6 +111,4 @@ def plot_scores(rows: Sequence[dict], x: str, path: Path, title: str, xlabel: st
     ax.set_ylabel("dev score (fraction)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    path = _save(fig, path)
-    plt.close(fig)
-    return path
+    return save_png(fig, path, bbox_inches="tight")

@@ -12,7 +12,7 @@ def plot_pruning(records: Iterable[dict], out_png: Path, metric: str = "accuracy
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..io import atomic_write
+    from ..io import save_png
 
     records = list(records)
 
@@ -44,10 +44,7 @@ def plot_pruning(records: Iterable[dict], out_png: Path, metric: str = "accuracy
     if title:
         left.set_title(title)
     fig.tight_layout()
-    with atomic_write(out_png, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png)
 
 
 def plan_table(plans: list) -> str:

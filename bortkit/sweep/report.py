@@ -15,20 +15,17 @@ import shutil
 import warnings
 from pathlib import Path
 
-from ..io import atomic_directory, atomic_write, write_json
+from ..io import atomic_directory, save_png, write_json
 from ..train.retention import link_or_copy
 
 PLOTS = ("optimization_history", "param_importances", "parallel_coordinate")
 
 
 def _save_axes(axes, path: Path) -> None:
-    import matplotlib.pyplot as plt
     figure = axes.figure if hasattr(axes, "figure") else axes.flat[0].figure
     figure.set_size_inches(9, 5)
     figure.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        figure.savefig(fh, format="png", dpi=100)
-    plt.close(figure)
+    save_png(figure, path, dpi=100)
 
 
 def write_plots(study, directory: Path) -> dict:

@@ -89,7 +89,7 @@ def plot_curves(records: Iterable[dict], out_png: Path, x: str = "step",
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..io import atomic_write
+    from ..io import save_png
 
     records = list(records)
     fig, ax = plt.subplots(figsize=(7, 4))
@@ -105,7 +105,4 @@ def plot_curves(records: Iterable[dict], out_png: Path, x: str = "step",
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    with atomic_write(out_png, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=110)
-    plt.close(fig)
-    return Path(out_png)
+    return save_png(fig, out_png)
