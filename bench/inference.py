@@ -17,6 +17,10 @@ all-MiniLM-L6-v2 SST-2 classifier (``--finetuned``, a ``best/`` directory of
     python bench/inference.py --finetuned runs/sst2-minilm/SST-2/seed-0/best
     python bench/inference.py --quick --presets bort --finetuned ...   # 8 x 128, 3 rounds
 
+When both ``bort`` and ``bert-base`` are among the presets, a last phase times Bort against
+BERT-base on the same fp32 paths (bortkit, Hugging Face + PyTorch), all four interleaved in
+the same rounds, for the speed-up next to the paper's 7.9x (``--no-size-ratio`` skips it).
+
 ORT sessions never spin idle threads (``session.intra_op.allow_spinning`` = 0): spinning
 threads would take the cores from the other contenders.
 """
@@ -64,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="SST-2 dev examples scored (default: all 872)")
     parser.add_argument("--quick", action="store_true",
                         help="batch 8 x length 128 only, 3 rounds")
+    parser.add_argument("--no-size-ratio", action="store_true",
+                        help="skip the interleaved Bort / BERT-base fp32 speed-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None,
                         help="results file (default: bench/results/inference.json)")
@@ -224,14 +230,8 @@ def build(name: str, bortkit_dir: Path, hf_dir: Path, work: Path, texts: list,
     quantized_torch = torch.ao.quantization.quantize_dynamic(
         torch_module(hf_dir, state, head), {torch.nn.Linear}, dtype=torch.qint8).eval()
 
-    def torch_call(mod):
-        def run(i, t, m):
-            with torch.inference_mode():
-                return mod(*(torch.from_numpy(np.asarray(a, np.int64)) for a in (i, t, m))) \
-                    .numpy()
-        return run
-    setup.calls["torch_fp32"] = torch_call(module)
-    setup.calls["torch_int8"] = torch_call(quantized_torch)
+    setup.calls["torch_fp32"] = lambda i, t, m: _torch_run(module, i, t, m)
+    setup.calls["torch_int8"] = lambda i, t, m: _torch_run(quantized_torch, i, t, m)
     paths = hf_onnx(module, work, state.config)
     setup.info["hf_onnx_opt_fused_ops"] = paths.pop("fused")
     for label, path in paths.items():
@@ -322,6 +322,49 @@ def accuracy(setup: Setup, examples: list, tokenizer, max_length: int) -> dict:
             for name, p in predictions.items()}
 
 
+def size_ratio(args, tmp: Path) -> list:
+    """Bort against BERT-base on the same path, interleaved in one set of rounds: fp32
+    bortkit (MXNet) and fp32 Hugging Face + PyTorch, random weights, every (batch, length).
+    Returns one row per (path, cell): median sequences/s and the paired median speed-up of
+    Bort (per round BERT-base's time / Bort's, then the median)."""
+    import bortkit
+    from bortkit.checkpoint import read_state
+    calls = {}
+    for preset in ("bort", "bert-base"):
+        bk_dir, hf_dir = random_model(preset, tmp / preset, args.seed)
+        model = bortkit.from_pretrained(bk_dir)
+        module = torch_module(hf_dir, read_state(bk_dir), None)
+        calls[(preset, "bortkit_fp32")] = lambda i, t, m, model=model: \
+            model.encode(i, t, m).last_hidden_state
+        calls[(preset, "torch_fp32")] = lambda i, t, m, module=module: _torch_run(module, i, t, m)
+    rows = []
+    rng = np.random.default_rng(args.seed)
+    for batch in args.batches:
+        for length in args.lengths:
+            inputs = (rng.integers(5, 30522, (batch, length)), np.zeros((batch, length), np.int64),
+                      np.ones((batch, length), np.int64))
+            load = os.getloadavg()[0]
+            samples = common.interleave({f"{m}/{p}": (lambda c=c: c(*inputs))
+                                         for (m, p), c in calls.items()},
+                                        rounds=args.rounds, warmup=args.warmup,
+                                        min_seconds=args.min_seconds)
+            for path in ("bortkit_fp32", "torch_fp32"):
+                bort, base = samples[f"bort/{path}"].wall, samples[f"bert-base/{path}"].wall
+                rows.append({"path": path, "batch": batch, "length": length, "load_average": load,
+                             "bort_seq_per_s": batch / common.median(bort),
+                             "bert_base_seq_per_s": batch / common.median(base),
+                             "bort_speedup": common.paired_ratio(base, bort)})
+                print(f"Bort vs BERT-base, {path} {batch} x {length} (load {load:.1f}): "
+                      f"{rows[-1]['bort_speedup']:.2f}x", flush=True)
+    return rows
+
+
+def _torch_run(module, *arrays):
+    import torch
+    with torch.inference_mode():
+        return module(*(torch.from_numpy(np.asarray(a, np.int64)) for a in arrays)).numpy()
+
+
 def table(cells: list) -> str:
     headers = ["model", "B x T", *CONTENDERS, "ours/anchor", "load"]
     rows = [[c["model"], f"{c['batch']} x {c['length']}",
@@ -373,14 +416,23 @@ def main(argv=None) -> None:
                     cells.append(time_cell(setup, batch, length, args))
             del setup
             gc.collect()
+    ratios = []
+    if {"bort", "bert-base"} <= set(args.presets) and not args.no_size_ratio:
+        with tempfile.TemporaryDirectory(prefix="bench-inference-ratio-") as tmp:
+            ratios = size_ratio(args, Path(tmp))
     print()
     print(table(cells))
+    if ratios:
+        print(common.format_table(
+            ["path", "B x T", "Bort seq/s", "BERT-base seq/s", "Bort speed-up", "load"],
+            [[r["path"], f"{r['batch']} x {r['length']}", r["bort_seq_per_s"],
+              r["bert_base_seq_per_s"], r["bort_speedup"], r["load_average"]] for r in ratios]))
     path = common.write_results("inference", {
         "settings": {k: getattr(args, k) for k in (
             "presets", "finetuned", "batches", "lengths", "threads", "rounds", "warmup",
             "min_seconds", "calibration_size", "quick", "seed")},
         "cpu_flags": cpu_flags(), "ours": OURS, "anchors": ANCHORS, "models": infos,
-        "sst2_dev": accuracies, "cells": cells}, path=args.out)
+        "sst2_dev": accuracies, "cells": cells, "bort_vs_bert_base": ratios}, path=args.out)
     print(f"wrote {path}")
 
 

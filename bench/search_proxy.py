@@ -9,13 +9,14 @@ moves W, not the errors). Every recipe trains every representative with the sear
 code (:class:`bortkit.search.error.DistillationError`: worker process, held-out teacher
 cross-entropy and MLM loss), and the bench reports, per recipe and per error kind:
 
-- Kendall's τ (scipy) between the recipe's error ranking and the reference's;
+- Kendall's τ (scipy) between the recipe's error ranking and each reference's (a reference
+  is a recipe trained longer, ``--reference``, repeatable);
 - τ between the W ranking from the recipe's errors and the final W ranking (W from the
   reference's errors);
 - the wall time of the recipe (all representatives, worker start-up included).
 
 Recipes are ``name:key=value,...`` over :class:`bortkit.search.error.Training` (steps,
-learning_rate, warmup_ratio, init, ...); ``--reference`` names the one the others are
+learning_rate, warmup_ratio, init, ...); ``--reference`` names the ones the others are
 ranked against. Results are kept per (recipe, candidate) under ``--work-dir``, so an
 interrupted bench resumes. Prints a table, writes ``bench/results/search_proxy.json``::
 
@@ -46,7 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--recipe", action="append", dest="recipes",
                         help="name:key=value,... (repeatable; default: "
                              + " ".join(DEFAULT_RECIPES) + ")")
-    parser.add_argument("--reference", default="long", help="the recipe ranked against")
+    parser.add_argument("--reference", action="append", dest="references",
+                        help="a recipe every recipe is ranked against (repeatable; default: "
+                             "long)")
     parser.add_argument("--teacher-mlm-steps", type=int, default=200)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--work-dir", default=str(Path.home() / ".cache" / "bortkit-bench"
@@ -62,6 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.out = str(Path(args.out).with_name("search_proxy_quick.json"))
         args.work_dir = args.work_dir + "-quick"
     args.recipes = args.recipes or list(DEFAULT_RECIPES)
+    args.references = args.references or ["long"]
     return args
 
 
@@ -107,8 +111,9 @@ def main(argv=None) -> int:
     from bortkit.search.teacher import user_cache_dir
 
     recipes = dict(parse_recipe(text, Training) for text in args.recipes)
-    if args.reference not in recipes:
-        raise SystemExit(f"search_proxy: --reference {args.reference} is not a recipe")
+    for reference in args.references:
+        if reference not in recipes:
+            raise SystemExit(f"search_proxy: --reference {reference} is not a recipe")
     reps, maximum = representatives(args.max_params, args.representatives)
     print(f"{len(reps)} representatives under {args.max_params}: "
           + ", ".join(f"{c.arch['num_layers']}-{c.arch['num_heads']}-{c.arch['units']}-"
@@ -173,24 +178,28 @@ def report(args, recipes, errors, reps, maximum, scores, load) -> None:
         row = {"wall_seconds": wall, "training": asdict(errors[name].training)}
         for kind in ("teacher-ce", "mlm"):
             ours = [scores[name][k][kind] for k in done]
-            ref = [scores[args.reference][k][kind] for k in done]
-            w_ref = [f / e for f, e in zip(surrogate, ref)]
-            row[kind] = {"tau_error_vs_reference": kendall(ours, ref),
-                         "tau_w_vs_final_w": kendall([f / e for f, e in zip(surrogate, ours)],
-                                                     w_ref),
-                         "tau_error_vs_final_w": kendall([-e for e in ours], w_ref),
-                         "spread": max(ours) - min(ours)}
+            row[kind] = {"spread": max(ours) - min(ours), "against": {}}
+            for reference in args.references:
+                ref = [scores[reference][k][kind] for k in done]
+                w_ref = [f / e for f, e in zip(surrogate, ref)]
+                row[kind]["against"][reference] = {
+                    "tau_error_vs_reference": kendall(ours, ref),
+                    "tau_w_vs_final_w": kendall([f / e for f, e in zip(surrogate, ours)], w_ref),
+                    "tau_error_vs_final_w": kendall([-e for e in ours], w_ref)}
         summary[name] = row
-    headers = ["recipe", "steps", "wall (s)", "τ err (tce)", "τ W (tce)", "spread (tce)",
-               "τ err (mlm)", "τ W (mlm)", "spread (mlm)"]
-    table = [[name, row["training"]["steps"], f"{row['wall_seconds']:.0f}",
-              *(f"{row[k][m]:.3f}" for k in ("teacher-ce", "mlm")
-                for m in ("tau_error_vs_reference", "tau_w_vs_final_w", "spread"))]
-             for name, row in summary.items()]
+    headers = ["recipe", "steps", "init", "wall (s)", "reference", "τ err (tce)", "τ W (tce)",
+               "spread (tce)", "τ err (mlm)", "τ W (mlm)", "spread (mlm)"]
+    table = [[name, row["training"]["steps"], row["training"]["init"],
+              f"{row['wall_seconds']:.0f}", reference,
+              *(f"{value:.3f}" for k in ("teacher-ce", "mlm") for value in (
+                  row[k]["against"][reference]["tau_error_vs_reference"],
+                  row[k]["against"][reference]["tau_w_vs_final_w"], row[k]["spread"]))]
+             for name, row in summary.items() for reference in args.references]
     print(common.format_table(headers, table))
-    print(f"{len(done)} of {len(reps)} representatives; reference: {args.reference}; "
-          f"load average {load['start']} -> {load['end']}", flush=True)
-    payload = {"max_params": args.max_params, "reference": args.reference,
+    print(f"{len(done)} of {len(reps)} representatives; references: "
+          f"{', '.join(args.references)}; load average {load['start']} -> {load['end']}",
+          flush=True)
+    payload = {"max_params": args.max_params, "references": args.references,
                "complete": len(done) == len(reps),
                "representatives": [{"arch": {k: reps[i].arch[k] for k in
                                              ("num_layers", "num_heads", "units", "ffn_units")},

@@ -15,8 +15,8 @@ loss on WikiText-2 (Chang et al. 2021's claim, at toy scale).
 Both arms go through ``python -m bortkit.distill`` (the real CLI) and are evaluated on the
 held-out set. Prints a table and writes ``bench/results/variants.json``::
 
-    python bench/variants.py            # 31 min on the shared 2-core machine (load 17-19)
-    python bench/variants.py --steps 20 --teacher-mlm-steps 10 --out /tmp/v.json
+    python bench/variants.py            # the README figures
+    python bench/variants.py --steps 20 --teacher-mlm-steps 10 --eval-every 10 --out /tmp/v.json
 """
 from __future__ import annotations
 
@@ -38,11 +38,15 @@ ARMS = {"absolute positions": "bort-mini", "composite, no positions": "bort-mini
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=100, help="student steps (both arms)")
-    parser.add_argument("--teacher-mlm-steps", type=int, default=40,
-                        help="fitting of the MiniLM teacher's MLM head on the training text")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--steps", type=int, default=1500, help="student steps (both arms)")
+    parser.add_argument("--teacher-mlm-steps", type=int, default=300,
+                        help="fitting of the MiniLM teacher as a masked LM on the training text "
+                             "(every weight, as the distillation script does)")
+    parser.add_argument("--teacher-mlm-lr", type=float, default=2e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=250,
+                        help="held-out evaluation every N steps (the learning curves)")
     parser.add_argument("--eval-batches", type=int, default=20,
                         help="held-out batches in each evaluation")
     parser.add_argument("--threads", type=int, default=None)
@@ -61,14 +65,34 @@ def run_arm(name: str, student: str, work: Path, train: Path, test: Path, teache
                    "--test", str(test), "--output-dir", str(output),
                    "--student-config", student, "--batch-size", str(args.batch_size),
                    "--max-steps", str(args.steps), "--learning-rate", str(args.learning_rate),
-                   "--warmup-ratio", "0.1", "--eval-every", "0",
+                   "--warmup-ratio", "0.1", "--eval-every", str(args.eval_every),
                    "--eval-batches", str(args.eval_batches), "--checkpoint-every", "0",
                    "--log-every", "25", "--seed", str(args.seed), "--no-progress", *teacher]
         print(f"[{name}] {' '.join(command[3:])}", flush=True)
         start = time.perf_counter()
         subprocess.run(command, check=True, cwd=REPO)
         print(f"[{name}] {time.perf_counter() - start:.0f} s", flush=True)
-    return json.loads((output / "results.json").read_text())
+    results = json.loads((output / "results.json").read_text())
+    records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
+    results["curve"] = [(r["step"], r["mlm_loss"]) for r in records if r["event"] == "eval"]
+    return results
+
+
+def plot(results: dict, path: Path) -> None:
+    """Held-out MLM loss against steps, one line per arm."""
+    from bortkit.io import save_png
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(6, 4))
+    for name, result in results.items():
+        steps, losses = zip(*result["curve"]) if result["curve"] else ((), ())
+        axes.plot(steps, losses, marker="o", label=name)
+    axes.set_xlabel("student optimizer step")
+    axes.set_ylabel("held-out masked-LM loss (nats per masked token)")
+    axes.set_title("bort-mini distilled on WikiText-2")
+    axes.legend()
+    save_png(figure, path)
 
 
 def main(argv=None) -> None:
@@ -81,7 +105,8 @@ def main(argv=None) -> None:
         work.mkdir(parents=True, exist_ok=True)
         train, test = make_shards(work)
         results, teacher = {}, ["--teacher", str(minilm_dir()), "--teacher-mlm-steps",
-                                str(args.teacher_mlm_steps)]
+                                str(args.teacher_mlm_steps), "--teacher-mlm-lr",
+                                str(args.teacher_mlm_lr)]
         for name, student in ARMS.items():
             results[name] = run_arm(name, student, work, train, test, teacher, args)
             teacher = ["--teacher", str(work / student / "teacher")]   # the fitted teacher
@@ -97,7 +122,8 @@ def main(argv=None) -> None:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "load_average": load, "arms": ARMS, "results": results,
         "composite_gain_nats": absolute - composite}, args.out)
-    print(f"wrote {path}")
+    plot(results, Path(path).with_suffix(".png"))
+    print(f"wrote {path} and its .png")
 
 
 if __name__ == "__main__":
