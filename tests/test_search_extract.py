@@ -55,3 +55,4 @@ def test_init_from_teacher_maps_layers_and_keeps_the_rest_random():
     assert np.array_equal(after[word][:, :8], tensors[word])
     assert counts["random"] == 0 and counts["whole"] > 0 and counts["part"] > 0
     assert sum(counts.values()) == len(student)
+
