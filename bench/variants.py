@@ -38,14 +38,16 @@ ARMS = {"absolute positions": "bort-mini", "composite, no positions": "bort-mini
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=1500, help="student steps (both arms)")
-    parser.add_argument("--teacher-mlm-steps", type=int, default=300,
+    parser.add_argument("--steps", type=int, default=600, help="student steps (both arms)")
+    parser.add_argument("--teacher-mlm-steps", type=int, default=200,
                         help="fitting of the MiniLM teacher as a masked LM on the training text "
                              "(every weight, as the distillation script does)")
     parser.add_argument("--teacher-mlm-lr", type=float, default=2e-4)
+    parser.add_argument("--teacher", type=Path, default=None,
+                        help="an already fitted masked-LM teacher (skips the fitting)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--eval-every", type=int, default=250,
+    parser.add_argument("--eval-every", type=int, default=150,
                         help="held-out evaluation every N steps (the learning curves)")
     parser.add_argument("--eval-batches", type=int, default=20,
                         help="held-out batches in each evaluation")
@@ -107,9 +109,12 @@ def main(argv=None) -> None:
         results, teacher = {}, ["--teacher", str(minilm_dir()), "--teacher-mlm-steps",
                                 str(args.teacher_mlm_steps), "--teacher-mlm-lr",
                                 str(args.teacher_mlm_lr)]
+        if args.teacher is not None:
+            teacher = ["--teacher", str(args.teacher)]
         for name, student in ARMS.items():
             results[name] = run_arm(name, student, work, train, test, teacher, args)
-            teacher = ["--teacher", str(work / student / "teacher")]   # the fitted teacher
+            if args.teacher is None:
+                teacher = ["--teacher", str(work / student / "teacher")]   # the fitted one
     rows = [[name, ARMS[name], r["eval"]["mlm_loss"], r["eval"]["mlm_accuracy"]]
             for name, r in results.items()]
     print(common.format_table(["student", "config", "held-out MLM loss", "accuracy"],
