@@ -5,5 +5,5 @@
 ``bortkit.from_pretrained(DIR)`` loads it again without calibration text. (ONNX Runtime's
 dynamic int8 lives with the exporter: ``python -m bortkit.export --quantize int8``.)
 """
-from .core import (QUANTIZATIONS, RECORD, QuantizedModel, check_calibration,  # noqa: F401
-                   is_quantized, load_int8, quantize_int8)
+from .core import (QUANTIZATIONS, RECORD, Int8Graph, QuantizedModel,  # noqa: F401
+                   check_calibration, is_quantized, load_int8, quantize_int8)

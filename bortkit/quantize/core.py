@@ -172,25 +172,39 @@ def _network(state):
     return network
 
 
-def _operator(network, name: str) -> str:
-    """The fp32 graph's ``FullyConnected`` operator of the family matrix ``name``
-    (``encoder.0.ffn.ffn_2``; of a factored matrix, the product that reads its input)."""
+def _operators(network, name: str) -> list:
+    """The fp32 graph's operators of the product ``name``: a family matrix
+    (``encoder.0.ffn.ffn_2``; of a factored matrix, the product that reads its input),
+    ``encoder.N.attention.qkv`` (the one interleaved projection) or
+    ``encoder.N.attention.products`` (the two attention products)."""
     from ..model.names import named_parameters
     params = named_parameters(network)
+    block, _, part = name.rpartition(".")
+    if block.endswith("attention") and part in ("qkv", "products") and \
+            f"{block}.query.weight" in params:
+        prefix = params[f"{block}.query.weight"].name[:-len("query_weight")]
+        return [prefix + "fullyconnected0"] if part == "qkv" else \
+            [prefix + "interleaved_matmul_selfatt_qk0",
+             prefix + "interleaved_matmul_selfatt_valatt0"]
     for weight in (f"{name}.weight", f"{name}.down.weight"):
         if weight in params:
-            return params[weight].name[:-len("weight")] + "fwd"
-    raise ConfigError(f"int8: the model has no matrix {name}")
+            return [params[weight].name[:-len("weight")] + "fwd"]
+    raise ConfigError(f"int8: the model has no product {name}")
 
 
-class _Graph:
-    """The folded fp32 inference graph of one checkpoint and what quantizing it needs."""
+class Int8Graph:
+    """The folded fp32 inference graph of one checkpoint: calibrate it, then quantize it
+    with given settings (``quantize_int8`` and the saved-model loader use the defaults;
+    ``bench/int8_agreement.py`` compares others)."""
 
     def __init__(self, state):
         import mxnet as mx
-        from .graph import fold_parameters, product_inputs
+        from ..model.names import named_parameters
+        from .graph import fold_parameters
         self.network = _network(state)
         self.inputs = _Inputs(state.config)
+        self.num_layers = state.config.num_layers
+        self.parameter_names = set(named_parameters(self.network))  # family names
         block = _graph_block(self.network, self.inputs)
         block.hybridize()
         self.names = [f"data{i}" for i in range(3 if self.inputs.use_types else 2)]
@@ -198,21 +212,30 @@ class _Graph:
         sym = mx.sym.Group(list(sym)) if isinstance(sym, (list, tuple)) else sym
         params = {name: p.data() for name, p in block.collect_params().items()}
         self.sym, self.params = fold_parameters(sym, params)
-        ffn_out = [_operator(self.network, f"encoder.{i}.ffn.ffn_2")
-                   for i in range(state.config.num_layers)]
-        kept = [_operator(self.network, name) for name in FP32_PRODUCTS]
-        found = product_inputs(self.sym, ffn_out + kept)
-        self.exclude = sorted({found[op][0] for op in kept})
-        self.ffn_activations = sorted({found[op][1] for op in ffn_out})
 
-    def quantize(self, thresholds: dict, path=None):
-        """The int8 ``SymbolBlock`` with the calibrated ``thresholds`` and the settings."""
-        from .graph import quantize_symbol
-        scaled = {k: [v * FFN_ACTIVATION_RANGE for v in thresholds[k]]
-                  for k in self.ffn_activations if k in thresholds}
+    def calibrate(self, batches: Sequence[tuple]) -> dict:
+        """``{tensor: (min, max)}`` over (input_ids, token_type_ids, attention_mask)
+        batches of one shape."""
+        from .graph import collect_thresholds
+        return collect_thresholds(self.sym, self.params,
+                                  [dict(zip(self.names, self.inputs.select(*b)))
+                                   for b in batches])
+
+    def quantize(self, thresholds: dict, fp32_products: Sequence[str] = FP32_PRODUCTS,
+                 ffn_activation_range: float = FFN_ACTIVATION_RANGE, path=None):
+        """The int8 ``SymbolBlock``: the products named in ``fp32_products`` (see
+        :func:`_operators`) stay fp32; the FFN activation is quantized over
+        ``ffn_activation_range`` times its calibrated range."""
+        from .graph import product_inputs, quantize_symbol
+        ffn_out = [op for i in range(self.num_layers)
+                   for op in _operators(self.network, f"encoder.{i}.ffn.ffn_2")]
+        kept = [op for name in fp32_products for op in _operators(self.network, name)]
+        found = product_inputs(self.sym, ffn_out + kept)
+        scaled = {key: [v * ffn_activation_range for v in thresholds[key]]
+                  for key in {found[op][1] for op in ffn_out} if key in thresholds}
         try:
             return quantize_symbol(self.sym, self.params, {**thresholds, **scaled},
-                                   self.names, self.exclude)
+                                   self.names, sorted({found[op][0] for op in kept}))
         except KeyError as err:
             raise CheckpointError(f"{RECORD} has no threshold for {err.args[0]}: it was "
                                   "calibrated for another model or MXNet version; quantize "
@@ -232,7 +255,6 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> Quantize
     :func:`bortkit.checkpoint.read_state`), with its task head when ``state.meta`` has one.
     ``tokenizer`` defaults to the checkpoint's own."""
     from ..tokenizers import load_tokenizer
-    from .graph import collect_thresholds
     texts = check_calibration("int8", calibration)
     if tokenizer is None:
         if state.tokenizer_dir is None:
@@ -240,16 +262,14 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> Quantize
                               "tokenizer files", path=state.weights_path)
         tokenizer = load_tokenizer(state.tokenizer_dir)
     config = state.config
-    graph = _Graph(state)
+    graph = Int8Graph(state)
     length = min(CALIBRATION_MAX_LENGTH, config.max_length - config.position_offset)
-    batches = [dict(zip(graph.names, graph.inputs.select(*b)))
-               for b in calibration_batches(tokenizer, texts, length)]
-    thresholds = collect_thresholds(graph.sym, graph.params, batches)
-    record = {**_settings(len(batches) * len(batches[0][graph.names[0]]),
-                          batches[0][graph.names[0]].shape[1]),
-              "thresholds": thresholds}
-    return QuantizedModel(config, graph.quantize(thresholds), state.meta.get("_head"),
-                          graph.network, record, state.meta, state.tokenizer_dir)
+    batches = calibration_batches(tokenizer, texts, length)
+    record = {**_settings(len(batches) * len(batches[0][0]), batches[0][0].shape[1]),
+              "thresholds": graph.calibrate(batches)}
+    return QuantizedModel(config, graph.quantize(record["thresholds"]),
+                          state.meta.get("_head"), graph.network, record, state.meta,
+                          state.tokenizer_dir)
 
 
 def is_quantized(path) -> bool:
@@ -276,8 +296,8 @@ def load_int8(path, config=None) -> QuantizedModel:
             raise CheckpointError(f"{key} is {record.get(key)!r}; this bortkit builds "
                                   f"{expected!r}; quantize again with calibration text",
                                   path=where)
-    graph = _Graph(state)
+    graph = Int8Graph(state)
     thresholds = {k: tuple(v) for k, v in record["thresholds"].items()}
-    return QuantizedModel(state.config, graph.quantize(thresholds, where),
+    return QuantizedModel(state.config, graph.quantize(thresholds, path=where),
                           state.meta.get("_head"), graph.network, record, state.meta,
                           state.tokenizer_dir)
