@@ -1,20 +1,20 @@
 """The inference graph of a family model and its oneDNN int8 form, as MXNet symbols.
 
-Three steps, each a function:
+Three steps, each a function (:class:`bortkit.quantize.Int8Graph` strings them together):
 
-1. :func:`inference_symbol` — the network (+ task head) as one fp32 symbol and its
-   parameters, with every parameter-only subgraph folded into a ready parameter
-   (:func:`fold_parameters`): the training graph builds the interleaved (3U, U)
-   query/key/value weight and (3U,) bias from three Dense layers on every call, and copies
-   each LayerNorm's gamma/beta; the inference graph stores them once.
+1. :func:`fold_parameters` — every parameter-only subgraph of the fp32 symbol becomes a
+   ready parameter: the training graph builds the interleaved (3U, U) query/key/value
+   weight and (3U,) bias from three Dense layers on every call, and copies each
+   LayerNorm's gamma/beta; the inference graph stores them once.
 2. :func:`collect_thresholds` — run the fp32 graph on calibration batches and record the
-   min/max of every tensor the int8 graph requantizes ("naive" calibration).
+   min/max of every tensor the int8 graph quantizes ("naive" calibration).
 3. :func:`quantize_symbol` — MXNet's quantization pass ("smart" mode, per-channel weights)
-   with those thresholds, fused by oneDNN's subgraph backend, as a Gluon ``SymbolBlock``.
+   with those thresholds, fused by oneDNN's subgraph backend, as a Gluon ``SymbolBlock``;
+   :func:`product_inputs` finds the backend nodes to keep in fp32 and the tensors they read.
 
 Thresholds are keyed by the names of the backend graph's nodes; the names are a function of
-the model's config and MXNet's passes, so a saved record is checked against the graph it is
-applied to (:func:`calibrated_layers`).
+the model's config and MXNet's passes, so :func:`quantize_symbol` refuses a record that
+lacks a tensor the graph needs.
 """
 from __future__ import annotations
 
@@ -91,9 +91,8 @@ def fold_parameters(sym, params: dict, suffix: str = "_folded") -> tuple:
             new_params[node["name"]] = params[node["name"]]
     folded = {"nodes": new_nodes, "heads": heads,
               "arg_nodes": [k for k, n in enumerate(new_nodes) if n["op"] == "null"],
-              "node_row_ptr": list(range(len(new_nodes) + 1)), "attrs": graph.get("attrs", {})}
+              "attrs": graph.get("attrs", {})}
     return mx.sym.load_json(json.dumps(folded)), new_params
-
 
 
 def _quantization_pass(sym, params: dict, exclude: Sequence[str]) -> tuple:
@@ -106,11 +105,6 @@ def _quantization_pass(sym, params: dict, exclude: Sequence[str]) -> tuple:
         backend, params, {}, ctx=mx.cpu(), excluded_sym_names=list(exclude),
         calib_mode="naive", **QUANTIZE_OPTIONS)
     return backend, qsym, collector
-
-
-def calibrated_layers(sym, params: dict, exclude: Sequence[str] = ()) -> list:
-    """Names of the tensors whose thresholds the int8 graph of ``sym`` needs."""
-    return sorted(_quantization_pass(sym, params, exclude)[2].include_layer)
 
 
 def collect_thresholds(sym, params: dict, batches: Sequence[dict],
@@ -156,10 +150,9 @@ def quantize_symbol(sym, params: dict, thresholds: dict, data_names: Sequence[st
     return block
 
 
-
 def product_inputs(sym, op_names: Sequence[str]) -> dict:
-    """For each operator name in ``op_names`` (a ``FullyConnected`` of the fp32 graph):
-    ``(backend node, threshold key of the tensor it reads)`` in the backend graph, where
+    """For each operator name in ``op_names`` (a product of the fp32 graph):
+    ``(backend node, threshold key of the tensor it reads first)`` in the backend graph, where
     oneDNN fuses operators into subgraph nodes. Raises ``KeyError`` for a name the graph
     does not hold."""
     backend = sym.get_backend_symbol(BACKEND)
