@@ -24,12 +24,16 @@ def from_pretrained(path, config=None, ctx=None, quantize=None, calibration=None
 
     ``quantize="int8"`` with ``calibration`` (a few hundred sentences of real text) returns a
     :class:`~bortkit.quantize.QuantizedModel` instead: oneDNN int8, calibrated on that text,
-    with the task head when the checkpoint has one."""
+    with the task head when the checkpoint has one. A directory that such a model's ``save``
+    wrote loads as that int8 model, without calibration."""
     if quantize is not None or calibration is not None:
         from .checkpoint import read_state
         from .quantize import check_calibration, quantize_int8
         check_calibration(quantize, calibration)
         return quantize_int8(read_state(path, config), calibration)
+    from .quantize import is_quantized, load_int8
+    if is_quantized(path):
+        return load_int8(path, config)
     from .checkpoint import from_pretrained as load
     return load(path, config, ctx)
 

@@ -136,10 +136,12 @@ def _predict(call, examples, tok):
 
 # The issue asks int8 to keep >= 99 % of fp32's predictions. On this deliberately plain head
 # (73 % accurate on the slice, so many sentences sit near the decision boundary) we measured
-# 95.5 % for ORT dynamic int8 and 93.5 % for oneDNN static int8; the bench reports the figure
-# for a fine-tuned head on all of SST-2 dev. The bound below catches a broken quantizer
-# (random agreement is ~50 %) without pretending to the 99 %.
+# 95.5 % for ORT dynamic int8 and 97.5 % for oneDNN static int8 (95.5 % on all of dev); the
+# fine-tuned MiniLM keeps 99.1 % on all of SST-2 dev (bench/inference.py, README). The bounds
+# below catch a broken quantizer (random agreement is ~50 %) without pretending to the 99 %:
+# a slice test at 99 % would need a fine-tuned head, minutes of training in the suite.
 INT8_AGREEMENT = 0.92
+ONEDNN_AGREEMENT = 0.96
 
 
 @pytest.mark.slow
@@ -164,7 +166,7 @@ def test_exported_and_int8_paths_keep_fp32_predictions(tmp_path, sst2_classifier
 
     calibration = [e.text_a for e in task.read(glue_dir, "train")[400:528]]
     quantized = bortkit.from_pretrained(path, quantize="int8", calibration=calibration)
-    assert (_predict(quantized.predict, dev, tok) == fp32).mean() >= INT8_AGREEMENT
+    assert (_predict(quantized.predict, dev, tok) == fp32).mean() >= ONEDNN_AGREEMENT
 
 
 def _cli(*args):

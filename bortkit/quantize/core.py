@@ -1,26 +1,40 @@
 """Calibrated static int8 quantization of a family model through MXNet's oneDNN backend.
 
-``quantize_int8(state, batches)`` turns the encoder (or the encoder with its task head) into
-a oneDNN int8 graph: every fully connected layer (query/key/value as one product, the
-output projection, both FFN products) and the two attention products run in int8 with
-activation ranges calibrated on real text; embeddings, LayerNorm, the mask and softmax stay
-in fp32 (MXNet's "smart" mode quantizes an operator only where its neighbours let the int8
-data flow without extra conversions). Weights are quantized per output channel.
+``quantize_int8(state, texts)`` turns the encoder (or the encoder with its task head) into a
+oneDNN int8 graph (:mod:`bortkit.quantize.graph`): the fully connected layers
+(query/key/value as one product on a stored (3U, U) weight, the output projection, both
+FFN products) and the two attention products run in int8 with activation ranges calibrated
+on real text; embeddings, LayerNorm, the mask and softmax stay in fp32 (MXNet's "smart"
+mode quantizes an operator only where its neighbours let the int8 data flow without extra
+conversions). Weights are quantized per output channel; activations take the min/max of
+the calibration batches ("naive" calibration), with two exceptions that keep >= 99 % of a
+fine-tuned MiniLM's SST-2 predictions (README, "Inference: ONNX export and int8"):
 
-The calibration run collects the min/max of every quantized tensor over the calibration
-batches ("naive" mode); a few hundred sentences are enough.
+- :data:`FP32_PRODUCTS`: the first layer's FFN output product stays in fp32;
+- :data:`FFN_ACTIVATION_RANGE`: the FFN activation (what ``ffn_2`` reads) is quantized over
+  that share of its calibrated range, because a few outliers stretch it.
+
+:meth:`QuantizedModel.save` writes a checkpoint that ``bortkit.from_pretrained`` loads
+without calibration text: the fp32 checkpoint files plus ``int8.json`` (settings and
+thresholds).
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 
 QUANTIZATIONS = ("int8",)
 CALIBRATION_BATCH = 16       # sentences per calibration batch
 CALIBRATION_MAX_LENGTH = 128  # calibration sentences are cut to this many tokens
+RECORD = "int8.json"          # beside the checkpoint files: what makes a directory int8
+RECORD_FORMAT = "bortkit-int8-onednn"
+FP32_PRODUCTS = ("encoder.0.ffn.ffn_2",)
+FFN_ACTIVATION_RANGE = 0.5
 
 
 def check_calibration(quantize: Optional[str], calibration) -> list:
@@ -88,12 +102,18 @@ class QuantizedModel:
 
     Without a task head ``encode`` returns an :class:`~bortkit.model.EncoderOutput`
     (last hidden state and pooler); with one, ``predict`` returns the logits (B, C).
+    ``record`` holds the settings and calibration thresholds that :meth:`save` writes.
     """
 
-    def __init__(self, config, block, head: Optional[dict]):
+    def __init__(self, config, block, head: Optional[dict], network=None,
+                 record: Optional[dict] = None, meta: Optional[dict] = None, source=None):
         self.config = config
         self.head = head
+        self.record = record
+        self.meta = dict(meta or {})
         self._block = block
+        self._network = network   # the fp32 Gluon block: what save() writes
+        self._source = source     # the tokenizer files' folder
         self._inputs = _Inputs(config)
 
     def _run(self, input_ids, token_type_ids=None, attention_mask=None) -> list:
@@ -118,16 +138,122 @@ class QuantizedModel:
         return EncoderOutput(last_hidden_state=outputs[0],
                              pooler_output=outputs[1] if len(outputs) > 1 else None)
 
+    def save(self, directory: os.PathLike | str) -> Path:
+        """Write the quantized model as a directory that ``bortkit.from_pretrained`` loads
+        without calibration: the fp32 checkpoint (config, weights, tokenizer) plus
+        ``int8.json``. An existing non-empty ``directory`` is refused, never overwritten."""
+        from ..checkpoint import save_pretrained
+        from ..io import atomic_directory, write_json
+        directory = Path(directory)
+        if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+            raise ConfigError("output directory already exists and is not empty; choose "
+                              "another", path=directory)
+        meta = {k: v for k, v in self.meta.items() if k not in ("_format", "_bortkit_version")}
+        with atomic_directory(directory) as tmp:
+            save_pretrained(self._network, tmp, config=self.config, source=self._source,
+                            meta=meta)
+            write_json(tmp / RECORD, self.record)
+        return directory
+
+
+def _network(state):
+    """The fp32 Gluon network of ``state`` (with its task head when ``state.meta`` has one)."""
+    import mxnet as mx
+    from ..checkpoint import assign, classifier_from_state
+    from ..model import BertNetwork
+    head = state.meta.get("_head")
+    if head is None:
+        network = BertNetwork(state.config, prefix="bert_")
+        network.initialize(mx.init.Normal(0.02))
+        assign(network, state)
+        return network
+    network, _ = classifier_from_state(state, int(head["num_labels"]),
+                                       head.get("pooling", "cls"))
+    return network
+
+
+def _operators(network, name: str) -> list:
+    """The fp32 graph's operators of the product ``name``: a family matrix
+    (``encoder.0.ffn.ffn_2``; of a factored matrix, the product that reads its input),
+    ``encoder.N.attention.qkv`` (the one interleaved projection) or
+    ``encoder.N.attention.products`` (the two attention products)."""
+    from ..model.names import named_parameters
+    params = named_parameters(network)
+    block, _, part = name.rpartition(".")
+    if block.endswith("attention") and part in ("qkv", "products") and \
+            f"{block}.query.weight" in params:
+        prefix = params[f"{block}.query.weight"].name[:-len("query_weight")]
+        return [prefix + "fullyconnected0"] if part == "qkv" else \
+            [prefix + "interleaved_matmul_selfatt_qk0",
+             prefix + "interleaved_matmul_selfatt_valatt0"]
+    for weight in (f"{name}.weight", f"{name}.down.weight"):
+        if weight in params:
+            return [params[weight].name[:-len("weight")] + "fwd"]
+    raise ConfigError(f"int8: the model has no product {name}")
+
+
+class Int8Graph:
+    """The folded fp32 inference graph of one checkpoint: calibrate it, then quantize it
+    with given settings (``quantize_int8`` and the saved-model loader use the defaults;
+    ``bench/int8_agreement.py`` compares others)."""
+
+    def __init__(self, state):
+        import mxnet as mx
+        from ..model.names import named_parameters
+        from .graph import fold_parameters
+        self.network = _network(state)
+        self.inputs = _Inputs(state.config)
+        self.num_layers = state.config.num_layers
+        self.parameter_names = set(named_parameters(self.network))  # family names
+        block = _graph_block(self.network, self.inputs)
+        block.hybridize()
+        self.names = [f"data{i}" for i in range(3 if self.inputs.use_types else 2)]
+        sym = block(*[mx.sym.var(n) for n in self.names])
+        sym = mx.sym.Group(list(sym)) if isinstance(sym, (list, tuple)) else sym
+        params = {name: p.data() for name, p in block.collect_params().items()}
+        self.sym, self.params = fold_parameters(sym, params)
+
+    def calibrate(self, batches: Sequence[tuple]) -> dict:
+        """``{tensor: (min, max)}`` over (input_ids, token_type_ids, attention_mask)
+        batches of one shape."""
+        from .graph import collect_thresholds
+        return collect_thresholds(self.sym, self.params,
+                                  [dict(zip(self.names, self.inputs.select(*b)))
+                                   for b in batches])
+
+    def quantize(self, thresholds: dict, fp32_products: Sequence[str] = FP32_PRODUCTS,
+                 ffn_activation_range: float = FFN_ACTIVATION_RANGE, path=None):
+        """The int8 ``SymbolBlock``: the products named in ``fp32_products`` (see
+        :func:`_operators`) stay fp32; the FFN activation is quantized over
+        ``ffn_activation_range`` times its calibrated range."""
+        from .graph import product_inputs, quantize_symbol
+        ffn_out = [op for i in range(self.num_layers)
+                   for op in _operators(self.network, f"encoder.{i}.ffn.ffn_2")]
+        kept = [op for name in fp32_products for op in _operators(self.network, name)]
+        found = product_inputs(self.sym, ffn_out + kept)
+        scaled = {key: [v * ffn_activation_range for v in thresholds[key]]
+                  for key in {found[op][1] for op in ffn_out} if key in thresholds}
+        try:
+            return quantize_symbol(self.sym, self.params, {**thresholds, **scaled},
+                                   self.names, sorted({found[op][0] for op in kept}))
+        except KeyError as err:
+            raise CheckpointError(f"{RECORD} has no threshold for {err.args[0]}: it was "
+                                  "calibrated for another model or MXNet version; quantize "
+                                  "again with calibration text", path=path) from None
+
+
+def _settings(texts: int, length: int) -> dict:
+    import mxnet as mx
+    return {"format": RECORD_FORMAT, "mxnet": mx.__version__, "calibration": "naive",
+            "calibration_sentences": texts, "calibration_length": length,
+            "granularity": "channel-wise", "fp32_products": list(FP32_PRODUCTS),
+            "ffn_activation_range": FFN_ACTIVATION_RANGE}
+
 
 def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> QuantizedModel:
     """Calibrate and quantize the model in ``state`` (from
     :func:`bortkit.checkpoint.read_state`), with its task head when ``state.meta`` has one.
     ``tokenizer`` defaults to the checkpoint's own."""
-    import mxnet as mx
-    from mxnet.contrib.quantization import quantize_net_v2
-    from mxnet.io import DataDesc, NDArrayIter
-    from ..checkpoint import assign, classifier_from_state
-    from ..model import BertNetwork
     from ..tokenizers import load_tokenizer
     texts = check_calibration("int8", calibration)
     if tokenizer is None:
@@ -135,27 +261,43 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> Quantize
             raise ConfigError("calibration text needs a tokenizer: the checkpoint has no "
                               "tokenizer files", path=state.weights_path)
         tokenizer = load_tokenizer(state.tokenizer_dir)
-    config, head = state.config, state.meta.get("_head")
-    if head is None:
-        network = BertNetwork(config, prefix="bert_")
-        network.initialize(mx.init.Normal(0.02))
-        assign(network, state)
-    else:
-        network, _ = classifier_from_state(state, int(head["num_labels"]),
-                                           head.get("pooling", "cls"))
-    inputs = _Inputs(config)
-    block = _graph_block(network, inputs)
+    config = state.config
+    graph = Int8Graph(state)
     length = min(CALIBRATION_MAX_LENGTH, config.max_length - config.position_offset)
     batches = calibration_batches(tokenizer, texts, length)
-    names = [f"data{i}" for i in range(len(inputs.select(*batches[0])))]
-    columns = zip(*(inputs.select(*b) for b in batches))
-    data = {n: mx.nd.array(np.concatenate(c), dtype="float32") for n, c in zip(names, columns)}
-    shape = batches[0][0].shape
-    calib = NDArrayIter(data=data, batch_size=shape[0])
-    quantized = quantize_net_v2(
-        block, quantized_dtype="auto", quantize_mode="smart",
-        quantize_granularity="channel-wise", calib_mode="naive", calib_data=calib,
-        data_shapes=[DataDesc(n, shape) for n in names],
-        num_calib_examples=len(batches) * shape[0], ctx=mx.cpu())
-    quantized.hybridize(static_alloc=True, static_shape=True)
-    return QuantizedModel(config, quantized, head)
+    record = {**_settings(len(batches) * len(batches[0][0]), batches[0][0].shape[1]),
+              "thresholds": graph.calibrate(batches)}
+    return QuantizedModel(config, graph.quantize(record["thresholds"]),
+                          state.meta.get("_head"), graph.network, record, state.meta,
+                          state.tokenizer_dir)
+
+
+def is_quantized(path) -> bool:
+    """True when ``path`` is a directory written by :meth:`QuantizedModel.save`."""
+    from ..resolve import resolve_model_path
+    return (resolve_model_path(path) / RECORD).is_file()
+
+
+def load_int8(path, config=None) -> QuantizedModel:
+    """A saved int8 directory as a :class:`QuantizedModel`, with its stored thresholds (no
+    calibration)."""
+    from ..checkpoint import read_state
+    from ..checkpoint.heads import read_json
+    state = read_state(path, config)
+    where = state.weights_path.parent / RECORD
+    record = read_json(where)
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or \
+            not isinstance(record.get("thresholds"), dict):
+        raise CheckpointError(f"not an int8 record (expected format {RECORD_FORMAT} with "
+                              "thresholds)", path=where)
+    for key in ("fp32_products", "ffn_activation_range", "calibration", "granularity"):
+        expected = _settings(0, 0)[key]
+        if record.get(key) != expected:
+            raise CheckpointError(f"{key} is {record.get(key)!r}; this bortkit builds "
+                                  f"{expected!r}; quantize again with calibration text",
+                                  path=where)
+    graph = Int8Graph(state)
+    thresholds = {k: tuple(v) for k, v in record["thresholds"].items()}
+    return QuantizedModel(state.config, graph.quantize(thresholds, path=where),
+                          state.meta.get("_head"), graph.network, record, state.meta,
+                          state.tokenizer_dir)
