@@ -14,8 +14,8 @@ median over tasks, and the total parameters for the set of tasks (exact, from
 ``count_params``). Prints a table and writes ``bench/results/multitask.json`` (after every
 seed, so a stopped run keeps what it finished)::
 
-    python bench/multitask.py          # the README figures; defaults sized for ~25 min on
-                                       # the shared 2-core machine (took 37 min at load 20)
+    python bench/multitask.py          # the README figures (about 2 h 15 min on 2 cores
+                                       # shared with 2-4 other jobs, one thread)
     python bench/multitask.py --steps 12 --seeds 0 --max-eval-examples 40 --out /tmp/mt.json
 """
 from __future__ import annotations
@@ -34,13 +34,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="RTE,MRPC,STS-B")
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per method")
+    parser.add_argument("--tasks", default="CoLA,MRPC,RTE,STS-B,SST-2")
+    parser.add_argument("--steps", type=int, default=600, help="optimizer steps per method")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
-    parser.add_argument("--max-eval-examples", type=int, default=200)
+    parser.add_argument("--max-eval-examples", type=int, default=500)
     parser.add_argument("--glue-dir", default=str(REPO.parent / "shared" / "data" / "glue"))
     parser.add_argument("--work-dir", help="run folders (default: a temporary folder)")
     parser.add_argument("--out", default=str(common.RESULTS_DIR / "multitask.json"))

@@ -163,6 +163,8 @@ ALLOWED_PRIVATE = {
     "_replace": "namedtuple's public API (urllib's SplitResult)",
     "_collect_params_with_prefix": "Gluon 1.x has no public way to get parameters by their "
                                    "structural names (bortkit/checkpoint/core.py)",
+    "_exit": "os._exit is documented public API: a search worker ends at once when its "
+             "parent dies (bortkit/search/worker.py)",
 }
 
 
