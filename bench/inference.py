@@ -276,11 +276,15 @@ def check_agreement(setup: Setup, inputs: tuple) -> dict:
     return diffs
 
 
+def random_inputs(seed: int, vocab_size: int, batch: int, length: int) -> tuple:
+    """Token ids below ``vocab_size`` (and below 30,522, in every model's vocabulary), one
+    token type, no padding."""
+    ids = np.random.default_rng(seed).integers(5, min(vocab_size, 30522), (batch, length))
+    return ids, np.zeros((batch, length), np.int64), np.ones((batch, length), np.int64)
+
+
 def time_cell(setup: Setup, batch: int, length: int, args) -> dict:
-    rng = np.random.default_rng(args.seed)
-    high = min(setup.config.vocab_size, 30522)
-    inputs = (rng.integers(5, high, (batch, length)), np.zeros((batch, length), np.int64),
-              np.ones((batch, length), np.int64))
+    inputs = random_inputs(args.seed, setup.config.vocab_size, batch, length)
     load_before = os.getloadavg()[0]
     diffs = check_agreement(setup, inputs)
     calls = {name: (lambda call=call: call(*inputs)) for name, call in setup.calls.items()}
@@ -338,11 +342,9 @@ def size_ratio(args, tmp: Path) -> list:
             model.encode(i, t, m).last_hidden_state
         calls[(preset, "torch_fp32")] = lambda i, t, m, module=module: _torch_run(module, i, t, m)
     rows = []
-    rng = np.random.default_rng(args.seed)
     for batch in args.batches:
         for length in args.lengths:
-            inputs = (rng.integers(5, 30522, (batch, length)), np.zeros((batch, length), np.int64),
-                      np.ones((batch, length), np.int64))
+            inputs = random_inputs(args.seed, 30522, batch, length)
             load = os.getloadavg()[0]
             samples = common.interleave({f"{m}/{p}": (lambda c=c: c(*inputs))
                                          for (m, p), c in calls.items()},
