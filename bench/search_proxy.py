@@ -20,8 +20,8 @@ learning_rate, warmup_ratio, init, ...); ``--reference`` names the ones the othe
 ranked against. Results are kept per (recipe, candidate) under ``--work-dir``, so an
 interrupted bench resumes. Prints a table, writes ``bench/results/search_proxy.json``::
 
-    python bench/search_proxy.py                     # the full bench (hours on busy cores)
-    python bench/search_proxy.py --quick             # 3 representatives, 3 and 30 steps
+    python bench/search_proxy.py                     # the full bench (about an hour)
+    python bench/search_proxy.py --quick             # 3 representatives, 1 and 10 steps
 """
 from __future__ import annotations
 
@@ -35,9 +35,7 @@ from pathlib import Path
 
 import common  # bench/common.py: the script's directory is first on sys.path
 
-DEFAULT_RECIPES = ("default:steps=30", "long:steps=300",
-                   "teacher-init:steps=30,init=teacher",
-                   "longer-fewer:steps=90,learning_rate=1e-3")
+DEFAULT_RECIPES = ("default:", "long:steps=100", "random:init=random,steps=30,learning_rate=5e-4")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,18 +48,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--reference", action="append", dest="references",
                         help="a recipe every recipe is ranked against (repeatable; default: "
                              "long)")
-    parser.add_argument("--teacher-mlm-steps", type=int, default=200)
+    parser.add_argument("--teacher-mlm-steps", type=int, default=None,
+                        help="default: the search's")
+    parser.add_argument("--teacher-mlm-train", choices=("head", "all"), default=None,
+                        help="default: the search's")
+    parser.add_argument("--teacher-mlm-lr", type=float, default=None,
+                        help="default: the search's")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--work-dir", default=str(Path.home() / ".cache" / "bortkit-bench"
                                                   / "search_proxy"))
     parser.add_argument("--out", default=str(common.RESULTS_DIR / "search_proxy.json"))
     parser.add_argument("--quick", action="store_true",
-                        help="3 representatives, recipes default:steps=3 long:steps=30")
+                        help="3 representatives, recipes default:steps=1 long:steps=10")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.representatives = 3
-        args.recipes = args.recipes or ["default:steps=3", "long:steps=30"]
+        args.recipes = args.recipes or ["default:steps=1", "long:steps=10"]
         args.out = str(Path(args.out).with_name("search_proxy_quick.json"))
         args.work_dir = args.work_dir + "-quick"
     args.recipes = args.recipes or list(DEFAULT_RECIPES)
@@ -99,6 +102,20 @@ def representatives(max_params: str, count: int) -> tuple[list, "object"]:
     return reps, chosen.maximum_point
 
 
+def teacher_quality(error) -> dict:
+    """The teacher's own held-out entropy (``teacher-ce`` against itself) and MLM loss."""
+    from bortkit.checkpoint import read_state
+    from bortkit.checkpoint.core import assign
+    from bortkit.distill import build_masked_lm
+    from bortkit.search.error import heldout_losses
+    state = read_state(error.teacher_dir)
+    model = build_masked_lm(state.config)
+    assign(model, state)
+    scores = heldout_losses(model, model, str(error.heldout_dir), error.training.batch_size,
+                            error.training.eval_batches)
+    return {"entropy": scores["teacher-ce"], "mlm": scores["mlm"]}
+
+
 def kendall(a, b) -> float:
     from scipy.stats import kendalltau
     return float(kendalltau(a, b).statistic)
@@ -107,7 +124,11 @@ def kendall(a, b) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     common.configure_threads(args.threads)
+    from bortkit.search import error as search_error
     from bortkit.search.error import DistillationError, Training
+    for name in ("teacher_mlm_steps", "teacher_mlm_train", "teacher_mlm_lr"):
+        if getattr(args, name) is None:
+            setattr(args, name, getattr(search_error, name.upper()))
     from bortkit.search.teacher import user_cache_dir
 
     recipes = dict(parse_recipe(text, Training) for text in args.recipes)
@@ -124,7 +145,11 @@ def main(argv=None) -> int:
         errors[name] = DistillationError.prepare(
             Path(args.work_dir) / name, teacher=None, corpus=None, heldout=None,
             training=Training(**overrides), seq_length=args.max_length,
-            teacher_mlm_steps=args.teacher_mlm_steps, cache=user_cache_dir(), progress=False)
+            teacher_mlm_steps=args.teacher_mlm_steps, teacher_mlm_train=args.teacher_mlm_train,
+            teacher_mlm_lr=args.teacher_mlm_lr, cache=user_cache_dir(), progress=False)
+    teacher = teacher_quality(next(iter(errors.values())))
+    print(f"teacher: held-out entropy {teacher['entropy']:.3f}, MLM {teacher['mlm']:.3f}",
+          flush=True)
     scores: dict = {name: {} for name in recipes}
     # Candidate by candidate (every recipe), in an order that spans the budget early, so an
     # interrupted bench still has every recipe on the same spread of candidates.
@@ -144,7 +169,7 @@ def main(argv=None) -> int:
             print(f"  {name:>14} {shape(c.arch)}: teacher-ce {result['teacher-ce']:.4f} "
                   f"mlm {result['mlm']:.4f} ({result.get('wall_seconds', 0):.0f} s)", flush=True)
         load["end"] = os.getloadavg()
-        report(args, recipes, errors, reps, maximum, scores, load)
+        report(args, recipes, errors, reps, maximum, scores, load, teacher)
     return 0
 
 
@@ -168,7 +193,7 @@ def shape(arch) -> str:
     return "-".join(str(arch[k]) for k in ("num_layers", "num_heads", "units", "ffn_units"))
 
 
-def report(args, recipes, errors, reps, maximum, scores, load) -> None:
+def report(args, recipes, errors, reps, maximum, scores, load, teacher) -> None:
     """τ over the candidates every recipe has finished; table on stdout, JSON written."""
     done = sorted(set.intersection(*(set(v) for v in scores.values())))
     surrogate = [reps[k].surrogate for k in done]
@@ -200,6 +225,9 @@ def report(args, recipes, errors, reps, maximum, scores, load) -> None:
           f"{', '.join(args.references)}; load average {load['start']} -> {load['end']}",
           flush=True)
     payload = {"max_params": args.max_params, "references": args.references,
+               "teacher": {"mlm_steps": args.teacher_mlm_steps, "train": args.teacher_mlm_train,
+                           "learning_rate": args.teacher_mlm_lr,
+                           "heldout": teacher},
                "complete": len(done) == len(reps),
                "representatives": [{"arch": {k: reps[i].arch[k] for k in
                                              ("num_layers", "num_heads", "units", "ffn_units")},

@@ -85,6 +85,8 @@ def test_bad_budgets(space, tmp_path, budget, message):
                         "must be a finite number >= 0, got -1.0"),
     (["--learning-rate", "0"], "bortkit: error: --learning-rate must be a positive number, got 0.0"),
     (["--warmup-ratio", "1"], "bortkit: error: --warmup-ratio must be a number in [0, 1), got 1.0"),
+    (["--teacher-mlm-lr", "-1"],
+     "bortkit: error: --teacher-mlm-lr must be a positive number, got -1.0"),
 ])
 def test_bad_algorithm_options(space, tmp_path, args, message):
     line = one_error(run("--max-params", "2M", "--space", str(space), *args,
@@ -122,6 +124,18 @@ def test_bad_space_yaml(tmp_path, text, message):
     path.write_text(text)
     line = one_error(run("--max-params", "56M", "--space", str(path), "--out", str(tmp_path / "o")))
     assert str(path) in line and message in line
+
+
+def test_fitted_teacher_is_cached_under_its_settings(tmp_path):
+    from bortkit.search.teacher import head_key
+    (tmp_path / "config.json").write_text("{}")
+
+    def key(**settings):
+        return head_key(tmp_path, "corpus", 400, 8, 64, 0, **settings)
+    keys = {key(scope="all", learning_rate=1e-4), key(scope="all", learning_rate=2e-4),
+            key(scope="head", learning_rate=1e-4), key(scope="head", learning_rate=2e-4)}
+    assert len(keys) == 4                       # no fit is reused for another setting
+    assert key(scope="all", learning_rate=1e-4) == key(scope="all", learning_rate=1e-4)
 
 
 def test_teacher_vocabulary_must_match_tokenizer(space, tmp_path, minilm_dir):

@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
 from ..options import add_shared, check_range
-from .error import ERROR_MODES, INITS, TEACHER_MLM_STEPS, THETA_CHECKS, Training
+from .error import (ERROR_MODES, INITS, TEACHER_MLM_LR, TEACHER_MLM_STEPS, TEACHER_MLM_TRAIN,
+                    THETA_CHECKS, Training)
 
 DEFAULT_EPSILON = {"count": 12, "geometric": 0.25}
 
@@ -74,9 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     teacher = p.add_argument_group("the teacher's MLM head (for a teacher shipped without one)")
     teacher.add_argument("--teacher-mlm-steps", type=int, default=TEACHER_MLM_STEPS,
                          help="masked-LM steps that fit the head (default %(default)s)")
-    teacher.add_argument("--teacher-mlm-train", choices=("head", "all"), default="head",
+    teacher.add_argument("--teacher-mlm-train", choices=("head", "all"),
+                         default=TEACHER_MLM_TRAIN,
                          help="fit only the head (encoder frozen), or every weight as "
-                              "scripts/run_pretraining_distillation.sh does")
+                              "scripts/run_pretraining_distillation.sh does (default "
+                              "%(default)s)")
+    teacher.add_argument("--teacher-mlm-lr", type=float, default=TEACHER_MLM_LR,
+                         help="peak learning rate of that fit (default %(default)s)")
     teacher.add_argument("--cache-dir", default=None,
                          help="where fitted heads are kept and reused across searches "
                               "(default $BORTKIT_CACHE or ~/.cache/bortkit)")
@@ -101,6 +106,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_range("max_length", args.max_length, 8, integer=True)
     check_range("seed", args.seed, 0, integer=True)
     check_range("learning_rate", args.learning_rate, 0, low_open=True)
+    check_range("teacher_mlm_lr", args.teacher_mlm_lr, 0, low_open=True)
     check_range("warmup_ratio", args.warmup_ratio, 0, 1, high_open=True)
     check_range("max_grad_norm", args.max_grad_norm, 0)
     if args.epsilon is None:
@@ -153,13 +159,15 @@ def _search(args, space, candidates, out: Path, budget, thetas) -> int:
                                       heldout=args.heldout, training=training,
                                       seq_length=args.max_length, mode=args.error,
                                       teacher_mlm_steps=args.teacher_mlm_steps,
-                                      teacher_mlm_train=args.teacher_mlm_train, cache=cache,
+                                      teacher_mlm_train=args.teacher_mlm_train,
+                                      teacher_mlm_lr=args.teacher_mlm_lr, cache=cache,
                                       progress=args.progress)
     costs = search.CostModel(params=params, inference_cost=latency, error=error)
     settings = {"training": asdict(training), "seq_length": args.max_length,
                 "error": args.error, "teacher": error.teacher_id, "corpus": error.corpus_id,
                 "teacher_mlm_steps": args.teacher_mlm_steps,
-                "teacher_mlm_train": args.teacher_mlm_train, "params": args.params,
+                "teacher_mlm_train": args.teacher_mlm_train,
+                "teacher_mlm_lr": args.teacher_mlm_lr, "params": args.params,
                 "latency": args.latency}
     progress = _Progress(out, enabled=args.progress)
     common = dict(max_params=budget, store=None, coefficient=args.exponents,

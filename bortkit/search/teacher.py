@@ -1,9 +1,10 @@
 """The search's teacher: a checkpoint with a masked-LM head, fitted once and cached.
 
 The bundled all-MiniLM-L6-v2 is a sentence encoder without an MLM head. Distillation needs
-the teacher's token distributions, so the head is first trained as a masked LM on the
-training corpus (the encoder frozen). That takes minutes, and its result depends only on the
-teacher, the corpus, the step count and the batch settings; it is stored under the user
+the teacher's token distributions, so the teacher is first trained as a masked LM on the
+training corpus (every weight by default; ``scope="head"`` freezes the encoder). That takes
+minutes, and its result depends only on the teacher, the corpus, the step count, the
+learning rate and the batch settings; it is stored under the user
 cache directory (``$BORTKIT_CACHE``, else ``$XDG_CACHE_HOME/bortkit``, else
 ``~/.cache/bortkit``) in ``teacher-heads/<key>/`` and reused by every later search.
 """
@@ -35,20 +36,20 @@ def fingerprint(paths: Sequence[Path]) -> str:
 
 
 def head_key(teacher: Path, corpus_id: str, steps: int, batch_size: int, seq_length: int,
-             seed: int, scope: str = "head") -> str:
+             seed: int, scope: str = "head", learning_rate: float = 2e-4) -> str:
     """What the fitted head depends on: the teacher's files, the corpus and the settings."""
     files = sorted(p for p in Path(teacher).iterdir() if p.is_file())
     settings = {"teacher": fingerprint(files), "corpus": corpus_id, "steps": steps,
                 "batch_size": batch_size, "seq_length": seq_length, "seed": seed}
-    if scope != "head":  # head-only keys stay as they were before the scope was an option
-        settings["scope"] = scope
+    if scope != "head" or learning_rate != 2e-4:  # the first head-only fits keep their keys
+        settings.update(scope=scope, learning_rate=learning_rate)
     settings = json.dumps(settings, sort_keys=True)
     return hashlib.sha256(settings.encode()).hexdigest()[:20]
 
 
 def teacher_with_head(base: Path, train_dir: Path, key: str, steps: int, batch_size: int,
                       seed: int, cache: Optional[Path], scratch: Path, progress: bool,
-                      scope: str = "head") -> Path:
+                      scope: str = "head", learning_rate: float = 2e-4) -> Path:
     """A checkpoint of ``base`` with a fitted MLM head: from ``cache/teacher-heads/key`` when
     it is there, else fitted now (:func:`bortkit.distill.fit_mlm_head`: the head alone with the
     encoder frozen, or with ``scope="all"`` every weight, as the distillation script does)
@@ -57,6 +58,6 @@ def teacher_with_head(base: Path, train_dir: Path, key: str, steps: int, batch_s
     home = (cache / "teacher-heads" / key) if cache is not None else scratch / "fitted"
     if not (home / "config.json").is_file():
         from ..distill import fit_mlm_head
-        fit_mlm_head(base, train_dir, home, steps, scope=scope, batch_size=batch_size,
-                     seed=seed, progress=progress)
+        fit_mlm_head(base, train_dir, home, steps, learning_rate=learning_rate, scope=scope,
+                     batch_size=batch_size, seed=seed, progress=progress)
     return home
