@@ -242,6 +242,13 @@ class Int8Graph:
                                   [dict(zip(self.names, self.inputs.select(*b)))
                                    for b in batches])
 
+    def _fp32_nodes(self, fp32_products: Sequence[str]) -> list:
+        """The backend nodes that stay fp32 for the products named in ``fp32_products``."""
+        from .graph import product_inputs
+        kept = [op for name in fp32_products for op in _operators(self.network, name)]
+        found = product_inputs(self.sym, kept)
+        return sorted({found[op][0] for op in kept})
+
     def quantize(self, thresholds: dict, fp32_products: Sequence[str] = FP32_PRODUCTS,
                  ffn_activation_range: float = FFN_ACTIVATION_RANGE, path=None):
         """The int8 ``SymbolBlock``: the products named in ``fp32_products`` (see
@@ -250,29 +257,49 @@ class Int8Graph:
         from .graph import product_inputs, quantize_symbol
         ffn_out = [op for i in range(self.num_layers)
                    for op in _operators(self.network, f"encoder.{i}.ffn.ffn_2")]
-        kept = [op for name in fp32_products for op in _operators(self.network, name)]
-        found = product_inputs(self.sym, ffn_out + kept)
+        found = product_inputs(self.sym, ffn_out)
         scaled = {key: [v * ffn_activation_range for v in thresholds[key]]
                   for key in {found[op][1] for op in ffn_out} if key in thresholds}
         try:
             return quantize_symbol(self.sym, self.params, {**thresholds, **scaled},
-                                   self.names, sorted({found[op][0] for op in kept}))
+                                   self.names, self._fp32_nodes(fp32_products))
         except KeyError as err:
-            raise CheckpointError(f"{RECORD} has no threshold for {err.args[0]}: it was "
-                                  "calibrated for another model or MXNet version; quantize "
-                                  "again with calibration text", path=path) from None
+            raise _missing(err.args[0], path) from None
+
+    def check_thresholds(self, thresholds: dict, path=None) -> None:
+        """Raise :class:`CheckpointError` unless ``thresholds`` has every tensor
+        :meth:`quantize` needs (with the default settings)."""
+        from .graph import required_thresholds
+        for name in required_thresholds(self.sym, self.params,
+                                        self._fp32_nodes(FP32_PRODUCTS)):
+            if name not in thresholds:
+                raise _missing(name, path)
+
+    def dense_products(self) -> list:
+        """The graph's operators of the encoder's dense layers (:data:`DENSE_PRODUCTS` of
+        every layer)."""
+        return [op for i in range(self.num_layers) for part in DENSE_PRODUCTS
+                for op in _operators(self.network, f"encoder.{i}.{part}")]
 
     def amx(self):
         """The graph with the encoder's dense layers on bortkit's AMX int8 operator
         (:mod:`bortkit.quantize.amx`): needs no thresholds."""
         from .amx import amx_block
-        products = [op for i in range(self.num_layers) for part in DENSE_PRODUCTS
-                    for op in _operators(self.network, f"encoder.{i}.{part}")]
-        return amx_block(self.sym, self.params, products, self.names)
+        return amx_block(self.sym, self.params, self.dense_products(), self.names)
 
     def build(self, dense: str, thresholds: dict, path=None):
-        """The int8 block on ``dense`` (:data:`DENSE_KERNELS`)."""
-        return self.amx() if dense == "amx" else self.quantize(thresholds, path=path)
+        """The int8 block on ``dense`` (:data:`DENSE_KERNELS`); ``thresholds`` must fit
+        this graph either way (a record that falls back to oneDNN elsewhere)."""
+        if dense == "amx":
+            self.check_thresholds(thresholds, path)
+            return self.amx()
+        return self.quantize(thresholds, path=path)
+
+
+def _missing(name: str, path) -> CheckpointError:
+    return CheckpointError(f"{RECORD} has no threshold for {name}: it was calibrated for "
+                           "another model or MXNet version; quantize again with calibration "
+                           "text", path=path)
 
 
 def _settings(texts: int, length: int) -> dict:
