@@ -75,6 +75,23 @@ def test_int8_dense_is_close_to_fp32():
     assert error.mean() < 0.015 * product.mean() and error.max() < 0.1 * product.max()
 
 
+def test_int8_dense_with_residual_and_layer_norm():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 128)).astype(np.float32)
+    weight = (rng.normal(size=(96, 128)) * 0.05).astype(np.float32)
+    bias, gamma, beta = rng.normal(size=(3, 96)).astype(np.float32)
+    residual = rng.normal(size=(40, 96)).astype(np.float32)
+    packed, scale, colsum = pack_weight(weight)
+    got = int8_dense(mx.nd, mx.nd.array(x), mx.nd.array(packed, dtype="int8"),
+                     mx.nd.array(scale), mx.nd.array(colsum, dtype="int32"), mx.nd.array(bias),
+                     units=96, norm=(mx.nd.array(residual), mx.nd.array(gamma),
+                                     mx.nd.array(beta), 1e-12)).asnumpy()
+    y = _numpy_int8_dense(x, weight, bias).astype(np.float64) + residual
+    centred = y - y.mean(axis=1, keepdims=True)
+    expected = centred / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + 1e-12) * gamma + beta
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
 class _Int8Dense(HybridBlock):
     """A Dense layer on the operator, parameters packed once."""
 

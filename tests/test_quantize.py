@@ -124,9 +124,14 @@ def test_amx_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, tm
     state = read_state(path)
     graph = Int8Graph(state)
     sym, _ = amx_symbol(graph.sym, graph.params, graph.dense_products())
-    ops = [n["op"] for n in json.loads(sym.tojson())["nodes"]]
-    assert ops.count("bortkit_int8_dense") == 4 * state.config.num_layers
+    nodes = json.loads(sym.tojson())["nodes"]
+    ops = [n["op"] for n in nodes]
+    layers = state.config.num_layers
+    assert ops.count("bortkit_int8_dense") == 4 * layers
     assert ops.count("FullyConnected") == 2  # the pooler and the classifier stay fp32
+    # attention output and FFN output carry their residual add and LayerNorm
+    assert sum(n.get("attrs", {}).get("norm") == "1" for n in nodes) == 2 * layers
+    assert ops.count("bortkit_layer_norm") == 1 and ops.count("elemwise_add") == 2
     classifier, _ = classifier_from_state(state, 2, "cls")
     fp32 = classifier(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
     amx = quantized.predict(ids, types, mask)

@@ -12,6 +12,11 @@
 //     acc[r][n] = sum_k (q[r][k] + 128) * W[n][k] (u8 x s8 -> s32, AMX TDPBUSD), then
 //     out[r][n] = float(acc - 128 * colsum[n]) * (s[r] * scale[n]) + bias[n]; units = N.
 //     Inference only (its backward fails).
+// bortkit_int8_dense(data, weight, scale, colsum, bias, residual, gamma, beta;
+//                    units, norm=1, eps) -> LayerNorm(out + residual) * gamma + beta
+//     The same product, then a residual (..., N) added and LayerNorm over the row (mean,
+//     then the mean square of the centred row, in float), while the row block is in cache:
+//     BERT's "Dense -> (Dropout) -> add -> LayerNorm" at inference in one pass.
 //
 // bortkit_amx_ready() (plain C, for ctypes): 1 when the CPU has AMX-TILE and AMX-INT8, the
 // OS enables the tile state, and Linux granted this process the tile data permission
@@ -148,7 +153,35 @@ struct Dense {
   const float* bias;
   float* out;            // (rows, N)
   int64_t rows, N, KB;
+  const float* residual;  // (rows, N) with gamma, beta (N,): LayerNorm(out + residual)
+  const float* gamma;
+  const float* beta;
+  float eps;
 };
+
+// out <- LayerNorm(out + residual) * gamma + beta, for one row of n values.
+void add_norm_row(float* out, const float* residual, const float* gamma, const float* beta,
+                  int64_t n, float eps) {
+  float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t j = 0; j < n; ++j) {
+    out[j] += residual[j];
+    sum += out[j];
+  }
+  const float mean = sum / static_cast<float>(n);
+  float squares = 0.0f;
+#pragma omp simd reduction(+ : squares)
+  for (int64_t j = 0; j < n; ++j) squares += (out[j] - mean) * (out[j] - mean);
+  const float rstd = 1.0f / std::sqrt(squares / static_cast<float>(n) + eps);
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j) out[j] = (out[j] - mean) * rstd * gamma[j] + beta[j];
+}
+
+void add_norm_rows(const Dense& p, int64_t first, int64_t last) {
+  if (p.residual == nullptr) return;
+  for (int64_t row = first; row < last && row < p.rows; ++row)
+    add_norm_row(p.out + row * p.N, p.residual + row * p.N, p.gamma, p.beta, p.N, p.eps);
+}
 
 #ifdef BORTKIT_AMX
 struct TileConfig {
@@ -204,6 +237,7 @@ __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
                      p.out + row * p.N + n0);
         }
       }
+      add_norm_rows(p, mb * 32, mb * 32 + 32);
     }
     _tile_release();
   }
@@ -230,24 +264,30 @@ void gemm_scalar(const Dense& p) {
       }
     dequantize(acc.data(), 0, p.N, p.row_scale[row], p.scale, p.colsum, p.bias,
                p.out + row * p.N);
+    add_norm_rows(p, row, row + 1);
   }
 }
 
 // --------------------------------------------------------------------------- operator
+bool has_norm(const std::unordered_map<std::string, std::string>& attrs) {
+  return attr_float(attrs, "norm", 0) != 0;
+}
+
 MXReturnValue dense_parse(const std::unordered_map<std::string, std::string>& attrs,
                           int* num_in, int* num_out) {
-  *num_in = 5;
+  *num_in = has_norm(attrs) ? 8 : 5;
   *num_out = 1;
   return MX_SUCCESS;
 }
 
 MXReturnValue dense_type(const std::unordered_map<std::string, std::string>& attrs,
                          std::vector<int>* in, std::vector<int>* out) {
-  const int expected[5] = {kFloat32, kInt8, kFloat32, kInt32, kFloat32};
-  for (int i = 0; i < 5; ++i)
+  const int expected[8] = {kFloat32, kInt8, kFloat32, kInt32, kFloat32,
+                           kFloat32, kFloat32, kFloat32};
+  for (size_t i = 0; i < in->size(); ++i)
     if ((*in)[i] != expected[i]) {
       MX_ERROR_MSG << "bortkit_int8_dense: inputs must be float32 data, int8 weight, "
-                      "float32 scale, int32 colsum, float32 bias";
+                      "float32 scale, int32 colsum, float32 bias (, residual, gamma, beta)";
       return MX_FAIL;
     }
   out->assign(1, kFloat32);
@@ -265,9 +305,17 @@ MXReturnValue dense_shape(const std::unordered_map<std::string, std::string>& at
             static_cast<int64_t>(w[1]) == (static_cast<int64_t>(data.back()) + 63) / 64;
   for (int i = 2; i < 5; ++i)
     ok = ok && (*in)[i].size() == 1 && static_cast<int64_t>((*in)[i][0]) == units;
+  if (ok && in->size() == 8) {
+    std::vector<unsigned int> shape(data.begin(), data.end() - 1);
+    shape.push_back(static_cast<unsigned int>(units));
+    ok = (*in)[5] == shape;
+    for (int i = 6; i < 8; ++i)
+      ok = ok && (*in)[i].size() == 1 && static_cast<int64_t>((*in)[i][0]) == units;
+  }
   if (!ok) {
     MX_ERROR_MSG << "bortkit_int8_dense: for data (..., K) and units N the weight must be "
-                    "(ceil(N/16), ceil(K/64), 16, 64) and scale, colsum, bias (N,)";
+                    "(ceil(N/16), ceil(K/64), 16, 64), scale, colsum, bias (N,) (and the "
+                    "residual (..., N), gamma, beta (N,))";
     return MX_FAIL;
   }
   std::vector<unsigned int> shape(data.begin(), data.end() - 1);
@@ -296,7 +344,13 @@ MXReturnValue dense_forward(const std::unordered_map<std::string, std::string>& 
   Dense p{scratch, (*inputs)[1].data<int8_t>(), row_scale, (*inputs)[2].data<float>(),
           (*inputs)[3].data<int32_t>(), (*inputs)[4].data<float>(),
           (*outputs)[0].data<float>(), rows,
-          static_cast<int64_t>(attr_float(attrs, "units", 0)), KB};
+          static_cast<int64_t>(attr_float(attrs, "units", 0)), KB, nullptr, nullptr, nullptr,
+          attr_float(attrs, "eps", 1e-12f)};
+  if (inputs->size() == 8) {
+    p.residual = (*inputs)[5].data<float>();
+    p.gamma = (*inputs)[6].data<float>();
+    p.beta = (*inputs)[7].data<float>();
+  }
 #ifdef BORTKIT_AMX
   if (amx_ready()) {
     gemm_amx(p);

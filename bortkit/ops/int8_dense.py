@@ -52,7 +52,12 @@ def pack_weight(weight: np.ndarray) -> tuple:
     return packed, scale, q.astype(np.int32).sum(axis=1).astype(np.int32)
 
 
-def int8_dense(F, x, weight, scale, colsum, bias, units: int):
+def int8_dense(F, x, weight, scale, colsum, bias, units: int, norm=None):
     """(..., K) float32 -> (..., units) float32 through the packed int8 weight
-    (``pack_weight``); the input is quantized per row inside the operator."""
-    return F.bortkit_int8_dense(x, weight, scale, colsum, bias, units=units)
+    (``pack_weight``); the input is quantized per row inside the operator. With
+    ``norm=(residual, gamma, beta, eps)``: ``LayerNorm(dense(x) + residual)`` instead."""
+    if norm is None:
+        return F.bortkit_int8_dense(x, weight, scale, colsum, bias, units=units)
+    residual, gamma, beta, eps = norm
+    return F.bortkit_int8_dense(x, weight, scale, colsum, bias, residual, gamma, beta,
+                                units=units, norm=1, eps=eps)

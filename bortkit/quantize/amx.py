@@ -5,8 +5,10 @@ fold_parameters`): every ``FullyConnected`` node named in ``products`` (the quer
 product, the attention output and both FFN products of every layer) becomes a
 ``bortkit_int8_dense`` node (:mod:`bortkit.ops.int8_dense`) reading the packed int8 weight,
 its per-channel scales and column sums, and the fp32 bias; the input is quantized per row
-inside the operator (dynamic, so no thresholds). Embeddings, attention scores, softmax,
-LayerNorm, residual adds and the task head stay fp32, as in the fp32 graph.
+inside the operator (dynamic, so no thresholds). Where such a product feeds (through an
+inference Dropout) only a residual add that feeds only a LayerNorm, the operator also does
+the add and the LayerNorm (one pass over the row block while it is in cache). Embeddings,
+attention scores, softmax and the task head stay fp32, as in the fp32 graph.
 """
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ def amx_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
         inputs += [[by_name[f"{name}_int8_scale"], 0, 0], [by_name[f"{name}_int8_colsum"], 0, 0],
                    [by_name[bias_name], 0, 0]]
         node.update(op=OP, attrs={"units": str(units)}, inputs=inputs)
+        _fuse_add_norm(nodes, by_name[name], graph["heads"])
     graph["arg_nodes"] = [i for i, node in enumerate(nodes) if node["op"] == "null"]
     # appended variables come after their readers: MXNet needs a topological order
     order = _topological(nodes, graph["heads"])
@@ -60,6 +63,41 @@ def amx_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
     graph["arg_nodes"] = [index[i] for i in graph["arg_nodes"] if i in index]
     graph.pop("node_row_ptr", None)
     return mx.sym.load_json(json.dumps(graph)), new_params
+
+
+def _readers(nodes: list, heads: list, index: int) -> list:
+    """(reader node index or None for a graph output, output slot) of node ``index``."""
+    found = [(j, o) for j, node in enumerate(nodes) for i, o, _ in node["inputs"] if i == index]
+    return found + [(None, o) for i, o, _ in heads if i == index]
+
+
+def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
+    """dense -> (Dropout) -> elemwise_add(., residual) -> bortkit_layer_norm (each read
+    once, the LayerNorm's output 0 only): the LayerNorm node becomes the dense operator
+    with the residual, gamma and beta; the others are left unread."""
+    chain = [dense]
+    readers = _readers(nodes, heads, dense)
+    if len(readers) == 1 and readers[0][0] is not None and \
+            nodes[readers[0][0]]["op"] == "Dropout":
+        chain.append(readers[0][0])
+        readers = _readers(nodes, heads, chain[-1])
+    if len(readers) != 1 or readers[0][0] is None or \
+            nodes[readers[0][0]]["op"] != "elemwise_add":
+        return
+    add = readers[0][0]
+    norm_readers = _readers(nodes, heads, add)
+    if len(norm_readers) != 1 or norm_readers[0][0] is None:
+        return
+    norm = norm_readers[0][0]
+    if nodes[norm]["op"] != "bortkit_layer_norm" or nodes[norm]["inputs"][0][0] != add or \
+            any(o != 0 for _, o in _readers(nodes, heads, norm)):
+        return
+    residual = [entry for entry in nodes[add]["inputs"] if entry[0] != chain[-1]]
+    if len(residual) != 1:
+        return
+    attrs = {**nodes[dense]["attrs"], "norm": "1", "eps": nodes[norm]["attrs"].get("eps", "1e-5")}
+    nodes[norm] = {"op": OP, "name": nodes[norm]["name"], "attrs": attrs,
+                   "inputs": nodes[dense]["inputs"] + residual + nodes[norm]["inputs"][1:]}
 
 
 def _topological(nodes: list, heads: list) -> list:
