@@ -11,21 +11,23 @@ import ctypes
 
 import numpy as np
 
-from . import _state, available
+from . import loaded_path
 
 __all__ = ["amx_ready", "pack_weight", "quantize_weight", "int8_dense"]
 
 TILE_ROWS, TILE_BYTES = 16, 64   # an AMX tile: 16 rows of 64 bytes
+_ready: dict = {}                # library path -> bool
 
 
 def amx_ready() -> bool:
     """True when the operator library is loaded and runs ``bortkit_int8_dense`` on AMX."""
-    if not available():
+    path = loaded_path()
+    if path is None:
         return False
-    if "amx" not in _state:
+    if path not in _ready:
         # the library is already loaded by MXNet: dlopen returns the same image
-        _state["amx"] = bool(ctypes.CDLL(str(_state["path"])).bortkit_amx_ready())
-    return _state["amx"]
+        _ready[path] = bool(ctypes.CDLL(str(path)).bortkit_amx_ready())
+    return _ready[path]
 
 
 def quantize_weight(weight: np.ndarray) -> tuple:
