@@ -48,7 +48,8 @@ def test_packed_weight_is_the_tile_layout():
     np.testing.assert_array_equal(colsum, q.astype(np.int64).sum(axis=1))
 
 
-@pytest.mark.parametrize("rows,k,n", [(37, 100, 50), (64, 128, 96), (3, 1024, 3072)])
+@pytest.mark.parametrize("rows,k,n", [(37, 100, 50), (64, 128, 96), (3, 1024, 3072),
+                                      (300, 192, 80)])
 def test_int8_dense_is_bit_exact_against_numpy(rows, k, n):
     rng = np.random.default_rng(rows)
     x = (rng.normal(size=(rows, k)) * rng.uniform(0.1, 5, size=(rows, 1))).astype(np.float32)
@@ -75,12 +76,13 @@ def test_int8_dense_is_close_to_fp32():
     assert error.mean() < 0.015 * product.mean() and error.max() < 0.1 * product.max()
 
 
-def test_int8_dense_with_residual_and_layer_norm():
+@pytest.mark.parametrize("rows", [40, 200])  # columns split between threads, or not
+def test_int8_dense_with_residual_and_layer_norm(rows):
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(40, 128)).astype(np.float32)
+    x = rng.normal(size=(rows, 128)).astype(np.float32)
     weight = (rng.normal(size=(96, 128)) * 0.05).astype(np.float32)
     bias, gamma, beta = rng.normal(size=(3, 96)).astype(np.float32)
-    residual = rng.normal(size=(40, 96)).astype(np.float32)
+    residual = rng.normal(size=(rows, 96)).astype(np.float32)
     packed, scale, colsum = pack_weight(weight)
     got = int8_dense(mx.nd, mx.nd.array(x), mx.nd.array(packed, dtype="int8"),
                      mx.nd.array(scale), mx.nd.array(colsum, dtype="int32"), mx.nd.array(bias),

@@ -191,10 +191,21 @@ struct TileConfig {
 };
 
 // Blocks of 32 rows x 32 columns: tiles 0-3 accumulate, 4-5 hold u8 rows, 6-7 weights.
-// Each thread takes whole 32-row blocks (its u8 rows stay in L1) and walks every column.
+// A work item is a 32-row block (its u8 rows stay in L1) and a run of columns: all of them
+// when there are enough row blocks for every thread, else the columns are split too
+// (batch 1), and the residual + LayerNorm waits for whole rows.
 __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
   const int64_t row_blocks = (p.rows + 31) / 32, col_tiles = (p.N + 15) / 16;
-#pragma omp parallel if (row_blocks > 1)
+  const int64_t col_pairs = (col_tiles + 1) / 2;
+#ifdef _OPENMP
+  const int64_t threads = omp_get_max_threads();
+#else
+  const int64_t threads = 1;
+#endif
+  const int64_t splits = std::min<int64_t>(
+      col_pairs, row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks);
+  const int64_t pairs_per_item = (col_pairs + splits - 1) / splits;
+#pragma omp parallel if (row_blocks * splits > 1)
   {
     TileConfig config;
     std::memset(&config, 0, sizeof(config));
@@ -206,10 +217,12 @@ __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
     _tile_loadconfig(&config);
     alignas(64) int32_t acc[32 * 32];
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t mb = 0; mb < row_blocks; ++mb) {
+    for (int64_t item = 0; item < row_blocks * splits; ++item) {
+      const int64_t mb = item / splits, first = (item % splits) * pairs_per_item * 2;
+      const int64_t last = std::min<int64_t>(col_tiles, first + pairs_per_item * 2);
       const uint8_t* a0 = p.a + (2 * mb) * p.KB * kTile;
       const uint8_t* a1 = a0 + p.KB * kTile;
-      for (int64_t nt = 0; nt < col_tiles; nt += 2) {
+      for (int64_t nt = first; nt < last; nt += 2) {
         const int8_t* b0 = p.w + nt * p.KB * kTile;
         const int8_t* b1 = nt + 1 < col_tiles ? b0 + p.KB * kTile : b0;
         _tile_zero(0);
@@ -237,9 +250,13 @@ __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
                      p.out + row * p.N + n0);
         }
       }
-      add_norm_rows(p, mb * 32, mb * 32 + 32);
+      if (splits == 1) add_norm_rows(p, mb * 32, mb * 32 + 32);
     }
     _tile_release();
+    if (splits > 1 && p.residual != nullptr) {
+#pragma omp for schedule(static)
+      for (int64_t row = 0; row < p.rows; ++row) add_norm_rows(p, row, row + 1);
+    }
   }
 }
 #endif
