@@ -15,7 +15,7 @@ from bortkit.config import ModelConfig
 from bortkit.errors import CheckpointError, ConfigError
 from bortkit.io import write_json
 from bortkit.model import BertNetwork
-from bortkit.quantize import RECORD, Int8Graph, QuantizedModel, dense_kernel
+from bortkit.quantize import RECORD, Int8Graph, QuantizedModel, dense_kernel, quantize_int8
 from bortkit.quantize.amx import amx_symbol
 from bortkit.quantize.graph import fold_parameters
 from bortkit.tasks import get_task
@@ -193,3 +193,9 @@ def test_saved_int8_encoder_round_trip(tmp_path, tiny_model, glue_dir):
     expected, got = quantized.encode(ids, types, mask), loaded.encode(ids, types, mask)
     np.testing.assert_array_equal(got.last_hidden_state, expected.last_hidden_state)
     np.testing.assert_array_equal(got.pooler_output, expected.pooler_output)
+
+
+def test_an_unknown_dense_kernel_is_one_line(tiny_model):
+    with pytest.raises(ConfigError) as err:
+        quantize_int8(read_state(tiny_model), ["a sentence"], dense="avx2")
+    assert str(err.value) == "dense must be one of amx, onednn, got 'avx2'"
