@@ -2,8 +2,10 @@
 
 Contenders (all in one process, the same number of threads, interleaved rounds):
 
-- ours: bortkit fp32 (MXNet), bortkit int8 (MXNet oneDNN, calibrated on SST-2 sentences),
-  bortkit's ONNX export under ONNX Runtime fp32 and dynamic int8 (``bortkit.export``);
+- ours: bortkit fp32 (MXNet), bortkit int8 as ``quantize="int8"`` builds it (calibrated on
+  SST-2 sentences; the encoder's dense layers on bortkit's AMX operator where the CPU has
+  AMX, else oneDNN: ``info["bortkit_int8_dense"]``), bortkit int8 on oneDNN only, bortkit's
+  ONNX export under ONNX Runtime fp32 and dynamic int8 (``bortkit.export``);
 - anchors: Hugging Face ``transformers`` + PyTorch fp32, PyTorch dynamic int8
   (``torch.ao.quantization.quantize_dynamic`` on the Linear layers), and the Hugging Face
   model exported by ``torch.onnx.export`` (opset 17) run by ONNX Runtime fp32 and dynamic
@@ -40,7 +42,8 @@ import numpy as np
 import common  # bench/common.py: the script's directory is first on sys.path
 from bortkit.errors import BortkitError, run_cli
 
-OURS = ("bortkit_fp32", "bortkit_int8", "bortkit_onnx_fp32", "bortkit_onnx_int8")
+OURS = ("bortkit_fp32", "bortkit_int8", "bortkit_int8_onednn", "bortkit_onnx_fp32",
+        "bortkit_onnx_int8")
 ANCHORS = ("torch_fp32", "torch_int8", "hf_onnx_fp32", "hf_onnx_int8", "hf_onnx_opt_int8")
 CONTENDERS = OURS + ANCHORS
 FP32_TOLERANCE = 1e-3
@@ -201,9 +204,11 @@ def build(name: str, bortkit_dir: Path, hf_dir: Path, work: Path, texts: list,
     started = time.perf_counter()
     quantized = quantize_int8(state, texts, tokenizer=tokenizer)
     setup.info["int8_calibration_seconds"] = time.perf_counter() - started
-    run_int8 = quantized.predict if head is not None else \
-        (lambda i, t, m: quantized.encode(i, t, m).last_hidden_state)
-    setup.calls["bortkit_int8"] = run_int8
+    setup.info["bortkit_int8_dense"] = quantized.dense
+    onednn = quantize_int8(state, texts, tokenizer=tokenizer, dense="onednn")
+    for label, int8 in (("bortkit_int8", quantized), ("bortkit_int8_onednn", onednn)):
+        setup.calls[label] = int8.predict if head is not None else \
+            (lambda i, t, m, int8=int8: int8.encode(i, t, m).last_hidden_state)
 
     def ort_call(path):
         sess = session(path, threads)

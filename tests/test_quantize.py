@@ -15,7 +15,8 @@ from bortkit.config import ModelConfig
 from bortkit.errors import CheckpointError, ConfigError
 from bortkit.io import write_json
 from bortkit.model import BertNetwork
-from bortkit.quantize import RECORD, QuantizedModel
+from bortkit.quantize import RECORD, Int8Graph, QuantizedModel, dense_kernel, quantize_int8
+from bortkit.quantize.amx import amx_symbol
 from bortkit.quantize.graph import fold_parameters
 from bortkit.tasks import get_task
 
@@ -76,24 +77,76 @@ def saved(tmp_path_factory, classifier_dir, glue_dir):
     return quantized, path
 
 
+def _copy(path, directory, **changes):
+    """A copy of the saved int8 directory with ``changes`` to its record."""
+    directory.mkdir()
+    for f in path.iterdir():
+        (directory / f.name).write_bytes(f.read_bytes())
+    record = json.loads((path / RECORD).read_text())
+    write_json(directory / RECORD, {**record, **changes})
+    return directory
+
+
 def test_saved_int8_model_loads_with_its_thresholds(saved, tmp_path):
     quantized, path = saved
     record = json.loads((path / RECORD).read_text())
     assert record["calibration_sentences"] == 48 and record["thresholds"]
+    assert record["dense"] == quantized.dense == dense_kernel()  # AMX where it runs
     loaded = bortkit.from_pretrained(path)  # no calibration text
     assert isinstance(loaded, QuantizedModel) and loaded.head["num_labels"] == 2
+    assert loaded.dense == record["dense"]
     ids, types, mask = _batch()
     expected = quantized.predict(ids, types, mask)
     np.testing.assert_array_equal(loaded.predict(ids, types, mask), expected)
-    # The loader applies the stored thresholds (it does not calibrate again): other
-    # thresholds in the record give other outputs.
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for f in path.iterdir():
-        (copy / f.name).write_bytes(f.read_bytes())
-    record["thresholds"] = {k: [4 * v for v in pair] for k, pair in record["thresholds"].items()}
-    write_json(copy / RECORD, record)
-    assert not np.array_equal(bortkit.from_pretrained(copy).predict(ids, types, mask), expected)
+    # On oneDNN the loader applies the stored thresholds (it does not calibrate again):
+    # other thresholds in the record give other outputs.
+    onednn = bortkit.from_pretrained(_copy(path, tmp_path / "onednn", dense="onednn"))
+    assert onednn.dense == "onednn"
+    scaled = {k: [4 * v for v in pair] for k, pair in record["thresholds"].items()}
+    edited = bortkit.from_pretrained(_copy(path, tmp_path / "edited", dense="onednn",
+                                           thresholds=scaled))
+    assert not np.array_equal(edited.predict(ids, types, mask),
+                              onednn.predict(ids, types, mask))
+    # a record from before the AMX kernel (no "dense") is a oneDNN model
+    del record["dense"]
+    older = tmp_path / "older"
+    _copy(path, older)
+    write_json(older / RECORD, record)
+    np.testing.assert_array_equal(bortkit.from_pretrained(older).predict(ids, types, mask),
+                                  onednn.predict(ids, types, mask))
+
+
+@pytest.mark.skipif(dense_kernel() != "amx", reason="needs AMX and the operator library")
+def test_amx_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, tmp_path):
+    quantized, path = saved
+    onednn = bortkit.from_pretrained(_copy(path, tmp_path / "onednn", dense="onednn"))
+    ids, types, mask = _batch()
+    state = read_state(path)
+    graph = Int8Graph(state)
+    sym, _ = amx_symbol(graph.sym, graph.params, graph.dense_products())
+    nodes = json.loads(sym.tojson())["nodes"]
+    ops = [n["op"] for n in nodes]
+    layers = state.config.num_layers
+    assert ops.count("bortkit_int8_dense") == 4 * layers
+    assert ops.count("FullyConnected") == 2  # the pooler and the classifier stay fp32
+    # attention output and FFN output carry their residual add and LayerNorm
+    assert sum(n.get("attrs", {}).get("norm") == "1" for n in nodes) == 2 * layers
+    assert ops.count("bortkit_layer_norm") == 1 and ops.count("elemwise_add") == 2
+    classifier, _ = classifier_from_state(state, 2, "cls")
+    fp32 = classifier(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
+    amx = quantized.predict(ids, types, mask)
+    # per-row dynamic int8 is at least as close to fp32 as calibrated static oneDNN int8
+    assert np.abs(amx - fp32).max() <= np.abs(onednn.predict(ids, types, mask) - fp32).max()
+    assert np.abs(amx - fp32).max() < 0.05 * np.abs(fp32).max()
+
+
+def test_a_record_with_an_unknown_dense_kernel_is_one_line(saved, tmp_path):
+    _, path = saved
+    copy = _copy(path, tmp_path / "copy", dense="avx2")
+    with pytest.raises(CheckpointError) as err:
+        bortkit.from_pretrained(copy)
+    assert str(err.value) == (f"{copy / RECORD}: dense is 'avx2'; expected one of amx, "
+                              "onednn")
 
 
 def test_save_refuses_a_non_empty_directory(saved):
@@ -140,3 +193,9 @@ def test_saved_int8_encoder_round_trip(tmp_path, tiny_model, glue_dir):
     expected, got = quantized.encode(ids, types, mask), loaded.encode(ids, types, mask)
     np.testing.assert_array_equal(got.last_hidden_state, expected.last_hidden_state)
     np.testing.assert_array_equal(got.pooler_output, expected.pooler_output)
+
+
+def test_an_unknown_dense_kernel_is_one_line(tiny_model):
+    with pytest.raises(ConfigError) as err:
+        quantize_int8(read_state(tiny_model), ["a sentence"], dense="avx2")
+    assert str(err.value) == "dense must be one of amx, onednn, got 'avx2'"

@@ -11,7 +11,9 @@ Profiling a masked-LM training step of a small Transformer on CPU (``bench/pretr
 They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
 source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask),
 ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW), with ``common.h`` and
-``library.cc``. :mod:`bortkit.ops.library` compiles them once into a cached, verified library
+``library.cc``; ``int8_dense.cc`` adds an inference operator, the int8 dense layer on Intel
+AMX that :mod:`bortkit.quantize` uses where the CPU has AMX (:mod:`~bortkit.ops.int8_dense`).
+:mod:`bortkit.ops.library` compiles them once into a cached, verified library
 (``python -m bortkit.ops build``, or on first use) and loads it. The Python functions that
 call them are in :mod:`~bortkit.ops.encoder`, :mod:`~bortkit.ops.loss` and
 :mod:`~bortkit.ops.optimizer`. Without a compiler, or with ``BORTKIT_KERNELS=0``, every
@@ -25,7 +27,7 @@ import warnings
 
 from . import library
 
-__all__ = ["ENV_SWITCH", "available", "status", "layer_norm", "mask_scores", "softmax_nll",
+__all__ = ["ENV_SWITCH", "available", "loaded_path", "status", "layer_norm", "mask_scores", "softmax_nll",
            "adamw_update"]
 
 ENV_SWITCH = "BORTKIT_KERNELS"   # "0" turns the fused operators off
@@ -53,6 +55,11 @@ def available() -> bool:
                       f"MXNet's operators (slower). Set {ENV_SWITCH}=0 to silence this.",
                       RuntimeWarning, stacklevel=2)
     return _state["loaded"]
+
+
+def loaded_path():
+    """The loaded library's path (None when the fused operators are not loaded)."""
+    return _state["path"] if available() else None
 
 
 def status() -> str:

@@ -17,10 +17,19 @@ fine-tuned MiniLM's SST-2 predictions (README, "Inference: ONNX export and int8"
 :meth:`QuantizedModel.save` writes a checkpoint that ``bortkit.from_pretrained`` loads
 without calibration text: the fp32 checkpoint files plus ``int8.json`` (settings and
 thresholds).
+
+Dense kernel (``record["dense"]``, :data:`DENSE_KERNELS`): where the CPU has AMX and
+bortkit's operator library is loaded, the encoder's dense layers run instead on bortkit's
+own AMX operator (:mod:`bortkit.quantize.amx`: per-row dynamic int8 activations, the rest of
+the graph fp32), measured faster than oneDNN 2.4's int8 products (README); elsewhere, or
+with ``BORTKIT_KERNELS=0``, on oneDNN as above. The record says which one a saved model was
+made with; both use the same stored thresholds, so a model saved with ``amx`` loads on a CPU
+without AMX on oneDNN (with a warning).
 """
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -35,6 +44,15 @@ RECORD = "int8.json"          # beside the checkpoint files: what makes a direct
 RECORD_FORMAT = "bortkit-int8-onednn"
 FP32_PRODUCTS = ("encoder.0.ffn.ffn_2",)
 FFN_ACTIVATION_RANGE = 0.5
+DENSE_KERNELS = ("amx", "onednn")
+DENSE_PRODUCTS = ("attention.qkv", "attention.output", "ffn.ffn_1", "ffn.ffn_2")
+
+
+def dense_kernel() -> str:
+    """The fastest dense kernel here: ``amx`` when bortkit's AMX operator runs, else
+    ``onednn``."""
+    from ..ops.int8_dense import amx_ready
+    return "amx" if amx_ready() else "onednn"
 
 
 def check_calibration(quantize: Optional[str], calibration) -> list:
@@ -102,12 +120,15 @@ class QuantizedModel:
 
     Without a task head ``encode`` returns an :class:`~bortkit.model.EncoderOutput`
     (last hidden state and pooler); with one, ``predict`` returns the logits (B, C).
-    ``record`` holds the settings and calibration thresholds that :meth:`save` writes.
+    ``record`` holds the settings and calibration thresholds that :meth:`save` writes;
+    ``dense`` names the kernel the dense layers run on here (:data:`DENSE_KERNELS`).
     """
 
     def __init__(self, config, block, head: Optional[dict], network=None,
-                 record: Optional[dict] = None, meta: Optional[dict] = None, source=None):
+                 record: Optional[dict] = None, meta: Optional[dict] = None, source=None,
+                 dense: str = "onednn"):
         self.config = config
+        self.dense = dense
         self.head = head
         self.record = record
         self.meta = dict(meta or {})
@@ -221,6 +242,13 @@ class Int8Graph:
                                   [dict(zip(self.names, self.inputs.select(*b)))
                                    for b in batches])
 
+    def _fp32_nodes(self, fp32_products: Sequence[str]) -> list:
+        """The backend nodes that stay fp32 for the products named in ``fp32_products``."""
+        from .graph import product_inputs
+        kept = [op for name in fp32_products for op in _operators(self.network, name)]
+        found = product_inputs(self.sym, kept)
+        return sorted({found[op][0] for op in kept})
+
     def quantize(self, thresholds: dict, fp32_products: Sequence[str] = FP32_PRODUCTS,
                  ffn_activation_range: float = FFN_ACTIVATION_RANGE, path=None):
         """The int8 ``SymbolBlock``: the products named in ``fp32_products`` (see
@@ -229,17 +257,49 @@ class Int8Graph:
         from .graph import product_inputs, quantize_symbol
         ffn_out = [op for i in range(self.num_layers)
                    for op in _operators(self.network, f"encoder.{i}.ffn.ffn_2")]
-        kept = [op for name in fp32_products for op in _operators(self.network, name)]
-        found = product_inputs(self.sym, ffn_out + kept)
+        found = product_inputs(self.sym, ffn_out)
         scaled = {key: [v * ffn_activation_range for v in thresholds[key]]
                   for key in {found[op][1] for op in ffn_out} if key in thresholds}
         try:
             return quantize_symbol(self.sym, self.params, {**thresholds, **scaled},
-                                   self.names, sorted({found[op][0] for op in kept}))
+                                   self.names, self._fp32_nodes(fp32_products))
         except KeyError as err:
-            raise CheckpointError(f"{RECORD} has no threshold for {err.args[0]}: it was "
-                                  "calibrated for another model or MXNet version; quantize "
-                                  "again with calibration text", path=path) from None
+            raise _missing(err.args[0], path) from None
+
+    def check_thresholds(self, thresholds: dict, path=None) -> None:
+        """Raise :class:`CheckpointError` unless ``thresholds`` has every tensor
+        :meth:`quantize` needs (with the default settings)."""
+        from .graph import required_thresholds
+        for name in required_thresholds(self.sym, self.params,
+                                        self._fp32_nodes(FP32_PRODUCTS)):
+            if name not in thresholds:
+                raise _missing(name, path)
+
+    def dense_products(self) -> list:
+        """The graph's operators of the encoder's dense layers (:data:`DENSE_PRODUCTS` of
+        every layer)."""
+        return [op for i in range(self.num_layers) for part in DENSE_PRODUCTS
+                for op in _operators(self.network, f"encoder.{i}.{part}")]
+
+    def amx(self):
+        """The graph with the encoder's dense layers on bortkit's AMX int8 operator
+        (:mod:`bortkit.quantize.amx`): needs no thresholds."""
+        from .amx import amx_block
+        return amx_block(self.sym, self.params, self.dense_products(), self.names)
+
+    def build(self, dense: str, thresholds: dict, path=None):
+        """The int8 block on ``dense`` (:data:`DENSE_KERNELS`); ``thresholds`` must fit
+        this graph either way (a record that falls back to oneDNN elsewhere)."""
+        if dense == "amx":
+            self.check_thresholds(thresholds, path)
+            return self.amx()
+        return self.quantize(thresholds, path=path)
+
+
+def _missing(name: str, path) -> CheckpointError:
+    return CheckpointError(f"{RECORD} has no threshold for {name}: it was calibrated for "
+                           "another model or MXNet version; quantize again with calibration "
+                           "text", path=path)
 
 
 def _settings(texts: int, length: int) -> dict:
@@ -250,11 +310,20 @@ def _settings(texts: int, length: int) -> dict:
             "ffn_activation_range": FFN_ACTIVATION_RANGE}
 
 
-def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> QuantizedModel:
+def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
+                  dense: Optional[str] = None) -> QuantizedModel:
     """Calibrate and quantize the model in ``state`` (from
     :func:`bortkit.checkpoint.read_state`), with its task head when ``state.meta`` has one.
-    ``tokenizer`` defaults to the checkpoint's own."""
+    ``tokenizer`` defaults to the checkpoint's own; ``dense`` (:data:`DENSE_KERNELS`)
+    defaults to :func:`dense_kernel`. The thresholds are calibrated either way (the record
+    of an ``amx`` model loads on oneDNN where AMX is missing)."""
     from ..tokenizers import load_tokenizer
+    if dense is not None and dense not in DENSE_KERNELS:
+        raise ConfigError(f"dense must be one of {', '.join(DENSE_KERNELS)}, got {dense!r}")
+    if dense == "amx" and dense_kernel() != "amx":
+        raise ConfigError("dense='amx' needs a CPU with AMX and bortkit's operator library "
+                          f"({_amx_status()})")
+    dense = dense or dense_kernel()
     texts = check_calibration("int8", calibration)
     if tokenizer is None:
         if state.tokenizer_dir is None:
@@ -266,10 +335,17 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None) -> Quantize
     length = min(CALIBRATION_MAX_LENGTH, config.max_length - config.position_offset)
     batches = calibration_batches(tokenizer, texts, length)
     record = {**_settings(len(batches) * len(batches[0][0]), batches[0][0].shape[1]),
-              "thresholds": graph.calibrate(batches)}
-    return QuantizedModel(config, graph.quantize(record["thresholds"]),
+              "dense": dense, "thresholds": graph.calibrate(batches)}
+    return QuantizedModel(config, graph.build(dense, record["thresholds"]),
                           state.meta.get("_head"), graph.network, record, state.meta,
-                          state.tokenizer_dir)
+                          state.tokenizer_dir, dense)
+
+
+def _amx_status() -> str:
+    from .. import ops
+    if not ops.available():
+        return ops.status()
+    return "this CPU or kernel does not grant AMX"
 
 
 def is_quantized(path) -> bool:
@@ -296,8 +372,17 @@ def load_int8(path, config=None) -> QuantizedModel:
             raise CheckpointError(f"{key} is {record.get(key)!r}; this bortkit builds "
                                   f"{expected!r}; quantize again with calibration text",
                                   path=where)
+    dense = record.get("dense", "onednn")  # records before the AMX kernel: oneDNN
+    if dense not in DENSE_KERNELS:
+        raise CheckpointError(f"dense is {dense!r}; expected one of "
+                              f"{', '.join(DENSE_KERNELS)}", path=where)
+    if dense == "amx" and dense_kernel() != "amx":
+        warnings.warn(f"bortkit: {where} was made with dense='amx', which does not run here "
+                      f"({_amx_status()}); using oneDNN int8 with its stored thresholds",
+                      RuntimeWarning, stacklevel=2)
+        dense = "onednn"
     graph = Int8Graph(state)
     thresholds = {k: tuple(v) for k, v in record["thresholds"].items()}
-    return QuantizedModel(state.config, graph.quantize(thresholds, path=where),
+    return QuantizedModel(state.config, graph.build(dense, thresholds, path=where),
                           state.meta.get("_head"), graph.network, record, state.meta,
-                          state.tokenizer_dir)
+                          state.tokenizer_dir, dense)

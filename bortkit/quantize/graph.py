@@ -125,6 +125,11 @@ def collect_thresholds(sym, params: dict, batches: Sequence[dict],
             for name, (low, high) in sorted(collector.min_max_dict.items())}
 
 
+def required_thresholds(sym, params: dict, exclude: Sequence[str] = ()) -> list:
+    """The tensors whose thresholds :func:`quantize_symbol` needs."""
+    return list(_quantization_pass(sym, params, exclude)[2].include_layer)
+
+
 def quantize_symbol(sym, params: dict, thresholds: dict, data_names: Sequence[str],
                     exclude: Sequence[str] = ()):
     """The int8 graph of ``sym`` with ``thresholds`` as a hybridized Gluon ``SymbolBlock``

@@ -1,0 +1,65 @@
+"""The AMX int8 dense operator (``int8_dense.cc``): weight packing and the AMX check.
+
+``pack_weight`` turns a float32 (N, K) Dense weight into the operator's inputs: the
+per-output-channel int8 weight in AMX's tile layout, its scales and its column sums.
+``amx_ready`` says whether the operator runs on AMX here (CPU, OS and Linux's tile-data
+permission, which the library asks for once); bortkit uses the operator only then.
+"""
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from . import loaded_path
+
+__all__ = ["amx_ready", "pack_weight", "quantize_weight", "int8_dense"]
+
+TILE_ROWS, TILE_BYTES = 16, 64   # an AMX tile: 16 rows of 64 bytes
+_ready: dict = {}                # library path -> bool
+
+
+def amx_ready() -> bool:
+    """True when the operator library is loaded and runs ``bortkit_int8_dense`` on AMX."""
+    path = loaded_path()
+    if path is None:
+        return False
+    if path not in _ready:
+        # the library is already loaded by MXNet: dlopen returns the same image
+        _ready[path] = bool(ctypes.CDLL(str(path)).bortkit_amx_ready())
+    return _ready[path]
+
+
+def quantize_weight(weight: np.ndarray) -> tuple:
+    """(N, K) float32 -> (int8 (N, K), float32 scales (N,)): symmetric per output channel,
+    ``scale = max|w| / 127`` (1 for an all-zero row), ``q = rint(w / scale)``."""
+    weight = np.asarray(weight, dtype=np.float32)
+    amax = np.abs(weight).max(axis=1)
+    scale = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    q = np.clip(np.rint(weight / scale[:, None]), -127, 127).astype(np.int8)
+    return q, scale
+
+
+def pack_weight(weight: np.ndarray) -> tuple:
+    """(N, K) float32 -> (packed int8 (ceil(N/16), ceil(K/64), 16, 64), scales (N,) float32,
+    column sums (N,) int32): the inputs of ``bortkit_int8_dense`` after the data."""
+    q, scale = quantize_weight(weight)
+    n, k = q.shape
+    n_pad, k_pad = -n % TILE_ROWS, -k % TILE_BYTES
+    padded = np.pad(q, ((0, n_pad), (0, k_pad)))
+    # [n / 16][k / 64][(k % 64) / 4][(n % 16) * 4 + k % 4]
+    tiles = padded.reshape((n + n_pad) // 16, 16, (k + k_pad) // 64, 16, 4)
+    packed = np.ascontiguousarray(tiles.transpose(0, 2, 3, 1, 4)).reshape(
+        (n + n_pad) // 16, (k + k_pad) // 64, TILE_ROWS, TILE_BYTES)
+    return packed, scale, q.astype(np.int32).sum(axis=1).astype(np.int32)
+
+
+def int8_dense(F, x, weight, scale, colsum, bias, units: int, norm=None):
+    """(..., K) float32 -> (..., units) float32 through the packed int8 weight
+    (``pack_weight``); the input is quantized per row inside the operator. With
+    ``norm=(residual, gamma, beta, eps)``: ``LayerNorm(dense(x) + residual)`` instead."""
+    if norm is None:
+        return F.bortkit_int8_dense(x, weight, scale, colsum, bias, units=units)
+    residual, gamma, beta, eps = norm
+    return F.bortkit_int8_dense(x, weight, scale, colsum, bias, residual, gamma, beta,
+                                units=units, norm=1, eps=eps)

@@ -1,0 +1,134 @@
+"""The AMX int8 inference graph: the encoder's dense layers on ``bortkit_int8_dense``.
+
+:func:`amx_symbol` rewrites the folded fp32 graph (:func:`bortkit.quantize.graph.
+fold_parameters`): every ``FullyConnected`` node named in ``products`` (the query/key/value
+product, the attention output and both FFN products of every layer) becomes a
+``bortkit_int8_dense`` node (:mod:`bortkit.ops.int8_dense`) reading the packed int8 weight,
+its per-channel scales and column sums, and the fp32 bias; the input is quantized per row
+inside the operator (dynamic, so no thresholds). Where such a product feeds (through an
+inference Dropout) only a residual add that feeds only a LayerNorm, the operator also does
+the add and the LayerNorm (one pass over the row block while it is in cache). Embeddings,
+attention scores, softmax and the task head stay fp32, as in the fp32 graph.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Sequence
+
+OP = "bortkit_int8_dense"
+
+
+def amx_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
+    """``(symbol, parameters)`` with the ``FullyConnected`` nodes named in ``products``
+    on the int8 operator. Raises ``KeyError`` for a name that is not such a node."""
+    import mxnet as mx
+    from ..ops.int8_dense import pack_weight
+    graph = json.loads(sym.tojson())
+    nodes = graph["nodes"]
+    by_name = {node["name"]: i for i, node in enumerate(nodes)}
+    new_params = dict(params)
+    for name in products:
+        node = nodes[by_name[name]]  # KeyError: not in the graph
+        if node["op"] != "FullyConnected" or node.get("attrs", {}).get("flatten") != "False":
+            raise KeyError(name)
+        weight_name = nodes[node["inputs"][1][0]]["name"]
+        weight = params[weight_name].asnumpy()
+        units = weight.shape[0]
+        packed, scale, colsum = pack_weight(weight)
+        inputs = node["inputs"][:2]
+        extra = {f"{name}_int8_scale": mx.nd.array(scale, dtype="float32"),
+                 f"{name}_int8_colsum": mx.nd.array(colsum, dtype="int32")}
+        if len(node["inputs"]) > 2:
+            bias_name = nodes[node["inputs"][2][0]]["name"]
+        else:
+            bias_name = f"{name}_int8_bias"
+            extra[bias_name] = mx.nd.zeros(units, dtype="float32")
+        new_params[weight_name] = mx.nd.array(packed, dtype="int8")  # read by this node only
+        for key in extra:
+            by_name[key] = len(nodes)
+            nodes.append({"op": "null", "name": key, "inputs": []})
+        new_params.update(extra)
+        inputs += [[by_name[f"{name}_int8_scale"], 0, 0], [by_name[f"{name}_int8_colsum"], 0, 0],
+                   [by_name[bias_name], 0, 0]]
+        node.update(op=OP, attrs={"units": str(units)}, inputs=inputs)
+        _fuse_add_norm(nodes, by_name[name], graph["heads"])
+    graph["arg_nodes"] = [i for i, node in enumerate(nodes) if node["op"] == "null"]
+    # appended variables come after their readers: MXNet needs a topological order
+    order = _topological(nodes, graph["heads"])
+    index = {old: new for new, old in enumerate(order)}
+    graph["nodes"] = [{**nodes[old], "inputs": [[index[i], o, v] for i, o, v in
+                                                nodes[old]["inputs"]]} for old in order]
+    graph["heads"] = [[index[i], o, v] for i, o, v in graph["heads"]]
+    graph["arg_nodes"] = [index[i] for i in graph["arg_nodes"] if i in index]
+    graph.pop("node_row_ptr", None)
+    return mx.sym.load_json(json.dumps(graph)), new_params
+
+
+def _readers(nodes: list, heads: list, index: int) -> list:
+    """(reader node index or None for a graph output, output slot) of node ``index``."""
+    found = [(j, o) for j, node in enumerate(nodes) for i, o, _ in node["inputs"] if i == index]
+    return found + [(None, o) for i, o, _ in heads if i == index]
+
+
+def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
+    """dense -> (Dropout) -> elemwise_add(., residual) -> bortkit_layer_norm (each read
+    once, the LayerNorm's output 0 only): the LayerNorm node becomes the dense operator
+    with the residual, gamma and beta; the others are left unread."""
+    chain = [dense]
+    readers = _readers(nodes, heads, dense)
+    if len(readers) == 1 and readers[0][0] is not None and \
+            nodes[readers[0][0]]["op"] == "Dropout":
+        chain.append(readers[0][0])
+        readers = _readers(nodes, heads, chain[-1])
+    if len(readers) != 1 or readers[0][0] is None or \
+            nodes[readers[0][0]]["op"] != "elemwise_add":
+        return
+    add = readers[0][0]
+    norm_readers = _readers(nodes, heads, add)
+    if len(norm_readers) != 1 or norm_readers[0][0] is None:
+        return
+    norm = norm_readers[0][0]
+    if nodes[norm]["op"] != "bortkit_layer_norm" or nodes[norm]["inputs"][0][0] != add or \
+            any(o != 0 for _, o in _readers(nodes, heads, norm)):
+        return
+    residual = [entry for entry in nodes[add]["inputs"] if entry[0] != chain[-1]]
+    if len(residual) != 1:
+        return
+    attrs = {**nodes[dense]["attrs"], "norm": "1", "eps": nodes[norm]["attrs"].get("eps", "1e-5")}
+    nodes[norm] = {"op": OP, "name": nodes[norm]["name"], "attrs": attrs,
+                   "inputs": nodes[dense]["inputs"] + residual + nodes[norm]["inputs"][1:]}
+
+
+def _topological(nodes: list, heads: list) -> list:
+    """Node indices with every input before its reader (depth first from the heads)."""
+    order, seen = [], set()
+    for i, _, _ in heads:
+        stack = [(i, False)]
+        while stack:
+            j, done = stack.pop()
+            if done:
+                order.append(j)
+                continue
+            if j in seen:
+                continue
+            seen.add(j)
+            stack.append((j, True))
+            stack.extend((k, False) for k, _, _ in reversed(nodes[j]["inputs"]) if k not in seen)
+    return order
+
+
+def amx_block(sym, params: dict, products: Sequence[str], data_names: Sequence[str]):
+    """The rewritten graph as a hybridized Gluon ``SymbolBlock`` (inputs ``data_names``)."""
+    import mxnet as mx
+    from mxnet.gluon import SymbolBlock
+    sym, params = amx_symbol(sym, params, products)
+    sym = sym.get_backend_symbol("MKLDNN")  # oneDNN's fp32 fusions (attention products)
+    with warnings.catch_warnings():  # "cannot decide type" of the inputs: they are float32
+        warnings.simplefilter("ignore", UserWarning)
+        block = SymbolBlock(sym, [mx.sym.var(n) for n in data_names])
+    block.collect_params().load_dict({k: v for k, v in params.items()
+                                      if k in block.collect_params()},
+                                     ctx=mx.cpu(), cast_dtype=True, dtype_source="saved")
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
