@@ -57,7 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--work-dir", default=str(Path.home() / ".cache" / "bortkit-bench"
                                                   / "search_proxy"))
-    parser.add_argument("--out", default=str(common.RESULTS_DIR / "search_proxy.json"))
+    parser.add_argument("--out", default=None,
+                        help="results JSON (default bench/results/search_proxy.json, "
+                             "search_proxy_quick.json with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="3 representatives, recipes default:steps=1 long:steps=10")
     parser.add_argument("--threads", type=int, default=None)
@@ -65,8 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.representatives = 3
         args.recipes = args.recipes or ["default:steps=1", "long:steps=10"]
-        args.out = str(Path(args.out).with_name("search_proxy_quick.json"))
+        args.out = args.out or str(common.RESULTS_DIR / "search_proxy_quick.json")
         args.work_dir = args.work_dir + "-quick"
+    args.out = args.out or str(common.RESULTS_DIR / "search_proxy.json")
     args.recipes = args.recipes or list(DEFAULT_RECIPES)
     args.references = args.references or ["long"]
     return args
