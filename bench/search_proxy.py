@@ -105,17 +105,22 @@ def representatives(max_params: str, count: int) -> tuple[list, "object"]:
     return reps, chosen.maximum_point
 
 
-def teacher_quality(error) -> dict:
-    """The teacher's own held-out entropy (``teacher-ce`` against itself) and MLM loss."""
+def masked_lm(checkpoint):
+    """A bortkit checkpoint with an MLM head, built and loaded (inference mode)."""
     from bortkit.checkpoint import read_state
     from bortkit.checkpoint.core import assign
     from bortkit.distill import build_masked_lm
-    from bortkit.search.error import heldout_losses
-    state = read_state(error.teacher_dir)
+    state = read_state(checkpoint)
     model = build_masked_lm(state.config)
     assign(model, state)
-    scores = heldout_losses(model, model, str(error.heldout_dir), error.training.batch_size,
-                            error.training.eval_batches)
+    return model
+
+
+def teacher_quality(checkpoint, heldout_dir, batch_size: int, batches: int) -> dict:
+    """A masked LM's own held-out entropy (``teacher-ce`` against itself) and MLM loss."""
+    from bortkit.search.error import heldout_losses
+    model = masked_lm(checkpoint)
+    scores = heldout_losses(model, model, str(heldout_dir), batch_size, batches)
     return {"entropy": scores["teacher-ce"], "mlm": scores["mlm"]}
 
 
@@ -150,7 +155,9 @@ def main(argv=None) -> int:
             training=Training(**overrides), seq_length=args.max_length,
             teacher_mlm_steps=args.teacher_mlm_steps, teacher_mlm_train=args.teacher_mlm_train,
             teacher_mlm_lr=args.teacher_mlm_lr, cache=user_cache_dir(), progress=False)
-    teacher = teacher_quality(next(iter(errors.values())))
+    first = next(iter(errors.values()))
+    teacher = teacher_quality(first.teacher_dir, first.heldout_dir, first.training.batch_size,
+                              first.training.eval_batches)
     print(f"teacher: held-out entropy {teacher['entropy']:.3f}, MLM {teacher['mlm']:.3f}",
           flush=True)
     scores: dict = {name: {} for name in recipes}

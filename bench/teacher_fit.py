@@ -28,26 +28,22 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     common.configure_threads(args.threads)
-    from bortkit.checkpoint import read_state
-    from bortkit.checkpoint.core import assign
-    from bortkit.distill import build_masked_lm, fit_mlm_head
+    from bortkit.distill import fit_mlm_head
     from bortkit.info import bundled_minilm
-    from bortkit.search.error import heldout_losses
+    from search_proxy import teacher_quality   # bench/search_proxy.py
     rows = []
     for setting in args.settings:
         lr, steps, scope = setting.split(":")
         out = args.work_dir / f"teacher-{scope}-{lr}-{steps}"
-        start = time.perf_counter()
+        fit_seconds = None                       # None: fitted by an earlier run, reused
         if not (out / "config.json").exists():
+            start = time.perf_counter()
             fit_mlm_head(bundled_minilm(), args.data / "train", out, int(steps),
                          learning_rate=float(lr), scope=scope)
-        state = read_state(out)
-        model = build_masked_lm(state.config)
-        assign(model, state)
-        scores = heldout_losses(model, model, str(args.data / "heldout"), 8, 25)
+            fit_seconds = round(time.perf_counter() - start)
         rows.append({"learning_rate": float(lr), "steps": int(steps), "scope": scope,
-                     "fit_seconds": round(time.perf_counter() - start),
-                     "entropy": scores["teacher-ce"], "mlm": scores["mlm"]})
+                     "fit_seconds": fit_seconds,
+                     **teacher_quality(out, args.data / "heldout", 8, 25)})
         print(json.dumps(rows[-1]), flush=True)
     print(f"wrote {common.write_results('teacher_fit', {'fits': rows})}")
 

@@ -181,7 +181,8 @@ def table(s: Path, readonly) -> dict:
     ]
     sr = ["--output-dir", str(s / "out/search"), "--no-progress", "--latency", "flops"]
     search = _numeric(sr, {"--max-length": {"absurd": "100000"}, "--batch-size": {},
-                           "--steps-per-candidate": {}, "--epsilon": {}}) + [
+                           "--steps-per-candidate": {}, "--epsilon": {},
+                           "--teacher-mlm-lr": {"nan": "nan", "inf": "inf"}}) + [
         ("space missing", sr + ["--space", str(s / "nope.yaml")], "nope.yaml"),
         ("teacher missing", sr + ["--teacher", str(s / "nope")], "nope"),
         ("corpus missing", sr + ["--corpus", str(s / "nope.txt")], "nope.txt"),

@@ -70,34 +70,18 @@ class _Axis:
         self.to, self.src, self.writes = np.asarray(to, int), np.asarray(src, int), writes
 
 
-def _width(units: int, teacher_units: int, writes: bool) -> _Axis:
-    n = min(units, teacher_units)
-    return _Axis(np.arange(n), np.arange(n), writes)
-
-
-def _heads(heads: int, units: int, t_heads: int, t_units: int, keep, writes: bool) -> _Axis:
-    d, d_t = units // heads, t_units // t_heads
-    n = min(d, d_t)
-    to = [h * d + j for h in range(len(keep)) for j in range(n)]
-    src = [t * d_t + j for t in keep for j in range(n)]
-    return _Axis(to, src, writes)
-
-
 def _copy(current: np.ndarray, source: np.ndarray, axes, scale: float = 1.0) -> np.ndarray:
     """``current`` with the mapped block from ``source`` (times ``scale``) and the writing
-    axes' other positions zeroed."""
+    axes' other positions zeroed; an axis given as None maps its leading positions."""
     out = current.copy()
+    axes = [a if a is not None else _Axis(np.arange(min(n, m)), np.arange(min(n, m)), False)
+            for a, n, m in zip(axes, out.shape, source.shape)]
     for k, axis in enumerate(axes):
-        if axis is not None and axis.writes:
-            rest = np.setdiff1d(np.arange(out.shape[k]), axis.to)
+        if axis.writes:
             index = [slice(None)] * out.ndim
-            index[k] = rest
+            index[k] = np.setdiff1d(np.arange(out.shape[k]), axis.to)
             out[tuple(index)] = 0
-    to = [a.to if a is not None else np.arange(min(out.shape[k], source.shape[k]))
-          for k, a in enumerate(axes)]
-    src = [a.src if a is not None else np.arange(min(out.shape[k], source.shape[k]))
-           for k, a in enumerate(axes)]
-    out[np.ix_(*to)] = source[np.ix_(*src)] * scale
+    out[np.ix_(*(a.to for a in axes))] = source[np.ix_(*(a.src for a in axes))] * scale
     return out
 
 
@@ -106,92 +90,103 @@ def _largest(scores: np.ndarray, count: int) -> list[int]:
     return sorted(np.argsort(-scores, kind="stable")[:count].tolist())
 
 
-def _layer_plan(teacher: Mapping[str, np.ndarray], prefix: str, heads: int, units: int,
-                ffn_units: int, t_heads: int) -> dict:
-    """Which teacher heads and FFN units a candidate layer keeps."""
-    t_units = teacher[f"{prefix}attention.output.weight"].shape[0]
-    d_t = t_units // t_heads
-    out = teacher[f"{prefix}attention.output.weight"].reshape(t_units, t_heads, d_t)
-    head_norm = np.sqrt((out ** 2).sum(axis=(0, 2)))
-    w1, w2 = teacher[f"{prefix}ffn.ffn_1.weight"], teacher[f"{prefix}ffn.ffn_2.weight"]
-    unit_score = np.linalg.norm(w1, axis=1) * np.linalg.norm(w2, axis=0)
-    return {"heads": _largest(head_norm, min(heads, t_heads)),
-            "units": _largest(unit_score, min(ffn_units, len(unit_score)))}
+class _Shapes:
+    """The candidate's and the teacher's widths and head counts, and per teacher layer which
+    heads and FFN units the candidate keeps."""
+
+    def __init__(self, units: int, ffn_units: int, heads: int, t_units: int, t_heads: int):
+        self.units, self.ffn_units, self.heads = units, ffn_units, heads
+        self.t_units, self.t_heads = t_units, t_heads
+        # LayerNorm averages over the candidate's extra (zero) dimensions too
+        self.gamma_scale = math.sqrt(t_units / units) if units > t_units else 1.0
+        self.plans: dict = {}
+
+    def width(self, writes: bool) -> _Axis:
+        n = min(self.units, self.t_units)
+        return _Axis(np.arange(n), np.arange(n), writes)
+
+    def head_dims(self, keep, writes: bool) -> _Axis:
+        d, d_t = self.units // self.heads, self.t_units // self.t_heads
+        n = min(d, d_t)
+        return _Axis([h * d + j for h in range(len(keep)) for j in range(n)],
+                     [t * d_t + j for t in keep for j in range(n)], writes)
+
+    def plan(self, teacher: Mapping[str, np.ndarray], prefix: str) -> dict:
+        """The teacher heads (largest output projection) and FFN units (largest
+        |W1 row| x |W2 column|) a candidate layer built from teacher layer ``prefix`` keeps."""
+        if prefix not in self.plans:
+            out = teacher[f"{prefix}attention.output.weight"]
+            out = out.reshape(self.t_units, self.t_heads, self.t_units // self.t_heads)
+            w1, w2 = teacher[f"{prefix}ffn.ffn_1.weight"], teacher[f"{prefix}ffn.ffn_2.weight"]
+            unit_score = np.linalg.norm(w1, axis=1) * np.linalg.norm(w2, axis=0)
+            self.plans[prefix] = {
+                "heads": _largest(np.sqrt((out ** 2).sum(axis=(0, 2))),
+                                  min(self.heads, self.t_heads)),
+                "units": _largest(unit_score, min(self.ffn_units, len(unit_score)))}
+        return self.plans[prefix]
 
 
 def init_from_teacher(parameters: Mapping, teacher: Mapping[str, np.ndarray],
                       heads: Optional[tuple[int, int]] = None) -> dict:
     """Copy the teacher's tensors into ``parameters`` (bortkit name -> Gluon Parameter, as
     :func:`bortkit.checkpoint.named_parameters` gives), function-preserving as the module
-    says; ``heads`` is (candidate heads, teacher heads). Returns how many tensors were copied
-    whole, in part, or left random (names the teacher lacks, e.g. a variant's own terms)."""
+    says; ``heads`` is (candidate heads, teacher heads), without it every tensor takes the
+    teacher's leading block. Returns how many tensors were copied whole, in part, or left
+    random (names the teacher lacks, e.g. a variant's own terms)."""
     import mxnet as mx
     depth, teacher_depth = _depth(parameters), _depth(teacher)
     layers = layer_map(depth, teacher_depth) if depth and teacher_depth else []
-    first = parameters.get("encoder.0.attention.output.weight")
-    units = first.shape[0] if first is not None else None
-    ffn = parameters.get("encoder.0.ffn.ffn_1.weight")
-    ffn_units = ffn.shape[0] if ffn is not None else None
-    t_first = teacher.get("encoder.0.attention.output.weight")
-    t_units = t_first.shape[0] if t_first is not None else None
-    gamma_scale = math.sqrt(t_units / units) if units and t_units and units > t_units else 1.0
-    plans: dict = {}
+    shapes = None
+    probe = ("encoder.0.attention.output.weight", "encoder.0.ffn.ffn_1.weight")
+    if heads is not None and all(n in parameters for n in probe) and probe[0] in teacher:
+        shapes = _Shapes(parameters[probe[0]].shape[0], parameters[probe[1]].shape[0],
+                         heads[0], teacher[probe[0]].shape[0], heads[1])
     counts = {"whole": 0, "part": 0, "random": 0}
     for name, param in parameters.items():
         match = LAYER.match(name)
         rest = name[match.end():] if match else name
-        prefix = f"encoder.{layers[int(match.group(1))]}." if match else ""
-        source = teacher.get(prefix + rest)
-        if source is None:
-            counts["random"] += 1
+        prefix = f"encoder.{layers[int(match.group(1))]}." if match else None
+        source = teacher.get((prefix or "") + rest)
+        current = param.data().asnumpy()
+        if source is None or current.ndim != np.ndim(source):  # e.g. a convolutional
+            counts["random"] += 1                                # projection: its own init
             continue
         source = np.asarray(source)
-        current = param.data().asnumpy()
-        if current.ndim != source.ndim:      # e.g. a convolutional projection: its own init
-            counts["random"] += 1
-            continue
-        if None in (units, ffn_units, t_units, heads) or current.ndim == 0:
-            new = overlap(current, source)
-        else:
-            new = _extract(rest, current, source, match, prefix, teacher, plans, units,
-                           ffn_units, t_units, heads, gamma_scale)
+        new = overlap(current, source) if shapes is None or current.ndim == 0 else \
+            _extract(rest, current, source, prefix, teacher, shapes)
         param.set_data(mx.nd.array(new, dtype=param.dtype))
         counts["whole" if current.shape == source.shape else "part"] += 1
     return counts
 
 
-def _extract(rest, current, source, match, prefix, teacher, plans, units, ffn_units, t_units,
-             heads, gamma_scale) -> np.ndarray:
-    """One tensor's function-preserving copy (see the module docstring)."""
-    def width(writes):
-        return _width(units, t_units, writes)
-    if rest.endswith(("norm.gamma", "layer_norm.gamma")):
-        return _copy(current, source, [width(True)], scale=gamma_scale)
-    if rest.endswith(("norm.beta", "layer_norm.beta")):
+def _extract(rest: str, current: np.ndarray, source: np.ndarray, prefix: Optional[str],
+             teacher: Mapping[str, np.ndarray], shapes: _Shapes) -> np.ndarray:
+    """One tensor's function-preserving copy (see the module docstring); ``prefix`` is the
+    teacher layer of an encoder tensor, None elsewhere."""
+    width = shapes.width
+    if rest.endswith("norm.gamma"):
+        return _copy(current, source, [width(True)], scale=shapes.gamma_scale)
+    if rest.endswith("norm.beta"):
         return _copy(current, source, [width(True)])
     if rest.startswith("embeddings.") and rest.endswith("embed.weight"):
         return _copy(current, source, [None, width(True)])
     if rest.startswith("mlm_head.transform."):
         return _copy(current, source, [width(True), width(False)][:current.ndim])
-    if not match:
+    if prefix is None:
         return overlap(current, source)        # pooler, decoder bias: leading block
-    h, t_h = heads
-    if prefix not in plans:
-        plans[prefix] = _layer_plan(teacher, prefix, h, units, ffn_units, t_h)
-    plan = plans[prefix]
+    plan = shapes.plan(teacher, prefix)
     if rest.startswith("attention."):
         kind = rest.split(".")[1]
-        keep = plan["heads"]
         if kind == "output":
-            axes = [width(True), _heads(h, units, t_h, t_units, keep, True)]
+            axes = [width(True), shapes.head_dims(plan["heads"], True)]
             return _copy(current, source, axes[:current.ndim])
-        scale = math.sqrt((units // h) / (t_units // t_h)) if kind == "query" else 1.0
-        head_axis = _heads(h, units, t_h, t_units, keep, kind == "query")
+        scale = math.sqrt((shapes.units // shapes.heads) / (shapes.t_units // shapes.t_heads)) \
+            if kind == "query" else 1.0
+        head_axis = shapes.head_dims(plan["heads"], writes=kind == "query")
         return _copy(current, source, [head_axis, width(False)][:current.ndim], scale)
-    if rest.startswith("ffn.ffn_1."):
-        unit_axis = _Axis(np.arange(len(plan["units"])), plan["units"], False)
-        return _copy(current, source, [unit_axis, width(False)][:current.ndim])
-    if rest.startswith("ffn.ffn_2."):
-        unit_axis = _Axis(np.arange(len(plan["units"])), plan["units"], True)
-        return _copy(current, source, [width(True), unit_axis][:current.ndim])
+    if rest.startswith("ffn.ffn_"):
+        writes = rest.startswith("ffn.ffn_2.")
+        unit_axis = _Axis(np.arange(len(plan["units"])), plan["units"], writes)
+        axes = [width(True), unit_axis] if writes else [unit_axis, width(False)]
+        return _copy(current, source, axes[:current.ndim])
     return overlap(current, source)
