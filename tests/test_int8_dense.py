@@ -76,22 +76,42 @@ def test_int8_dense_is_close_to_fp32():
     assert error.mean() < 0.015 * product.mean() and error.max() < 0.1 * product.max()
 
 
-@pytest.mark.parametrize("rows", [40, 200])  # columns split between threads, or not
-def test_int8_dense_with_residual_and_layer_norm(rows):
+# columns split between threads (40 rows) or not (200); weights in several L2 panels (768 KB)
+@pytest.mark.parametrize("rows,k,n", [(40, 128, 96), (200, 128, 96), (100, 768, 1024)])
+def test_int8_dense_with_residual_and_layer_norm(rows, k, n):
     rng = np.random.default_rng(3)
-    x = rng.normal(size=(rows, 128)).astype(np.float32)
-    weight = (rng.normal(size=(96, 128)) * 0.05).astype(np.float32)
-    bias, gamma, beta = rng.normal(size=(3, 96)).astype(np.float32)
-    residual = rng.normal(size=(rows, 96)).astype(np.float32)
+    x = rng.normal(size=(rows, k)).astype(np.float32)
+    weight = (rng.normal(size=(n, k)) * 0.05).astype(np.float32)
+    bias, gamma, beta = rng.normal(size=(3, n)).astype(np.float32)
+    residual = rng.normal(size=(rows, n)).astype(np.float32)
     packed, scale, colsum = pack_weight(weight)
     got = int8_dense(mx.nd, mx.nd.array(x), mx.nd.array(packed, dtype="int8"),
                      mx.nd.array(scale), mx.nd.array(colsum, dtype="int32"), mx.nd.array(bias),
-                     units=96, norm=(mx.nd.array(residual), mx.nd.array(gamma),
+                     units=n, norm=(mx.nd.array(residual), mx.nd.array(gamma),
                                      mx.nd.array(beta), 1e-12)).asnumpy()
     y = _numpy_int8_dense(x, weight, bias).astype(np.float64) + residual
     centred = y - y.mean(axis=1, keepdims=True)
     expected = centred / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + 1e-12) * gamma + beta
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_dense_with_gelu():
+    from scipy.special import erf
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(70, 96)).astype(np.float32)
+    weight = (rng.normal(size=(200, 96)) * 0.2).astype(np.float32)
+    bias = rng.normal(size=200).astype(np.float32)
+    packed, scale, colsum = pack_weight(weight)
+    got = int8_dense(mx.nd, mx.nd.array(x), mx.nd.array(packed, dtype="int8"),
+                     mx.nd.array(scale), mx.nd.array(colsum, dtype="int32"), mx.nd.array(bias),
+                     units=200, activation="gelu").asnumpy()
+    y = _numpy_int8_dense(x, weight, bias).astype(np.float64)
+    assert (y < -1).any() and (y > 1).any()   # both tails of the erf
+    np.testing.assert_allclose(got, y * (1 + erf(y / np.sqrt(2))) / 2, rtol=1e-5, atol=2e-6)
+    with pytest.raises(mx.MXNetError, match="activation must be 'gelu'"):
+        int8_dense(mx.nd, mx.nd.array(x), mx.nd.array(packed, dtype="int8"),
+                   mx.nd.array(scale), mx.nd.array(colsum, dtype="int32"), mx.nd.array(bias),
+                   units=200, activation="relu").wait_to_read()
 
 
 class _Int8Dense(HybridBlock):

@@ -131,7 +131,14 @@ def test_amx_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, tm
     assert ops.count("FullyConnected") == 2  # the pooler and the classifier stay fp32
     # attention output and FFN output carry their residual add and LayerNorm
     assert sum(n.get("attrs", {}).get("norm") == "1" for n in nodes) == 2 * layers
+    # the exact GELU goes into the FFN's first product
+    assert state.config.activation == "gelu" and "LeakyReLU" not in ops
+    assert sum(n.get("attrs", {}).get("activation") == "gelu" for n in nodes) == layers
     assert ops.count("bortkit_layer_norm") == 1 and ops.count("elemwise_add") == 2
+    # each attention is one fused bf16 operator: no scores, mask or softmax node is left
+    assert ops.count("bortkit_self_attention") == layers
+    assert not {"_contrib_interleaved_matmul_selfatt_qk", "bortkit_mask_scores",
+                "softmax"} & set(ops)
     classifier, _ = classifier_from_state(state, 2, "cls")
     fp32 = classifier(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
     amx = quantized.predict(ids, types, mask)

@@ -11,8 +11,10 @@ Profiling a masked-LM training step of a small Transformer on CPU (``bench/pretr
 They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
 source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask),
 ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW), with ``common.h`` and
-``library.cc``; ``int8_dense.cc`` adds an inference operator, the int8 dense layer on Intel
-AMX that :mod:`bortkit.quantize` uses where the CPU has AMX (:mod:`~bortkit.ops.int8_dense`).
+``library.cc``; two inference operators serve :mod:`bortkit.quantize` where the CPU has
+Intel AMX (``amx.h`` detects it): ``int8_dense.cc``, the int8 dense layer
+(:mod:`~bortkit.ops.int8_dense`), and ``attention.cc``, the fused self-attention on bf16
+tiles that replaces the four attention operators in that graph.
 :mod:`bortkit.ops.library` compiles them once into a cached, verified library
 (``python -m bortkit.ops build``, or on first use) and loads it. The Python functions that
 call them are in :mod:`~bortkit.ops.encoder`, :mod:`~bortkit.ops.loss` and

@@ -17,23 +17,18 @@
 //     The same product, then a residual (..., N) added and LayerNorm over the row (mean,
 //     then the mean square of the centred row, in float), while the row block is in cache:
 //     BERT's "Dense -> (Dropout) -> add -> LayerNorm" at inference in one pass.
+// bortkit_int8_dense(data, weight, scale, colsum, bias; units, activation="gelu")
+//     -> GELU(out), the exact x * Phi(x) (erf to 1.5e-7, Abramowitz & Stegun 7.1.26): the
+//     FFN's first product and its activation in one pass.
 //
-// bortkit_amx_ready() (plain C, for ctypes): 1 when the CPU has AMX-TILE and AMX-INT8, the
-// OS enables the tile state, and Linux granted this process the tile data permission
-// (arch_prctl ARCH_REQ_XCOMP_PERM, asked once). Without it the operator runs a scalar loop
+// bortkit_amx_ready() (plain C, for ctypes): 1 when amx_ready(kAmxInt8) (amx.h): the CPU,
+// the OS and Linux's tile-data permission allow AMX-INT8. Without it the operator runs a scalar loop
 // with the same arithmetic (slow: for tests on other CPUs, never chosen by bortkit).
 // Hand-written: MXNet 1.9.1's oneDNN 2.4.4 has no AMX inner product.
 #include "common.h"
+#include "amx.h"
 
 #include <algorithm>
-#include <mutex>
-#if defined(__x86_64__) && defined(__GNUC__) && __GNUC__ >= 11
-#include <cpuid.h>
-#include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#define BORTKIT_AMX 1
-#endif
 
 using namespace mxnet::ext;
 using namespace bortkit_ops;
@@ -41,31 +36,6 @@ using namespace bortkit_ops;
 namespace {
 
 constexpr int kTileRows = 16, kTileBytes = 64, kTile = kTileRows * kTileBytes;
-
-#ifdef BORTKIT_AMX
-bool amx_detect() {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  if (!((d >> 24) & 1) || !((d >> 25) & 1)) return false;  // AMX-TILE, AMX-INT8
-  if (!__get_cpuid(1, &a, &b, &c, &d) || !((c >> 27) & 1)) return false;  // OSXSAVE
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if (((lo >> 17) & 3) != 3) return false;  // XTILECFG and XTILEDATA enabled by the OS
-  const long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-}
-#endif
-
-bool amx_ready() {
-#ifdef BORTKIT_AMX
-  static std::once_flag once;
-  static bool ready = false;
-  std::call_once(once, [] { ready = amx_detect(); });
-  return ready;
-#else
-  return false;
-#endif
-}
 
 // One row of x (K,) -> u8 q + 128 at dst (tile rows: 64 bytes, then the next tile's row
 // kTile bytes further), zeros after K up to Kp; returns the row scale max|x| / 127.
@@ -134,13 +104,30 @@ void quantize_rows(const float* x, int64_t rows, int64_t K, int64_t Mp, int64_t 
   }
 }
 
-// float(acc - 128 colsum) * (s_r * scale_n) + bias_n for columns [n0, n0 + count) of a row.
+// x * Phi(x) = x (1 + erf(x / sqrt 2)) / 2 with Abramowitz & Stegun's 7.1.26 for erf
+// (|error| <= 1.5e-7), branch-free so that loops over it vectorise.
+inline float gelu(float x) {
+  const float z = std::fabs(x) * 0.70710678118654752f;
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  const float poly =
+      t * (0.254829592f +
+           t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  const float erf_abs = 1.0f - poly * exp_approx(-z * z);
+  return 0.5f * x * (1.0f + (x < 0.0f ? -erf_abs : erf_abs));
+}
+
+// float(acc - 128 colsum) * (s_r * scale_n) + bias_n for columns [n0, n0 + count) of a row,
+// through GELU when ``activation``.
 inline void dequantize(const int32_t* acc, int64_t n0, int64_t count, float row_scale,
                        const float* scale, const int32_t* colsum, const float* bias,
-                       float* out) {
+                       bool activation, float* out) {
   for (int64_t j = 0; j < count; ++j) {
     const int64_t n = n0 + j;
     out[j] = static_cast<float>(acc[j] - 128 * colsum[n]) * (row_scale * scale[n]) + bias[n];
+  }
+  if (activation) {
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) out[j] = gelu(out[j]);
   }
 }
 
@@ -153,6 +140,7 @@ struct Dense {
   const float* bias;
   float* out;            // (rows, N)
   int64_t rows, N, KB;
+  bool gelu;              // GELU after the bias
   const float* residual;  // (rows, N) with gamma, beta (N,): LayerNorm(out + residual)
   const float* gamma;
   const float* beta;
@@ -184,16 +172,15 @@ void add_norm_rows(const Dense& p, int64_t first, int64_t last) {
 }
 
 #ifdef BORTKIT_AMX
-struct TileConfig {
-  uint8_t palette, start_row, reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
 // Blocks of 32 rows x 32 columns: tiles 0-3 accumulate, 4-5 hold u8 rows, 6-7 weights.
-// A work item is a 32-row block (its u8 rows stay in L1) and a run of columns: all of them
-// when there are enough row blocks for every thread, else the columns are split too
-// (batch 1), and the residual + LayerNorm waits for whole rows.
+// A work item is a 32-row block (its u8 rows stay in L1) and a panel of columns, items in
+// panel-major order: a panel's weights (at most kPanelBytes) stay in L2 while every row
+// block passes over them, so each weight is read from memory once, not once per row block
+// (the query/key/value weight of Bort, 3 MB, does not fit L2). With one panel (and enough
+// row blocks for every thread) the residual + LayerNorm runs on each finished row block;
+// else it waits for whole rows.
+constexpr int64_t kPanelBytes = 256 * 1024;
+
 __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
   const int64_t row_blocks = (p.rows + 31) / 32, col_tiles = (p.N + 15) / 16;
   const int64_t col_pairs = (col_tiles + 1) / 2;
@@ -202,23 +189,20 @@ __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
 #else
   const int64_t threads = 1;
 #endif
+  const int64_t pair_bytes = 2 * p.KB * kTile;
+  const int64_t for_threads =  // batch 1: split the columns so that every thread works
+      row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks;
   const int64_t splits = std::min<int64_t>(
-      col_pairs, row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks);
+      col_pairs, std::max<int64_t>(for_threads, (col_pairs * pair_bytes + kPanelBytes - 1) /
+                                                    kPanelBytes));
   const int64_t pairs_per_item = (col_pairs + splits - 1) / splits;
 #pragma omp parallel if (row_blocks * splits > 1)
   {
-    TileConfig config;
-    std::memset(&config, 0, sizeof(config));
-    config.palette = 1;
-    for (int t = 0; t < 8; ++t) {
-      config.rows[t] = kTileRows;
-      config.colsb[t] = kTileBytes;
-    }
-    _tile_loadconfig(&config);
+    configure_tiles(8);
     alignas(64) int32_t acc[32 * 32];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < row_blocks * splits; ++item) {
-      const int64_t mb = item / splits, first = (item % splits) * pairs_per_item * 2;
+      const int64_t mb = item % row_blocks, first = (item / row_blocks) * pairs_per_item * 2;
       const int64_t last = std::min<int64_t>(col_tiles, first + pairs_per_item * 2);
       const uint8_t* a0 = p.a + (2 * mb) * p.KB * kTile;
       const uint8_t* a1 = a0 + p.KB * kTile;
@@ -247,7 +231,7 @@ __attribute__((target("amx-tile,amx-int8"))) void gemm_amx(const Dense& p) {
         for (int64_t r = 0; r < 32 && mb * 32 + r < p.rows; ++r) {
           const int64_t row = mb * 32 + r;
           dequantize(acc + r * 32, n0, count, p.row_scale[row], p.scale, p.colsum, p.bias,
-                     p.out + row * p.N + n0);
+                     p.gelu, p.out + row * p.N + n0);
         }
       }
       if (splits == 1) add_norm_rows(p, mb * 32, mb * 32 + 32);
@@ -279,7 +263,7 @@ void gemm_scalar(const Dense& p) {
           acc[nt * 16 + c] += s;
         }
       }
-    dequantize(acc.data(), 0, p.N, p.row_scale[row], p.scale, p.colsum, p.bias,
+    dequantize(acc.data(), 0, p.N, p.row_scale[row], p.scale, p.colsum, p.bias, p.gelu,
                p.out + row * p.N);
     add_norm_rows(p, row, row + 1);
   }
@@ -290,8 +274,19 @@ bool has_norm(const std::unordered_map<std::string, std::string>& attrs) {
   return attr_float(attrs, "norm", 0) != 0;
 }
 
+bool has_gelu(const std::unordered_map<std::string, std::string>& attrs) {
+  auto it = attrs.find("activation");
+  return it != attrs.end() && it->second == "gelu";
+}
+
 MXReturnValue dense_parse(const std::unordered_map<std::string, std::string>& attrs,
                           int* num_in, int* num_out) {
+  auto it = attrs.find("activation");
+  if (it != attrs.end() && (it->second != "gelu" || has_norm(attrs))) {
+    MX_ERROR_MSG << "bortkit_int8_dense: activation must be 'gelu', without norm; got '"
+                 << it->second << "'";
+    return MX_FAIL;
+  }
   *num_in = has_norm(attrs) ? 8 : 5;
   *num_out = 1;
   return MX_SUCCESS;
@@ -357,11 +352,12 @@ MXReturnValue dense_forward(const std::unordered_map<std::string, std::string>& 
   }
   float* row_scale = reinterpret_cast<float*>(scratch + Mp * KB * kTileBytes);
   quantize_rows(static_cast<const float*>(data.data_ptr), rows, K, Mp, KB * kTileBytes, scratch,
-                row_scale, amx_ready());
+                row_scale, amx_ready(kAmxInt8));
   Dense p{scratch, (*inputs)[1].data<int8_t>(), row_scale, (*inputs)[2].data<float>(),
           (*inputs)[3].data<int32_t>(), (*inputs)[4].data<float>(),
           (*outputs)[0].data<float>(), rows,
-          static_cast<int64_t>(attr_float(attrs, "units", 0)), KB, nullptr, nullptr, nullptr,
+          static_cast<int64_t>(attr_float(attrs, "units", 0)), KB, has_gelu(attrs), nullptr,
+          nullptr, nullptr,
           attr_float(attrs, "eps", 1e-12f)};
   if (inputs->size() == 8) {
     p.residual = (*inputs)[5].data<float>();
@@ -369,7 +365,7 @@ MXReturnValue dense_forward(const std::unordered_map<std::string, std::string>& 
     p.beta = (*inputs)[7].data<float>();
   }
 #ifdef BORTKIT_AMX
-  if (amx_ready()) {
+  if (amx_ready(kAmxInt8)) {
     gemm_amx(p);
     return MX_SUCCESS;
   }
@@ -395,4 +391,4 @@ REGISTER_OP(bortkit_int8_dense)
 
 }  // namespace
 
-extern "C" int bortkit_amx_ready() { return amx_ready() ? 1 : 0; }
+extern "C" int bortkit_amx_ready() { return amx_ready(kAmxInt8) ? 1 : 0; }

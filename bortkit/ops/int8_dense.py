@@ -54,10 +54,14 @@ def pack_weight(weight: np.ndarray) -> tuple:
     return packed, scale, q.astype(np.int32).sum(axis=1).astype(np.int32)
 
 
-def int8_dense(F, x, weight, scale, colsum, bias, units: int, norm=None):
+def int8_dense(F, x, weight, scale, colsum, bias, units: int, norm=None, activation=None):
     """(..., K) float32 -> (..., units) float32 through the packed int8 weight
     (``pack_weight``); the input is quantized per row inside the operator. With
-    ``norm=(residual, gamma, beta, eps)``: ``LayerNorm(dense(x) + residual)`` instead."""
+    ``norm=(residual, gamma, beta, eps)``: ``LayerNorm(dense(x) + residual)`` instead; with
+    ``activation="gelu"``: ``GELU(dense(x))`` (exact, erf to 1.5e-7)."""
+    if activation is not None:
+        return F.bortkit_int8_dense(x, weight, scale, colsum, bias, units=units,
+                                    activation=activation)
     if norm is None:
         return F.bortkit_int8_dense(x, weight, scale, colsum, bias, units=units)
     residual, gamma, beta, eps = norm

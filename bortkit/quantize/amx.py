@@ -7,8 +7,14 @@ product, the attention output and both FFN products of every layer) becomes a
 its per-channel scales and column sums, and the fp32 bias; the input is quantized per row
 inside the operator (dynamic, so no thresholds). Where such a product feeds (through an
 inference Dropout) only a residual add that feeds only a LayerNorm, the operator also does
-the add and the LayerNorm (one pass over the row block while it is in cache). Embeddings,
-attention scores, softmax and the task head stay fp32, as in the fp32 graph.
+the add and the LayerNorm (one pass over the row block while it is in cache); where it
+feeds only an exact GELU (the FFN's first product), the operator applies it.
+
+Each dot-product self-attention (scores, mask, softmax and weighted values, four operators
+around a (B, H, T, T) tensor) becomes one ``bortkit_self_attention`` node
+(:mod:`bortkit.ops.attention`: both products on AMX in bf16, the softmax in fp32); attention
+variants with other score terms keep their operators. Embeddings and the task head stay
+fp32, as in the fp32 graph.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import warnings
 from typing import Sequence
 
 OP = "bortkit_int8_dense"
+ATTENTION_OP = "bortkit_self_attention"
 
 
 def amx_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
@@ -52,7 +59,11 @@ def amx_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
         inputs += [[by_name[f"{name}_int8_scale"], 0, 0], [by_name[f"{name}_int8_colsum"], 0, 0],
                    [by_name[bias_name], 0, 0]]
         node.update(op=OP, attrs={"units": str(units)}, inputs=inputs)
-        _fuse_add_norm(nodes, by_name[name], graph["heads"])
+        if not _fuse_gelu(nodes, by_name[name], graph["heads"]):
+            _fuse_add_norm(nodes, by_name[name], graph["heads"])
+    for index, node in enumerate(nodes):
+        if node["op"] == "_contrib_interleaved_matmul_selfatt_valatt":
+            _fuse_attention(nodes, index, graph["heads"])
     graph["arg_nodes"] = [i for i, node in enumerate(nodes) if node["op"] == "null"]
     # appended variables come after their readers: MXNet needs a topological order
     order = _topological(nodes, graph["heads"])
@@ -69,6 +80,21 @@ def _readers(nodes: list, heads: list, index: int) -> list:
     """(reader node index or None for a graph output, output slot) of node ``index``."""
     found = [(j, o) for j, node in enumerate(nodes) for i, o, _ in node["inputs"] if i == index]
     return found + [(None, o) for i, o, _ in heads if i == index]
+
+
+def _fuse_gelu(nodes: list, dense: int, heads: list) -> bool:
+    """dense -> LeakyReLU(gelu), the dense read once: the activation node becomes the dense
+    operator with ``activation="gelu"``; the dense is left unread. True when fused."""
+    readers = _readers(nodes, heads, dense)
+    if len(readers) != 1 or readers[0][0] is None:
+        return False
+    act = readers[0][0]
+    if nodes[act]["op"] != "LeakyReLU" or nodes[act].get("attrs", {}).get("act_type") != "gelu":
+        return False
+    nodes[act] = {"op": OP, "name": nodes[act]["name"],
+                  "attrs": {**nodes[dense]["attrs"], "activation": "gelu"},
+                  "inputs": nodes[dense]["inputs"]}
+    return True
 
 
 def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
@@ -98,6 +124,36 @@ def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
     attrs = {**nodes[dense]["attrs"], "norm": "1", "eps": nodes[norm]["attrs"].get("eps", "1e-5")}
     nodes[norm] = {"op": OP, "name": nodes[norm]["name"], "attrs": attrs,
                    "inputs": nodes[dense]["inputs"] + residual + nodes[norm]["inputs"][1:]}
+
+
+# From valatt's probabilities back to the scores, each read once (Dropout may be absent).
+ATTENTION_CHAIN = ("Reshape", "Dropout", "softmax", "bortkit_mask_scores", "Reshape",
+                   "_contrib_interleaved_matmul_selfatt_qk")
+
+
+def _fuse_attention(nodes: list, valatt: int, heads: list) -> None:
+    """valatt(qkv, Reshape((Dropout) softmax(bortkit_mask_scores(Reshape(qk(qkv)), mask))))
+    with every intermediate read once: the valatt node becomes ``bortkit_self_attention(qkv,
+    mask)``; the others are left unread. Any other graph is left as it is."""
+    found, entry = {}, nodes[valatt]["inputs"][1]
+    for op in ATTENTION_CHAIN:
+        source = entry[0]
+        if nodes[source]["op"] != op and op == "Dropout":
+            continue
+        if nodes[source]["op"] != op or len(_readers(nodes, heads, source)) != 1:
+            return
+        found[op] = source
+        entry = nodes[source]["inputs"][0]
+    qkv = nodes[valatt]["inputs"][0]
+    qk = nodes[found["_contrib_interleaved_matmul_selfatt_qk"]]
+    mask = nodes[found["bortkit_mask_scores"]]
+    heads_attr = nodes[valatt].get("attrs", {}).get("heads")
+    if qk["inputs"][0] != qkv or qk.get("attrs", {}).get("heads") != heads_attr or \
+            nodes[found["softmax"]].get("attrs", {}) != {"axis": "-1"}:
+        return
+    nodes[valatt] = {"op": ATTENTION_OP, "name": nodes[valatt]["name"],
+                     "attrs": {"heads": heads_attr, "fill": mask["attrs"]["fill"]},
+                     "inputs": [qkv, mask["inputs"][1]]}
 
 
 def _topological(nodes: list, heads: list) -> list:
