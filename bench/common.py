@@ -27,14 +27,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def configure_threads(threads: Optional[int] = None) -> dict[str, str]:
+def configure_threads(threads: Optional[int] = None, passive: bool = False) -> dict[str, str]:
     """Give every framework ``threads`` compute threads (default: ``OMP_NUM_THREADS`` if
     set, else all usable cores).
 
     Sets ``OMP_NUM_THREADS`` (operator threads of MXNet and PyTorch) and, unless already set,
     ``MXNET_CPU_WORKER_NTHREADS=1`` (one MXNet engine worker, so operators never compete
-    for the cores). Must run before MXNet or PyTorch is imported. Returns the thread-related
-    variables now set, for the record.
+    for the cores). With ``passive``, also ``OMP_WAIT_POLICY=PASSIVE`` unless set: OpenMP
+    threads sleep instead of spinning when idle, as ORT's threads do with spinning off, so
+    contenders timed in one process do not take each other's cores. Must run before MXNet
+    or PyTorch is imported. Returns the thread-related variables now set, for the record.
     """
     threads = threads or int(os.environ.get("OMP_NUM_THREADS") or usable_cores())
     if threads < 1:
@@ -43,6 +45,8 @@ def configure_threads(threads: Optional[int] = None) -> dict[str, str]:
         raise RuntimeError("configure_threads must run before mxnet or torch is imported")
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("MXNET_CPU_WORKER_NTHREADS", "1")
+    if passive:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
 
 

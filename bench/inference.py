@@ -23,8 +23,12 @@ When both ``bort`` and ``bert-base`` are among the presets, a last phase times B
 BERT-base on the same fp32 paths (bortkit, Hugging Face + PyTorch), all four interleaved in
 the same rounds, for the speed-up next to the paper's 7.9x (``--no-size-ratio`` skips it).
 
-ORT sessions never spin idle threads (``session.intra_op.allow_spinning`` = 0): spinning
-threads would take the cores from the other contenders.
+No thread pool spins while idle: ORT sessions have ``session.intra_op.allow_spinning`` = 0,
+and MXNet's and PyTorch's OpenMP threads run with ``OMP_WAIT_POLICY=PASSIVE``. Spinning
+threads take the cores from the contender timed next: with OpenMP's default (spinning)
+policy, the MXNet and PyTorch paths slowed down round after round in one 9-round run
+(bortkit int8 on Bort from 106 to 40 sequences/s) while ORT did not
+(``bench/results/inference-bort-8x128-quiet-long.json``).
 """
 from __future__ import annotations
 
@@ -382,7 +386,7 @@ def table(cells: list) -> str:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    threads = common.configure_threads(args.threads)
+    threads = common.configure_threads(args.threads, passive=True)
     import torch
     torch.set_num_threads(args.threads)
     import warnings

@@ -10,12 +10,18 @@ loss on WikiText-2 (Chang et al. 2021's claim, at toy scale).
 - students: ``bortkit/resources/configs/distill/bort-mini.json`` (learned absolute positions, dot-product
   attention) and ``bortkit/resources/configs/distill/bort-mini-composite.json`` (no position table;
   ``qk_convfixed_convq_convk`` over offsets -8..8), same seed, data order, steps and
-  objective (Bort's: 0.1 MLM + 0.5 T^2 KL, T = 2).
+  objective: Bort's 0.1 MLM + 0.5 T^2 KL (T = 2) plus TinyBERT's intermediate-layer transfer
+  (``--hidden-weight``: hidden-state MSE through a learned projection; ``--attention-weight``:
+  attention-distribution KL, teacher heads averaged; student layers mapped uniformly onto
+  the teacher's). With Bort's objective alone both students stay on the unigram plateau
+  for at least 600 steps (``bench/results/variants-kd-only.json``: 7.1979 against 7.1976,
+  both predicting the most frequent token); the transfer takes them off it within 200.
 
 Both arms go through ``python -m bortkit.distill`` (the real CLI) and are evaluated on the
 held-out set. Prints a table and writes ``bench/results/variants.json``::
 
-    python bench/variants.py            # the README figures
+    python bench/variants.py            # the README figures (one arm after the other)
+    python bench/variants.py --teacher DIR --jobs 2   # both arms at once, one thread each
     python bench/variants.py --steps 20 --teacher-mlm-steps 10 --eval-every 10 --out /tmp/v.json
 """
 from __future__ import annotations
@@ -38,7 +44,7 @@ ARMS = {"absolute positions": "bort-mini", "composite, no positions": "bort-mini
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=600, help="student steps (both arms)")
+    parser.add_argument("--steps", type=int, default=1000, help="student steps (both arms)")
     parser.add_argument("--teacher-mlm-steps", type=int, default=200,
                         help="fitting of the MiniLM teacher as a masked LM on the training text "
                              "(every weight, as the distillation script does)")
@@ -47,6 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="an already fitted masked-LM teacher (skips the fitting)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--hidden-weight", type=float, default=1.0,
+                        help="hidden-state transfer (0 = Bort's objective alone)")
+    parser.add_argument("--attention-weight", type=float, default=1.0,
+                        help="attention-distribution transfer (0 = off)")
+    parser.add_argument("--jobs", type=int, choices=(1, 2), default=1,
+                        help="2: both arms at once, one thread each (needs --teacher)")
     parser.add_argument("--eval-every", type=int, default=150,
                         help="held-out evaluation every N steps (the learning curves)")
     parser.add_argument("--eval-batches", type=int, default=20,
@@ -56,24 +68,52 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="keep shards and runs here (default: a temporary directory)")
     parser.add_argument("--out", default=None)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.jobs == 2 and args.teacher is None:
+        parser.error("--jobs 2 needs --teacher (the arms share one fitted teacher)")
+    return args
 
 
-def run_arm(name: str, student: str, work: Path, train: Path, test: Path, teacher: list[str],
-            args) -> dict:
-    output = work / student
-    if not (output / "results.json").exists():
-        command = [sys.executable, "-m", "bortkit.distill", "--train", str(train),
-                   "--test", str(test), "--output-dir", str(output),
-                   "--student-config", student, "--batch-size", str(args.batch_size),
-                   "--max-steps", str(args.steps), "--learning-rate", str(args.learning_rate),
-                   "--warmup-ratio", "0.1", "--eval-every", str(args.eval_every),
-                   "--eval-batches", str(args.eval_batches), "--checkpoint-every", "0",
-                   "--log-every", "25", "--seed", str(args.seed), "--no-progress", *teacher]
-        print(f"[{name}] {' '.join(command[3:])}", flush=True)
-        start = time.perf_counter()
-        subprocess.run(command, check=True, cwd=REPO)
-        print(f"[{name}] {time.perf_counter() - start:.0f} s", flush=True)
+def command(student: str, work: Path, train: Path, test: Path, teacher: list[str],
+            args) -> list[str]:
+    """The distillation command of one arm."""
+    return [sys.executable, "-m", "bortkit.distill", "--train", str(train),
+            "--test", str(test), "--output-dir", str(work / student),
+            "--student-config", student, "--batch-size", str(args.batch_size),
+            "--max-steps", str(args.steps), "--learning-rate", str(args.learning_rate),
+            "--warmup-ratio", "0.1", "--eval-every", str(args.eval_every),
+            "--eval-batches", str(args.eval_batches), "--checkpoint-every", "0",
+            "--log-every", "25", "--seed", str(args.seed), "--no-progress",
+            "--hidden-weight", str(args.hidden_weight),
+            "--attention-weight", str(args.attention_weight), *teacher]
+
+
+def run_arms(arms: dict, work: Path, train: Path, test: Path, teacher: list[str],
+             args) -> None:
+    """Run the arms that have no results yet: one after the other (the first fits the
+    teacher unless ``--teacher`` is given, the second reuses it), or all at once."""
+    pending = {name: student for name, student in arms.items()
+               if not (work / student / "results.json").exists()}
+    running = []
+    for name, student in pending.items():
+        argv = command(student, work, train, test, teacher, args)
+        print(f"[{name}] {' '.join(argv[3:])}", flush=True)
+        running.append((name, time.perf_counter(), subprocess.Popen(argv, cwd=REPO)))
+        if args.jobs == 1:
+            wait(*running.pop())
+            if args.teacher is None:
+                teacher = ["--teacher", str(work / student / "teacher")]   # the fitted one
+    for job in running:
+        wait(*job)
+
+
+def wait(name: str, start: float, process) -> None:
+    if process.wait() != 0:
+        raise SystemExit(f"[{name}] failed with exit code {process.returncode}")
+    print(f"[{name}] {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def read_arm(output: Path) -> dict:
     results = json.loads((output / "results.json").read_text())
     records = [json.loads(line) for line in (output / "log.jsonl").read_text().splitlines()]
     results["curve"] = [(r["step"], r["mlm_loss"]) for r in records if r["event"] == "eval"]
@@ -106,15 +146,12 @@ def main(argv=None) -> None:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         train, test = make_shards(work)
-        results, teacher = {}, ["--teacher", str(minilm_dir()), "--teacher-mlm-steps",
-                                str(args.teacher_mlm_steps), "--teacher-mlm-lr",
-                                str(args.teacher_mlm_lr)]
+        teacher = ["--teacher", str(minilm_dir()), "--teacher-mlm-steps",
+                   str(args.teacher_mlm_steps), "--teacher-mlm-lr", str(args.teacher_mlm_lr)]
         if args.teacher is not None:
             teacher = ["--teacher", str(args.teacher)]
-        for name, student in ARMS.items():
-            results[name] = run_arm(name, student, work, train, test, teacher, args)
-            if args.teacher is None:
-                teacher = ["--teacher", str(work / student / "teacher")]   # the fitted one
+        run_arms(ARMS, work, train, test, teacher, args)
+        results = {name: read_arm(work / student) for name, student in ARMS.items()}
     rows = [[name, ARMS[name], r["eval"]["mlm_loss"], r["eval"]["mlm_accuracy"]]
             for name, r in results.items()]
     print(common.format_table(["student", "config", "held-out MLM loss", "accuracy"],
