@@ -28,7 +28,7 @@ and MXNet's and PyTorch's OpenMP threads run with ``OMP_WAIT_POLICY=PASSIVE``. S
 threads take the cores from the contender timed next: with OpenMP's default (spinning)
 policy, the MXNet and PyTorch paths slowed down round after round in one 9-round run
 (bortkit int8 on Bort from 106 to 40 sequences/s) while ORT did not
-(``bench/results/inference-bort-8x128-quiet-long.json``).
+(``bench/results/inference-bort-8x128-spinning-long.json``).
 """
 from __future__ import annotations
 
