@@ -69,8 +69,8 @@ struct Attention {
 //                           the weighted values, summed over the keys);
 //   p  (kBlock, keys)       a block's probabilities, the left operand of the values;
 //   s, o  float32 (kBlock, rows) scores and (kBlock, depth) weighted values of a block.
-// One per thread, kept between calls (thread_local): buffers of this size would otherwise
-// be fresh pages, and their page faults cost a third of the operator.
+// One per thread, kept between calls (thread_local), so that a call neither allocates nor
+// touches fresh pages.
 struct Scratch {
   std::vector<uint16_t> q, k, v, p, row;
   std::vector<float> s, o, bias;  // bias (T,): (1 - mask) * fill of the item's batch row
