@@ -86,7 +86,8 @@ def _rewritten(attention: str):
     """A small network's folded graph before and after amx_symbol (no dense products
     named: only the attention is rewritten), with its parameters."""
     config = ModelConfig(num_layers=2, num_heads=2, units=64, ffn_units=48, vocab_size=100,
-                         max_length=40, use_pooler=False, attention=attention, relative_positions_each_dir=4,
+                         max_length=40, use_pooler=False, attention=attention,
+                         relative_positions_each_dir=4,
                          position_embedding="learned" if attention == "dot_product" else "none")
     network = BertNetwork(config, prefix="bert_")
     network.initialize(mx.init.Normal(0.1))  # scores of a few units, as a trained BERT's

@@ -161,12 +161,12 @@ __attribute__((target("amx-tile,amx-bf16"))) void tile_products_amx(
 #endif
 
 // c (16, N) = a (16, K) . b, N a multiple of 16, c overwritten.
-void products(const Attention& at, float* c, int64_t ldc, const uint16_t* a, int64_t lda,
+void products(bool amx, float* c, int64_t ldc, const uint16_t* a, int64_t lda,
               const uint16_t* b, int64_t ldb, int64_t K, int64_t N) {
   for (int64_t n = 0; n < N; n += 2 * kBlock) {
     const bool two = n + kBlock < N;
 #ifdef BORTKIT_AMX
-    if (at.amx) {
+    if (amx) {
       tile_products_amx(c + n, ldc, a, lda, b + n * 2, ldb, K, two);
       continue;
     }
@@ -201,14 +201,14 @@ void attend(const Attention& a, int64_t b, int64_t h, Scratch& w) {
   for (int64_t j = 0; j < a.T; ++j) w.bias[j] = (1.0f - mask[j]) * a.fill;
   gather(a, b, h, w);
   for (int64_t i0 = 0; i0 < a.T; i0 += kBlock) {
-    products(a, w.s.data(), a.rows, w.q.data() + i0 * a.depth, a.depth, w.k.data(), a.keys,
+    products(a.amx, w.s.data(), a.rows, w.q.data() + i0 * a.depth, a.depth, w.k.data(), a.keys,
              a.depth, a.rows);
     float sum[kBlock];
     const int64_t count = std::min(kBlock, a.T - i0);
     for (int64_t r = 0; r < count; ++r)
       sum[r] = softmax_row(w.s.data() + r * a.rows, w.bias.data(), a, w.p.data() + r * a.keys);
     std::fill(w.p.begin() + count * a.keys, w.p.end(), 0);
-    products(a, w.o.data(), a.depth, w.p.data(), a.keys, w.v.data(), a.depth, a.keys,
+    products(a.amx, w.o.data(), a.depth, w.p.data(), a.keys, w.v.data(), a.depth, a.keys,
              (a.d + kBlock - 1) / kBlock * kBlock);
     for (int64_t r = 0; r < count; ++r) {
       float* out = a.out + ((i0 + r) * a.B + b) * U + h * a.d;

@@ -12,7 +12,7 @@ feeds only an exact GELU (the FFN's first product), the operator applies it.
 
 Each dot-product self-attention (scores, mask, softmax and weighted values, four operators
 around a (B, H, T, T) tensor) becomes one ``bortkit_self_attention`` node
-(:mod:`bortkit.ops.attention`: both products on AMX in bf16, the softmax in fp32); attention
+(``bortkit/ops/attention.cc``: both products on AMX in bf16, the softmax in fp32); attention
 variants with other score terms keep their operators. Embeddings and the task head stay
 fp32, as in the fp32 graph.
 """
