@@ -24,8 +24,8 @@ def from_pretrained(path, config=None, ctx=None, quantize=None, calibration=None
 
     ``quantize="int8"`` with ``calibration`` (a few hundred sentences of real text) returns a
     :class:`~bortkit.quantize.QuantizedModel` instead: oneDNN int8, calibrated on that text,
-    with the task head when the checkpoint has one; where the CPU has AMX, the encoder's
-    dense layers run on bortkit's AMX int8 operator (``model.dense``). A directory that such
+    with the task head when the checkpoint has one; the encoder's dense layers run on
+    bortkit's fused int8 operator (AMX, AVX-512 VNNI or AVX2; ``model.dense``). A directory that such
     a model's ``save`` wrote loads as that int8 model, without calibration."""
     if quantize is not None or calibration is not None:
         from .checkpoint import read_state

@@ -56,3 +56,51 @@ def finetuned_sst2(tmp_path_factory, tiny_model, glue_dir) -> Path:
              max_train_examples=96, max_eval_examples=48, max_steps=6, batch_size=16,
              learning_rate=3e-4, max_length=40, progress=False)
     return out
+
+
+# ------------------------------------------------------------------ fused kernels, per tier
+def require_kernels() -> None:
+    """The fused kernels must load wherever a C++ compiler exists: a failed build fails the
+    test; only a machine without a compiler (or BORTKIT_KERNELS=0) skips it, and says so."""
+    import shutil
+    from bortkit import ops
+    if ops.available():
+        return
+    cxx = os.environ.get("CXX") or "g++"
+    if not ops.enabled():
+        pytest.skip(f"the fused kernels are off: {ops.status()}")
+    if shutil.which(cxx) is None:
+        pytest.skip(f"no C++ compiler ({cxx}): {ops.status()}")
+    pytest.fail(f"a C++ compiler exists but the fused kernels did not load: {ops.status()}")
+
+
+def kernel_tiers() -> list:
+    """The ISA tiers the fused kernels can run here: every tier up to the active one (the
+    host's, or BORTKIT_ISA's cap); ["unavailable"] when the kernels are not loaded."""
+    from bortkit import ops
+    if not ops.available():
+        return ["unavailable"]
+    from bortkit.ops import isa
+    return list(isa.TIERS[:isa.TIERS.index(isa.active()) + 1])
+
+
+def pytest_generate_tests(metafunc):
+    if "tier" in metafunc.fixturenames:
+        metafunc.parametrize("tier", kernel_tiers(), indirect=True)
+
+
+@pytest.fixture
+def tier(request):
+    """Run the test with the fused kernels capped at this tier (then as before)."""
+    require_kernels()
+    from bortkit.ops import isa
+    before = isa.active()
+    isa.cap(request.param)
+    yield request.param
+    isa.cap(before)
+
+
+@pytest.fixture
+def kernels():
+    """The fused kernels, loaded (see require_kernels)."""
+    require_kernels()

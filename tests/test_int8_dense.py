@@ -1,16 +1,16 @@
 """bortkit_int8_dense (bortkit/ops/int8_dense.cc): the packed weight layout, bit-exact int8
 arithmetic against an independent NumPy implementation, closeness to fp32, and the operator
-inside a hybridized Gluon block. On a CPU without AMX the operator runs its scalar loop, so
-these tests check the arithmetic everywhere; ``amx_ready()`` says which one ran."""
+inside a hybridized Gluon block; every test at every ISA tier this CPU runs (the ``tier``
+fixture caps it): AMX tiles, AVX-512 VNNI, AVX2 and the scalar loop sum the same integers."""
 import mxnet as mx
 import numpy as np
 import pytest
 from mxnet.gluon import HybridBlock
 
 from bortkit import ops
-from bortkit.ops.int8_dense import amx_ready, int8_dense, pack_weight
+from bortkit.ops.int8_dense import int8_dense, pack_weight
 
-pytestmark = pytest.mark.skipif(not ops.available(), reason=ops.status())
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 def _numpy_int8_dense(x, weight, bias):
@@ -50,7 +50,7 @@ def test_packed_weight_is_the_tile_layout():
 
 @pytest.mark.parametrize("rows,k,n", [(37, 100, 50), (64, 128, 96), (3, 1024, 3072),
                                       (300, 192, 80)])
-def test_int8_dense_is_bit_exact_against_numpy(rows, k, n):
+def test_int8_dense_is_bit_exact_against_numpy(rows, k, n, tier):
     rng = np.random.default_rng(rows)
     x = (rng.normal(size=(rows, k)) * rng.uniform(0.1, 5, size=(rows, 1))).astype(np.float32)
     x[1] = 0  # an all-zero row: scale 0, output = bias
@@ -63,7 +63,7 @@ def test_int8_dense_is_bit_exact_against_numpy(rows, k, n):
                                rtol=1e-6, atol=1e-6)
 
 
-def test_int8_dense_is_close_to_fp32():
+def test_int8_dense_is_close_to_fp32(tier):
     rng = np.random.default_rng(1)
     x = rng.normal(size=(256, 384)).astype(np.float32)
     weight = (rng.normal(size=(1536, 384)) * 0.05).astype(np.float32)
@@ -78,7 +78,7 @@ def test_int8_dense_is_close_to_fp32():
 
 # columns split between threads (40 rows) or not (200); weights in several L2 panels (768 KB)
 @pytest.mark.parametrize("rows,k,n", [(40, 128, 96), (200, 128, 96), (100, 768, 1024)])
-def test_int8_dense_with_residual_and_layer_norm(rows, k, n):
+def test_int8_dense_with_residual_and_layer_norm(rows, k, n, tier):
     rng = np.random.default_rng(3)
     x = rng.normal(size=(rows, k)).astype(np.float32)
     weight = (rng.normal(size=(n, k)) * 0.05).astype(np.float32)
@@ -95,7 +95,7 @@ def test_int8_dense_with_residual_and_layer_norm(rows, k, n):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
-def test_int8_dense_with_gelu():
+def test_int8_dense_with_gelu(tier):
     from scipy.special import erf
     rng = np.random.default_rng(4)
     x = rng.normal(size=(70, 96)).astype(np.float32)
@@ -134,7 +134,7 @@ class _Int8Dense(HybridBlock):
         return int8_dense(F, x, packed, scale, colsum, bias, units=self.units)
 
 
-def test_int8_dense_in_a_hybridized_block_with_static_alloc():
+def test_int8_dense_in_a_hybridized_block_with_static_alloc(tier):
     rng = np.random.default_rng(2)
     weight = (rng.normal(size=(96, 128)) * 0.05).astype(np.float32)
     bias = rng.normal(size=96).astype(np.float32)
@@ -157,10 +157,48 @@ def test_int8_dense_refuses_a_weight_of_another_shape():
                                  mx.nd.zeros(32), units=32).wait_to_read()
 
 
-def test_amx_ready_matches_the_cpu_flags():
+def test_the_host_tier_matches_the_cpu_flags(kernels):
+    from bortkit.ops import isa
     with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        flags = next((row.split() for row in fh if row.startswith("flags")), [])
-    if not {"amx_tile", "amx_int8"} <= set(flags):
-        assert not amx_ready()
-    else:  # Linux >= 5.16 grants the tile permission on request
-        assert amx_ready()
+        flags = set(next((row.split() for row in fh if row.startswith("flags")), []))
+    avx512 = {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni"}
+    if {"amx_tile", "amx_int8", "amx_bf16"} <= flags and avx512 <= flags:
+        expected = "amx"  # Linux >= 5.16 grants the tile permission on request
+    elif avx512 <= flags:
+        expected = "avx512"
+    elif {"avx2", "fma", "f16c"} <= flags:
+        expected = "avx2"
+    else:
+        expected = "scalar"
+    assert isa.host() == expected
+
+
+def test_the_tiers_give_the_same_sums(kernels):
+    """Every tier's integer products are equal, so its outputs equal the scalar loop's up to
+    the float epilogue (FMA contraction)."""
+    from bortkit.ops import isa
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(70, 300)).astype(np.float32)
+    weight = (rng.normal(size=(130, 300)) * 0.05).astype(np.float32)
+    bias = np.zeros(130, np.float32)
+    top = isa.active()
+    outputs = {}
+    try:
+        for tier in isa.TIERS[:isa.TIERS.index(top) + 1]:
+            isa.cap(tier)
+            outputs[tier] = _call(x, weight, bias)
+    finally:
+        isa.cap(top)
+    for tier, out in outputs.items():
+        np.testing.assert_array_equal(out, outputs["scalar"], err_msg=tier)
+
+
+def test_a_tier_above_the_host_or_unknown_is_refused(kernels):
+    from bortkit.errors import ConfigError
+    from bortkit.ops import isa
+    with pytest.raises(ConfigError, match="tier must be one of scalar, avx2, avx512, amx, "
+                                          "got 'sse2'"):
+        isa.cap("sse2")
+    if isa.host() != "amx":
+        with pytest.raises(ConfigError, match=f"tier=amx: this CPU runs at most {isa.host()}"):
+            isa.cap("amx")

@@ -1,5 +1,6 @@
-"""The fused CPU operators (bortkit.ops) against MXNet's own operators, and the checks on
-the cached library."""
+"""The fused CPU operators (bortkit.ops) against MXNet's own operators at every ISA tier this
+CPU runs, the checks on the cached library, a failed build remembered, and the library built
+as on an AVX2 machine (-march=x86-64-v3) passing the kernel tests at the avx2 tier."""
 import numpy as np
 import mxnet as mx
 import pytest
@@ -7,7 +8,7 @@ from mxnet import autograd
 
 from bortkit import ops as kernels
 
-pytestmark = pytest.mark.skipif(not kernels.available(), reason=kernels.status())
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 def _grads(fn, *arrays, head=None):
@@ -20,7 +21,7 @@ def _grads(fn, *arrays, head=None):
     return y.asnumpy(), [x.grad.asnumpy() for x in xs]
 
 
-def test_layer_norm_forward_is_mxnets_and_backward_matches():
+def test_layer_norm_forward_is_mxnets_and_backward_matches(tier):
     rng = np.random.default_rng(0)
     x = (rng.normal(size=(64, 384)) * 2 + 1).astype(np.float32)
     g, b = rng.normal(size=(2, 384)).astype(np.float32)
@@ -35,7 +36,7 @@ def test_layer_norm_forward_is_mxnets_and_backward_matches():
         np.testing.assert_allclose(a, t, rtol=1e-4, atol=1e-4)
 
 
-def test_mask_scores_and_softmax_nll_match_mxnet():
+def test_mask_scores_and_softmax_nll_match_mxnet(tier):
     rng = np.random.default_rng(1)
     scores = rng.normal(size=(2, 3, 5, 5)).astype(np.float32)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], np.float32)
@@ -53,7 +54,7 @@ def test_mask_scores_and_softmax_nll_match_mxnet():
     np.testing.assert_allclose(ours[1][0], theirs[1][0], rtol=1e-5, atol=1e-7)
 
 
-def test_adamw_matches_mxnet_and_skips_non_finite_scale():
+def test_adamw_matches_mxnet_and_skips_non_finite_scale(tier):
     rng = np.random.default_rng(2)
     w, g, m = rng.normal(size=(3, 1000)).astype(np.float32)
     v = np.abs(rng.normal(size=1000)).astype(np.float32)
@@ -72,7 +73,7 @@ def test_adamw_matches_mxnet_and_skips_non_finite_scale():
     np.testing.assert_array_equal(ours[0].asnumpy(), before)
 
 
-def test_layer_norm_gradients_accumulate_with_grad_req_add():
+def test_layer_norm_gradients_accumulate_with_grad_req_add(tier):
     """Library operators ignore the request type; kernels.layer_norm must not."""
     from mxnet.gluon import nn
     from bortkit.model.blocks import LayerNorm
@@ -178,7 +179,7 @@ def test_a_truncated_library_is_rebuilt(tmp_path, monkeypatch):
     proc = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True,
                           timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split()[:3] == ["True", "fused", "kernels"]
+    assert proc.stdout.split()[:3] == ["True", "fused", "kernels,"]
     assert library.is_verified(target)  # a fresh stamp of the rebuilt file
     # whole again: the truncated half was replaced by a full build (not byte-equal to `good`,
     # which may come from a checkout in another folder: the source paths are in the binary)
@@ -196,3 +197,78 @@ def test_build_command_reports_a_missing_compiler_in_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("bortkit: error: ")
     assert f"no C++ compiler: {tmp_path / 'no-such-g++'} not found" in proc.stderr
+
+
+_FAILING_CXX = """#!/bin/sh
+if [ "$1" = "--version" ]; then echo "fake-g++ 12.2.0"; exit 0; fi
+echo call >> "{count}"
+echo "In file included from /tmp/x/bortkit_ops.cc:3:" >&2
+echo "/some/where/bortkit/ops/attention.cc:12:5: error: 'foo' was not declared in this scope" >&2
+echo "   12 |     foo();" >&2
+echo "/some/where/bortkit/ops/attention.cc:20:1: error: a later error" >&2
+echo "compilation terminated." >&2
+exit 1
+"""
+
+
+def test_a_failed_build_is_reported_by_its_first_error_and_not_retried(tmp_path):
+    """The first process pays for the failed build; the next one neither compiles nor
+    waits, and says why; `python -m bortkit.ops build` tries again and exits non-zero."""
+    import os
+    import subprocess
+    import sys
+    count = tmp_path / "calls"
+    cxx = tmp_path / "g++"
+    cxx.write_text(_FAILING_CXX.format(count=count))
+    cxx.chmod(0o755)
+    env = {**os.environ, "BORTKIT_CACHE": str(tmp_path / "cache"), "CXX": str(cxx)}
+    first_error = "attention.cc:12:5: error: 'foo' was not declared in this scope"
+    proc = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"False MXNet operators (RuntimeError: {cxx} failed: "
+                                  f"{first_error})")
+    calls = len(count.read_text().splitlines())
+    assert calls >= 1
+    again = subprocess.run([sys.executable, "-c", _LOAD], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert again.stdout.startswith(f"False MXNet operators (RuntimeError: {cxx} failed: "
+                                   f"{first_error} (an earlier build; `python -m bortkit.ops "
+                                   "build` tries again")
+    assert len(count.read_text().splitlines()) == calls  # not compiled again
+    build = subprocess.run([sys.executable, "-m", "bortkit.ops", "build"], capture_output=True,
+                           text=True, timeout=300, env=env)
+    assert build.returncode == 2 and build.stderr.count("\n") == 1
+    assert first_error in build.stderr and "a later error" not in build.stderr
+    assert len(count.read_text().splitlines()) > calls  # the command does try again
+
+
+@pytest.mark.slow
+def test_built_as_on_an_avx2_machine_the_kernel_tests_pass_at_the_avx2_tier(tmp_path):
+    """-march=x86-64-v3 (AVX2, no AVX-512, no AMX) as the baseline, the tier capped at avx2:
+    the library builds, loads at that tier, and the kernel tests pass with no skips."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    from bortkit.ops import isa, library
+    if library.TIERS.index(isa.host()) < library.TIERS.index("avx2"):
+        pytest.skip(f"this CPU runs at most {isa.host()}, below avx2")
+    env = {**os.environ, "BORTKIT_CACHE": str(tmp_path / "cache"),
+           "BORTKIT_MARCH": "x86-64-v3", "BORTKIT_ISA": "avx2"}
+    built = subprocess.run([sys.executable, "-m", "bortkit.ops", "build"], capture_output=True,
+                           text=True, timeout=600, env=env)
+    assert built.returncode == 0, built.stderr
+    status = subprocess.run([sys.executable, "-m", "bortkit.ops", "status"],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert status.stdout.startswith(f"fused kernels, avx2 tier ({tmp_path / 'cache'}")
+    tests = Path(__file__).resolve().parent
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         str(tests / "test_int8_dense.py"), str(tests / "test_self_attention_op.py"),
+         str(tests / "test_kernels.py"), "-k", "tier and not avx2_machine"],
+        capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout[-3000:]
+    summary = run.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary and "failed" not in summary
+    assert "avx512" not in run.stdout  # no test ran above the cap

@@ -16,7 +16,7 @@ from bortkit.errors import CheckpointError, ConfigError
 from bortkit.io import write_json
 from bortkit.model import BertNetwork
 from bortkit.quantize import RECORD, Int8Graph, QuantizedModel, dense_kernel, quantize_int8
-from bortkit.quantize.amx import amx_symbol
+from bortkit.quantize.fused import fused_symbol
 from bortkit.quantize.graph import fold_parameters
 from bortkit.tasks import get_task
 
@@ -91,7 +91,7 @@ def test_saved_int8_model_loads_with_its_thresholds(saved, tmp_path):
     quantized, path = saved
     record = json.loads((path / RECORD).read_text())
     assert record["calibration_sentences"] == 48 and record["thresholds"]
-    assert record["dense"] == quantized.dense == dense_kernel()  # AMX where it runs
+    assert record["dense"] == quantized.dense == dense_kernel()  # fused where it runs
     loaded = bortkit.from_pretrained(path)  # no calibration text
     assert isinstance(loaded, QuantizedModel) and loaded.head["num_labels"] == 2
     assert loaded.dense == record["dense"]
@@ -107,7 +107,12 @@ def test_saved_int8_model_loads_with_its_thresholds(saved, tmp_path):
                                            thresholds=scaled))
     assert not np.array_equal(edited.predict(ids, types, mask),
                               onednn.predict(ids, types, mask))
-    # a record from before the AMX kernel (no "dense") is a oneDNN model
+    # a record from when the fused kernel ran on AMX only says "amx": the fused graph
+    if record["dense"] == "fused":
+        renamed = bortkit.from_pretrained(_copy(path, tmp_path / "amx", dense="amx"))
+        assert renamed.dense == "fused"
+        np.testing.assert_array_equal(renamed.predict(ids, types, mask), expected)
+    # a record from before the fused kernel (no "dense") is a oneDNN model
     del record["dense"]
     older = tmp_path / "older"
     _copy(path, older)
@@ -116,14 +121,14 @@ def test_saved_int8_model_loads_with_its_thresholds(saved, tmp_path):
                                   onednn.predict(ids, types, mask))
 
 
-@pytest.mark.skipif(dense_kernel() != "amx", reason="needs AMX and the operator library")
-def test_amx_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, tmp_path):
+def test_fused_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, tmp_path,
+                                                                          tier):
     quantized, path = saved
     onednn = bortkit.from_pretrained(_copy(path, tmp_path / "onednn", dense="onednn"))
     ids, types, mask = _batch()
     state = read_state(path)
     graph = Int8Graph(state)
-    sym, _ = amx_symbol(graph.sym, graph.params, graph.dense_products())
+    sym, _ = fused_symbol(graph.sym, graph.params, graph.dense_products())
     nodes = json.loads(sym.tojson())["nodes"]
     ops = [n["op"] for n in nodes]
     layers = state.config.num_layers
@@ -141,10 +146,10 @@ def test_amx_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, tm
                 "softmax"} & set(ops)
     classifier, _ = classifier_from_state(state, 2, "cls")
     fp32 = classifier(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
-    amx = quantized.predict(ids, types, mask)
+    fused = quantized.predict(ids, types, mask)
     # per-row dynamic int8 is at least as close to fp32 as calibrated static oneDNN int8
-    assert np.abs(amx - fp32).max() <= np.abs(onednn.predict(ids, types, mask) - fp32).max()
-    assert np.abs(amx - fp32).max() < 0.05 * np.abs(fp32).max()
+    assert np.abs(fused - fp32).max() <= np.abs(onednn.predict(ids, types, mask) - fp32).max()
+    assert np.abs(fused - fp32).max() < 0.05 * np.abs(fp32).max()
 
 
 def test_a_record_with_an_unknown_dense_kernel_is_one_line(saved, tmp_path):
@@ -152,7 +157,7 @@ def test_a_record_with_an_unknown_dense_kernel_is_one_line(saved, tmp_path):
     copy = _copy(path, tmp_path / "copy", dense="avx2")
     with pytest.raises(CheckpointError) as err:
         bortkit.from_pretrained(copy)
-    assert str(err.value) == (f"{copy / RECORD}: dense is 'avx2'; expected one of amx, "
+    assert str(err.value) == (f"{copy / RECORD}: dense is 'avx2'; expected one of fused, "
                               "onednn")
 
 
@@ -205,4 +210,4 @@ def test_saved_int8_encoder_round_trip(tmp_path, tiny_model, glue_dir):
 def test_an_unknown_dense_kernel_is_one_line(tiny_model):
     with pytest.raises(ConfigError) as err:
         quantize_int8(read_state(tiny_model), ["a sentence"], dense="avx2")
-    assert str(err.value) == "dense must be one of amx, onednn, got 'avx2'"
+    assert str(err.value) == "dense must be one of fused, onednn, got 'avx2'"

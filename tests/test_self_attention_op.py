@@ -1,9 +1,9 @@
-"""bortkit_self_attention (bortkit/ops/attention.cc): the fused bf16 attention of the AMX
-int8 graph against NumPy, on the shapes that exercise its padding (a length that is not a
+"""bortkit_self_attention (bortkit/ops/attention.cc): the fused bf16 attention of the
+fused int8 graph against NumPy, on the shapes that exercise its padding (a length that is not a
 multiple of 16 or 32, an odd length, a head size that is not a multiple of 16), padded keys,
 and the graph rewrite that puts it in place of MXNet's four operators (only for the plain
-dot-product attention). Without AMX-BF16 the operator runs its scalar loops, so these tests
-check the arithmetic everywhere."""
+dot-product attention). The arithmetic is checked at every ISA tier this CPU runs (AMX
+tiles, or float32 FMAs of the bf16 operands at AVX-512, AVX2 or scalar width)."""
 import json
 
 import mxnet as mx
@@ -13,10 +13,10 @@ import pytest
 from bortkit import ops
 from bortkit.config import ModelConfig
 from bortkit.model import BertNetwork
-from bortkit.quantize.amx import amx_symbol
+from bortkit.quantize.fused import fused_symbol
 from bortkit.quantize.graph import fold_parameters
 
-pytestmark = pytest.mark.skipif(not ops.available(), reason=ops.status())
+pytestmark = pytest.mark.usefixtures("kernels")
 
 
 def _bf16(x):
@@ -53,7 +53,7 @@ def _call(qkv, mask, heads):
 @pytest.mark.parametrize("length,batch,heads,d", [(7, 3, 2, 5), (33, 2, 12, 32),
                                                   (70, 1, 4, 16), (128, 2, 8, 64),
                                                   (200, 2, 2, 40)])
-def test_self_attention_matches_numpy(length, batch, heads, d):
+def test_self_attention_matches_numpy(length, batch, heads, d, tier):
     rng = np.random.default_rng(length)
     qkv = rng.normal(size=(length, batch, 3 * heads * d)).astype(np.float32)
     mask = np.ones((batch, length), np.float32)
@@ -66,7 +66,7 @@ def test_self_attention_matches_numpy(length, batch, heads, d):
     np.testing.assert_allclose(out, _attention(qkv, mask, heads, bf16=False), atol=3e-2)
 
 
-def test_padded_keys_do_not_change_the_real_tokens():
+def test_padded_keys_do_not_change_the_real_tokens(tier):
     rng = np.random.default_rng(0)
     qkv = rng.normal(size=(20, 1, 3 * 2 * 32)).astype(np.float32)
     mask = np.ones((1, 20), np.float32)
@@ -83,7 +83,7 @@ def test_a_wrong_shape_is_refused():
 
 
 def _rewritten(attention: str):
-    """A small network's folded graph before and after amx_symbol (no dense products
+    """A small network's folded graph before and after fused_symbol (no dense products
     named: only the attention is rewritten), with its parameters."""
     config = ModelConfig(num_layers=2, num_heads=2, units=64, ffn_units=48, vocab_size=100,
                          max_length=40, use_pooler=False, attention=attention,
@@ -94,14 +94,14 @@ def _rewritten(attention: str):
     network.hybridize()
     sym = network(*[mx.sym.var(n) for n in NAMES])
     sym, params = fold_parameters(sym, {k: p.data() for k, p in network.collect_params().items()})
-    fused, fused_params = amx_symbol(sym, params, [])
+    fused, fused_params = fused_symbol(sym, params, [])
     return sym, params, fused, fused_params
 
 
 NAMES = ["ids", "types", "mask"]
 
 
-def test_the_amx_graph_fuses_dot_product_attention_only():
+def test_the_fused_graph_fuses_dot_product_attention_only(tier):
     rng = np.random.default_rng(0)
     ids = rng.integers(1, 100, (3, 21))
     mask = np.ones_like(ids)

@@ -11,12 +11,14 @@ Profiling a masked-LM training step of a small Transformer on CPU (``bench/pretr
 They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
 source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask),
 ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW), with ``common.h`` and
-``library.cc``; two inference operators serve :mod:`bortkit.quantize` where the CPU has
-Intel AMX (``amx.h`` detects it): ``int8_dense.cc``, the int8 dense layer
-(:mod:`~bortkit.ops.int8_dense`), and ``attention.cc``, the fused self-attention on bf16
-tiles that replaces the four attention operators in that graph.
+``library.cc``; two inference operators serve :mod:`bortkit.quantize`: ``int8_dense.cc``,
+the int8 dense layer (:mod:`~bortkit.ops.int8_dense`), and ``attention.cc``, the fused
+self-attention on bf16 operands that replaces the four attention operators in that graph.
+Their loops are in ``tier.cc`` (``*_kernels.h``), compiled once per ISA tier and chosen at
+run time by CPUID (:mod:`bortkit.ops.isa`; ``BORTKIT_ISA`` caps it).
 :mod:`bortkit.ops.library` compiles them once into a cached, verified library
-(``python -m bortkit.ops build``, or on first use) and loads it. The Python functions that
+(``python -m bortkit.ops build``, or on first use; a failed build is remembered, not
+retried by every process) and loads it. The Python functions that
 call them are in :mod:`~bortkit.ops.encoder`, :mod:`~bortkit.ops.loss` and
 :mod:`~bortkit.ops.optimizer`. Without a compiler, or with ``BORTKIT_KERNELS=0``, every
 function falls back to MXNet's own operators. Parameters and checkpoints are the same both
@@ -29,8 +31,8 @@ import warnings
 
 from . import library
 
-__all__ = ["ENV_SWITCH", "available", "loaded_path", "status", "layer_norm", "mask_scores", "softmax_nll",
-           "adamw_update"]
+__all__ = ["ENV_SWITCH", "available", "loaded_path", "status", "layer_norm", "mask_scores",
+           "softmax_nll", "adamw_update"]
 
 ENV_SWITCH = "BORTKIT_KERNELS"   # "0" turns the fused operators off
 _state: dict = {}               # "loaded": bool, "error": str, "path": Path
@@ -42,7 +44,8 @@ def enabled() -> bool:
 
 
 def available() -> bool:
-    """True when the fused operators are loaded (built on first use); never raises."""
+    """True when the fused operators are loaded (built on first use). Raises only
+    :class:`~bortkit.errors.ConfigError`, for a ``BORTKIT_ISA`` that is not a tier here."""
     if "loaded" in _state:
         return _state["loaded"]
     _state["loaded"] = False
@@ -56,6 +59,13 @@ def available() -> bool:
         warnings.warn(f"bortkit: fused CPU kernels unavailable ({_state['error']}); using "
                       f"MXNet's operators (slower). Set {ENV_SWITCH}=0 to silence this.",
                       RuntimeWarning, stacklevel=2)
+    if _state["loaded"]:
+        from .isa import cap_from_env
+        try:
+            cap_from_env()
+        except Exception:  # a bad BORTKIT_ISA: reported each time, nothing half-set
+            _state.clear()
+            raise
     return _state["loaded"]
 
 
@@ -67,7 +77,8 @@ def loaded_path():
 def status() -> str:
     """One line for logs and benchmarks: which implementation is in use."""
     if available():
-        return f"fused kernels ({_state['path']})"
+        from .isa import active
+        return f"fused kernels, {active()} tier ({_state['path']})"
     return f"MXNet operators ({_state.get('error', 'not loaded')})"
 
 

@@ -1,10 +1,14 @@
 """Build or inspect the fused operator library.
 
     python -m bortkit.ops build [--force]   compile it now (scripts/install.sh runs this)
-    python -m bortkit.ops status            which implementation bortkit will use
+    python -m bortkit.ops status            which implementation and ISA tier bortkit uses
 
-``build`` exits with one ``bortkit: error:`` line when the compiler fails; bortkit then runs
-on MXNet's own operators (slower, same results up to float32 rounding).
+``build`` exits with one ``bortkit: error:`` line naming the compiler's first error (file,
+line, message) when the build fails; the failure is remembered, so other bortkit processes
+run on MXNet's own operators (slower, same results up to float32 rounding) without trying
+again, until ``build`` succeeds. Environment: CXX (the compiler), BORTKIT_MARCH (the
+baseline -march, default x86-64), BORTKIT_ISA (cap the tier: scalar, avx2, avx512, amx),
+BORTKIT_KERNELS=0 (off), BORTKIT_CACHE (where libraries are kept).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     start = time.perf_counter()
     try:
-        path = library.build(force=args.force)
+        path = library.build(force=args.force, retry=True)
     except (RuntimeError, OSError, TimeoutError) as err:
         raise BortkitError(f"cannot build the fused operators ({err}); bortkit will use "
                            f"MXNet's operators", path=library.SOURCE_DIR) from None

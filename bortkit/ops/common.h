@@ -11,6 +11,9 @@
 //     gets none (zeros).
 // bortkit_softmax_nll, bortkit_adamw: see below.
 //
+// The loops are in the kernel table (kernels.h), one copy per ISA tier, chosen at run time
+// (isa.h); these files hold MXNet's registration: attributes, types, shapes, and the call.
+//
 // Library operators see no request type (write / add): gradients are always written, so
 // callers must not feed a parameter with grad_req="add" straight in (encoder.py wraps them
 // in identity()). Backward functions receive [output gradients..., inputs..., outputs...]
@@ -26,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels.h"
 #include "mxnet/lib_api.h"
 #ifdef _OPENMP
 #include <omp.h>
@@ -34,8 +38,6 @@
 using namespace mxnet::ext;
 
 namespace bortkit_ops {
-
-constexpr int64_t kParallelMin = 1 << 16;  // elements below which one thread is faster
 
 inline int64_t rows_of(const MXTensor& t) {
   int64_t rows = 1;
@@ -47,38 +49,6 @@ inline float attr_float(const std::unordered_map<std::string, std::string>& attr
                         const char* name, float fallback) {
   auto it = attrs.find(name);
   return it == attrs.end() ? fallback : std::stof(it->second);
-}
-
-// Row sums for the LayerNorm statistics, in order, in float: the arithmetic of MXNet's CPU
-// LayerNorm kernel (layer_norm_cpu.h, as built in the mxnet 1.9.1 wheel, which MXNet runs
-// for inference), so that inference outputs are bit-identical to MXNet's.
-inline float row_sum(const float* x, int64_t n, float centre, bool square) {
-  float s = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const float v = x[j] - centre;
-    s += square ? v * v : v;
-  }
-  return s;
-}
-
-// exp(x) for x <= 88 (Cephes' expf: Cody-Waite reduction and a degree-6 polynomial, about
-// 1 ulp), branch-free so that loops over it vectorise; x below -87.3 gives exp(-87.3),
-// about 1e-38, instead of a smaller number or 0.
-inline float exp_approx(float x) {
-  const float clamped = x > -87.3f ? x : -87.3f;
-  const float n = std::floor(clamped * 1.44269504088896341f + 0.5f);
-  const float r = clamped - n * 0.693359375f + n * 2.12194440e-4f;
-  float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
 }
 
 }  // namespace bortkit_ops

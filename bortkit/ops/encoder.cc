@@ -47,26 +47,12 @@ MXReturnValue ln_shape(const std::unordered_map<std::string, std::string>& attrs
 MXReturnValue ln_forward(const std::unordered_map<std::string, std::string>& attrs,
                          std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                          const OpResource& res) {
-  const float eps = attr_float(attrs, "eps", 1e-5f);
   const MXTensor& data = (*inputs)[0];
-  const float* x = (*inputs)[0].data<float>();
-  const float* gamma = (*inputs)[1].data<float>();
-  const float* beta = (*inputs)[2].data<float>();
-  float* y = (*outputs)[0].data<float>();
-  float* mean_out = (*outputs)[1].data<float>();
-  float* rstd_out = (*outputs)[2].data<float>();
-  const int64_t cols = data.shape.back(), rows = rows_of(data);
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * cols;
-    float* yr = y + r * cols;
-    const float mean = row_sum(xr, cols, 0.0f, false) / static_cast<float>(cols);
-    const float sigma = std::sqrt(row_sum(xr, cols, mean, true) / static_cast<float>(cols)
-                                  + eps);
-    for (int64_t j = 0; j < cols; ++j) yr[j] = (xr[j] - mean) * gamma[j] / sigma + beta[j];
-    mean_out[r] = mean;
-    rstd_out[r] = 1.0f / sigma;
-  }
+  kernels().layer_norm_forward(
+      static_cast<const float*>(data.data_ptr), (*inputs)[1].data<float>(),
+      (*inputs)[2].data<float>(), (*outputs)[0].data<float>(), (*outputs)[1].data<float>(),
+      (*outputs)[2].data<float>(), rows_of(data), data.shape.back(),
+      attr_float(attrs, "eps", 1e-5f));
   return MX_SUCCESS;
 }
 
@@ -75,75 +61,11 @@ MXReturnValue ln_backward(const std::unordered_map<std::string, std::string>& at
                           std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                           const OpResource& res) {
   const MXTensor& data = (*inputs)[3];
-  const float* dy = (*inputs)[0].data<float>();
-  const float* x = static_cast<const float*>(data.data_ptr);
-  const float* gamma = (*inputs)[4].data<float>();
-  const float* mean = (*inputs)[7].data<float>();
-  const float* rstd = (*inputs)[8].data<float>();
-  float* dx = (*outputs)[0].data<float>();
-  float* dgamma = (*outputs)[1].data<float>();
-  float* dbeta = (*outputs)[2].data<float>();
-  const int64_t cols = data.shape.back(), rows = rows_of(data);
-  const bool parallel = rows * cols >= kParallelMin;
-  // One row of partial dgamma/dbeta sums per thread, added up at the end.
-  int threads = 1;
-#ifdef _OPENMP
-  if (parallel) threads = omp_get_max_threads();
-#endif
-  std::vector<float> partial(static_cast<size_t>(threads) * 2 * cols, 0.0f);
-  std::vector<float> scratch(static_cast<size_t>(threads) * cols);
-#pragma omp parallel num_threads(threads) if (parallel)
-  {
-    int t = 0;
-#ifdef _OPENMP
-    t = omp_get_thread_num();
-#endif
-    float* pg = partial.data() + static_cast<size_t>(t) * 2 * cols;
-    float* pb = pg + cols;
-    float* xhat = scratch.data() + static_cast<size_t>(t) * cols;
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * cols;
-      const float* dyr = dy + r * cols;
-      float* dxr = dx + r * cols;
-      const float m = mean[r], s = rstd[r];
-      float acc1[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc2[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      int64_t j = 0;
-      for (; j + 8 <= cols; j += 8)
-        for (int k = 0; k < 8; ++k) {
-          const float h = (xr[j + k] - m) * s, g = dyr[j + k] * gamma[j + k];
-          xhat[j + k] = h;
-          acc1[k] += g;
-          acc2[k] += g * h;
-        }
-      float sum_g = 0, sum_gh = 0;
-      for (; j < cols; ++j) {
-        const float h = (xr[j] - m) * s, g = dyr[j] * gamma[j];
-        xhat[j] = h;
-        sum_g += g;
-        sum_gh += g * h;
-      }
-      for (int k = 0; k < 8; ++k) {
-        sum_g += acc1[k];
-        sum_gh += acc2[k];
-      }
-      const float a = sum_g / cols, b = sum_gh / cols;
-      for (j = 0; j < cols; ++j) {
-        dxr[j] = s * (dyr[j] * gamma[j] - a - xhat[j] * b);
-        pg[j] += dyr[j] * xhat[j];
-        pb[j] += dyr[j];
-      }
-    }
-  }
-  for (int64_t j = 0; j < cols; ++j) {
-    float g = 0, b = 0;
-    for (int t = 0; t < threads; ++t) {
-      g += partial[static_cast<size_t>(t) * 2 * cols + j];
-      b += partial[static_cast<size_t>(t) * 2 * cols + cols + j];
-    }
-    dgamma[j] = g;
-    dbeta[j] = b;
-  }
+  kernels().layer_norm_backward(
+      (*inputs)[0].data<float>(), static_cast<const float*>(data.data_ptr),
+      (*inputs)[4].data<float>(), (*inputs)[7].data<float>(), (*inputs)[8].data<float>(),
+      (*outputs)[0].data<float>(), (*outputs)[1].data<float>(), (*outputs)[2].data<float>(),
+      rows_of(data), data.shape.back());
   return MX_SUCCESS;
 }
 
@@ -182,20 +104,11 @@ MXReturnValue mask_shape(const std::unordered_map<std::string, std::string>& att
 MXReturnValue mask_forward(const std::unordered_map<std::string, std::string>& attrs,
                            std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                            const OpResource& res) {
-  const float fill = attr_float(attrs, "fill", -1e4f);
   const MXTensor& scores = (*inputs)[0];
-  const float* s = static_cast<const float*>(scores.data_ptr);
-  const float* mask = (*inputs)[1].data<float>();
-  float* out = (*outputs)[0].data<float>();
-  const int64_t batch = scores.shape[0], cols = scores.shape.back();
-  const int64_t rows_per_batch = rows_of(scores) / batch, rows = rows_of(scores);
-#pragma omp parallel for schedule(static) if (rows * cols >= kParallelMin)
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* m = mask + (r / rows_per_batch) * cols;
-    const float* sr = s + r * cols;
-    float* o = out + r * cols;
-    for (int64_t j = 0; j < cols; ++j) o[j] = sr[j] + (1.0f - m[j]) * fill;
-  }
+  const int64_t rows = rows_of(scores);
+  kernels().mask_scores(static_cast<const float*>(scores.data_ptr), (*inputs)[1].data<float>(),
+                        (*outputs)[0].data<float>(), rows, rows / scores.shape[0],
+                        scores.shape.back(), attr_float(attrs, "fill", -1e4f));
   return MX_SUCCESS;
 }
 

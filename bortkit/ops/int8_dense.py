@@ -1,33 +1,16 @@
-"""The AMX int8 dense operator (``int8_dense.cc``): weight packing and the AMX check.
+"""The int8 dense operator (``int8_dense.cc``): weight packing.
 
 ``pack_weight`` turns a float32 (N, K) Dense weight into the operator's inputs: the
-per-output-channel int8 weight in AMX's tile layout, its scales and its column sums.
-``amx_ready`` says whether the operator runs on AMX here (CPU, OS and Linux's tile-data
-permission, which the library asks for once); bortkit uses the operator only then.
+per-output-channel int8 weight in AMX's VNNI tile layout (which the AVX-512 and AVX2 tiers
+read too), its scales and its column sums.
 """
 from __future__ import annotations
 
-import ctypes
-
 import numpy as np
 
-from . import loaded_path
-
-__all__ = ["amx_ready", "pack_weight", "quantize_weight", "int8_dense"]
+__all__ = ["pack_weight", "quantize_weight", "int8_dense"]
 
 TILE_ROWS, TILE_BYTES = 16, 64   # an AMX tile: 16 rows of 64 bytes
-_ready: dict = {}                # library path -> bool
-
-
-def amx_ready() -> bool:
-    """True when the operator library is loaded and runs ``bortkit_int8_dense`` on AMX."""
-    path = loaded_path()
-    if path is None:
-        return False
-    if path not in _ready:
-        # the library is already loaded by MXNet: dlopen returns the same image
-        _ready[path] = bool(ctypes.CDLL(str(path)).bortkit_amx_ready())
-    return _ready[path]
 
 
 def quantize_weight(weight: np.ndarray) -> tuple:

@@ -1,16 +1,24 @@
 """Building, caching, checking and loading the fused operator library.
 
-The sources are the ``*.cc`` and ``*.h`` files beside this module (package data). They are
-compiled with the system C++ compiler (``$CXX``, default ``g++``), together with MXNet's
-``lib_api.cc``, into one shared library cached under ``$BORTKIT_CACHE/kernels`` (default
-``~/.cache/bortkit/kernels``), named by a hash of the sources, MXNet's version, the compile
-command, the CPU flags and the platform. ``python -m bortkit.ops build`` builds it ahead of
-time (``scripts/install.sh`` does); otherwise the first use builds it.
+The sources are the ``*.cc`` and ``*.h`` files beside this module (package data). The
+operator sources (MXNet's registration, ``isa.cc``, ``library.cc``) are one translation unit
+at the build's baseline ISA (:func:`march`); ``tier.cc`` (every
+loop) is compiled once per ISA tier with that tier's flags (:data:`TIER_FLAGS`), so the
+library builds on any x86-64 CPU with GCC 11 or later whatever the CPU of the machine that
+builds it, and ``isa.cc`` picks the tier at run time by CPUID. The objects are linked with
+MXNet's ``lib_api.cc`` into one shared library cached under ``$BORTKIT_CACHE/kernels``
+(default ``~/.cache/bortkit/kernels``), named by a hash of the sources, MXNet's version, the
+compiler, the compile commands and the platform. ``python -m bortkit.ops build`` builds it
+ahead of time (``scripts/install.sh`` does); otherwise the first use builds it.
 
 Every library is written with a *stamp* beside it (``<library>.stamp``: size and SHA-256),
 written atomically after the library is in place. A library whose stamp is missing or does
 not match (a build killed half-way, a truncated copy, garbage) is never loaded: loading a
 damaged shared object can kill the process with SIGBUS. It is deleted and rebuilt.
+
+A build that fails is remembered beside it (``<library>.failed``: the compiler's first
+error, and ``<library>.log``: all it printed), so that later processes neither retry it nor
+pay for it; only ``python -m bortkit.ops build`` (``build(retry=True)``) tries again.
 """
 from __future__ import annotations
 
@@ -18,26 +26,37 @@ import fcntl
 import hashlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sysconfig
 import tempfile
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import mxnet as mx
 
-from ..io import write_json
+from ..io import atomic_write, write_json
 
-__all__ = ["ENV_CACHE", "SOURCE_DIR", "sources", "library_path", "stamp_path", "is_verified",
-           "build", "load"]
+__all__ = ["ENV_CACHE", "ENV_MARCH", "SOURCE_DIR", "TIERS", "TIER_FLAGS", "sources", "march",
+           "library_path", "stamp_path", "failure_path", "is_verified", "build", "load"]
 
 ENV_CACHE = "BORTKIT_CACHE"
 SOURCE_DIR = Path(__file__).resolve().parent
+TIERS = ("scalar", "avx2", "avx512", "amx")  # the order of kernels.h's Tier
+_AVX2 = ["-mavx2", "-mfma", "-mf16c"]
+_AVX512 = _AVX2 + ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]
+TIER_FLAGS: Dict[str, List[str]] = {
+    "scalar": [], "avx2": _AVX2, "avx512": _AVX512,
+    "amx": _AVX512 + ["-mamx-tile", "-mamx-int8", "-mamx-bf16"]}
+ENV_MARCH = "BORTKIT_MARCH"  # the baseline -march (default x86-64: any 64-bit x86 CPU)
+DEFAULT_MARCH = "x86-64"
+_TIER_SOURCE = "tier.cc"
 _BUILD_TIMEOUT_S = 600
 
 
 def sources() -> List[Path]:
-    """The operator sources, compiled together (``*.cc``) or included (``*.h``)."""
+    """The operator sources, compiled (``*.cc``) or included (``*.h``)."""
     return sorted(SOURCE_DIR.glob("*.cc")) + sorted(SOURCE_DIR.glob("*.h"))
 
 
@@ -47,45 +66,75 @@ def _cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def _cpu_flags() -> str:
+def march() -> str:
+    """The baseline ``-march`` of the operator sources and the scalar tier: ``BORTKIT_MARCH``
+    (for example ``x86-64-v3`` to build as on an AVX2 machine), else ``x86-64``."""
+    return os.environ.get(ENV_MARCH, "").strip() or DEFAULT_MARCH
+
+
+def _compiler() -> str:
+    return os.environ.get("CXX") or "g++"
+
+
+def _compiler_identity() -> str:
+    """The compiler's path and ``--version`` line (empty when it cannot be run)."""
+    cxx = _compiler()
+    path = shutil.which(cxx) or cxx
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for row in fh:
-                if row.startswith("flags"):
-                    return row
-    except OSError:
-        pass
-    return ""
+        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        first = done.stdout.splitlines()[0] if done.stdout else ""
+    except (OSError, subprocess.SubprocessError):
+        first = ""
+    return f"{path}\0{first}"
 
 
-def _compile_command(files: List[Path], target: Path,
-                     source_dir: Path = SOURCE_DIR) -> List[str]:
-    root = Path(mx.__file__).parent
-    cxx = os.environ.get("CXX") or "g++"
+def _flags(march: str) -> List[str]:
     # -fno-math-errno and -fno-trapping-math let GCC vectorise sqrt, floor and comparisons.
+    root = Path(mx.__file__).parent
+    return ["-O3", f"-march={march}", "-mtune=generic", "-fno-math-errno",
+            "-fno-trapping-math", "-fopenmp", "-std=c++17", "-fPIC",
+            f"-I{root / 'include'}", f"-I{SOURCE_DIR}"]
+
+
+def _commands(workdir: Path, target: Path, march: str) -> tuple:
+    """(compile commands, link command): objects in ``workdir``, the library at ``target``."""
+    cxx, flags = _compiler(), _flags(march)
+    unit = workdir / "bortkit_ops.cc"  # every operator source in one unit: lib_api.h once
+    compiles = [[cxx, *flags, "-c", str(unit), "-o", str(workdir / "ops.o")],
+                [cxx, *flags, "-c", str(Path(mx.__file__).parent / "src" / "lib_api.cc"),
+                 "-o", str(workdir / "lib_api.o")]]
+    for tier in TIERS:
+        compiles.append([cxx, *flags, *TIER_FLAGS[tier], f"-DBORTKIT_TIER={tier}", "-c",
+                         str(SOURCE_DIR / _TIER_SOURCE), "-o", str(workdir / f"{tier}.o")])
     # The C++ runtime is linked in and bound inside the library: under Horovod, libmxnet.so
     # (which exports the old libstdc++ it was built with) is loaded RTLD_GLOBAL, and the
     # library's std::unordered_map calls would otherwise run that old code (SIGFPE).
-    return [cxx, "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fopenmp",
-            "-std=c++17", "-shared", "-fPIC", "-static-libstdc++", "-Wl,-Bsymbolic",
-            "-Wl,--exclude-libs,ALL", f"-I{root / 'include'}", f"-I{source_dir}",
-            *map(str, files), str(root / "src" / "lib_api.cc"), "-o", str(target)]
+    objects = [c[-1] for c in compiles]
+    link = [cxx, "-shared", "-fopenmp", "-static-libstdc++", "-Wl,-Bsymbolic",
+            "-Wl,--exclude-libs,ALL", *objects, "-o", str(target)]
+    return compiles, link
 
 
 def library_path() -> Path:
-    """Where the compiled library for these sources, MXNet, compiler and CPU is cached."""
+    """Where the library for these sources, MXNet, compiler and flags is cached."""
     key = hashlib.sha256()
     for path in sources():
         key.update(f"{path.name}\0".encode() + path.read_bytes() + b"\0")
     # Not the folder of the sources: a wheel's copy and the checkout share the library.
-    flags = " ".join(_compile_command([Path("source")], Path("target"), Path("sources")))
-    key.update("\0".join([mx.__version__, flags, _cpu_flags(),
+    compiles, link = _commands(Path("work"), Path("target"), march())
+    commands = " ".join(" ".join(c) for c in compiles + [link]).replace(str(SOURCE_DIR), "src")
+    key.update("\0".join([mx.__version__, commands, _compiler_identity(),
                           sysconfig.get_platform()]).encode())
     return _cache_dir() / f"bortkit_ops-{key.hexdigest()[:16]}.so"
 
 
 def stamp_path(library: Path) -> Path:
     return library.with_name(library.name + ".stamp")
+
+
+def failure_path(library: Path) -> Path:
+    """The record of a failed build of ``library`` (JSON: ``error``, the first one)."""
+    return library.with_name(library.name + ".failed")
 
 
 def _fingerprint(library: Path) -> dict:
@@ -107,12 +156,64 @@ def is_verified(library: Path) -> bool:
         return False
 
 
-def build(force: bool = False) -> Path:
+_ERROR = re.compile(r"^(?P<where>[^\s:][^:]*:\d+(?::\d+)?): (?:fatal )?error: (?P<what>.*)$")
+
+
+def first_error(stderr: str) -> str:
+    """The compiler's first error as ``file:line:col: message`` (the file's name, not its
+    folder), else its first non-empty line."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    for line in lines:
+        found = _ERROR.match(line.strip())
+        if found:
+            where = found["where"]
+            name, _, rest = where.partition(":")
+            return f"{Path(name).name}:{rest}: error: {found['what']}"
+    return lines[0].strip() if lines else "no output"
+
+
+def _write_log(path: Path, text: str) -> None:
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def _compile(compiles: List[List[str]], link: List[str], log: Path) -> None:
+    """Run the compiles two at a time (the units are independent), then the link; raise
+    RuntimeError with the first error, all output in ``log``."""
+    outputs: List[str] = []
+    pending = list(compiles)
+    try:
+        while pending:
+            batch, pending = pending[:2], pending[2:]
+            running = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True) for c in batch]
+            failed = None
+            for command, proc in zip(batch, running):
+                out, _ = proc.communicate(timeout=_BUILD_TIMEOUT_S)
+                outputs.append(f"$ {' '.join(command)}\n{out}")
+                if proc.returncode != 0 and failed is None:
+                    failed = out
+            if failed is not None:
+                _write_log(log, "\n".join(outputs))
+                raise RuntimeError(f"{_compiler()} failed: {first_error(failed)}")
+        done = subprocess.run(link, capture_output=True, text=True, timeout=_BUILD_TIMEOUT_S)
+    except FileNotFoundError:
+        raise RuntimeError(f"no C++ compiler: {_compiler()} not found") from None
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"{_compiler()} took more than {_BUILD_TIMEOUT_S} s") from None
+    outputs.append(f"$ {' '.join(link)}\n{done.stdout}{done.stderr}")
+    _write_log(log, "\n".join(outputs))
+    if done.returncode != 0:
+        raise RuntimeError(f"linking failed: {first_error(done.stderr)}")
+
+
+def build(force: bool = False, retry: bool = False) -> Path:
     """Compile the library unless a verified one is cached; return its path.
 
-    A cached library that fails verification is deleted and rebuilt. Several processes
-    starting at once compile it once (a file lock). Raises RuntimeError when the compiler
-    fails, OSError when the cache is not writable.
+    A cached library that fails verification is deleted and rebuilt. A build that failed
+    before for the same key raises its error again without compiling, unless ``retry`` or
+    ``force``. Several processes starting at once compile it once (a file lock). Raises
+    RuntimeError when the compiler fails, OSError when the cache is not writable.
     """
     target = library_path()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,25 +221,28 @@ def build(force: bool = False) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not force and is_verified(target):
             return target
-        for stale in (stamp_path(target), target):  # unverified: never loaded, never kept
+        failure = failure_path(target)
+        if failure.exists() and not (force or retry):
+            try:
+                error = json.loads(failure.read_text(encoding="utf-8"))["error"]
+            except (OSError, ValueError, KeyError, TypeError):
+                error = "an earlier build failed"
+            raise RuntimeError(f"{error} (an earlier build; `python -m bortkit.ops build` "
+                               f"tries again, its output: {target.with_suffix('.log')})")
+        for stale in (stamp_path(target), target, failure):  # never loaded, never kept
             stale.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            # One translation unit including every .cc: lib_api.h is parsed once, not once
-            # a file (the build takes half the time).
-            unit = Path(tmp) / "bortkit_ops.cc"
-            unit.write_text("".join(f'#include "{p.name}"\n' for p in sources()
-                                    if p.suffix == ".cc"), encoding="utf-8")
-            built = Path(tmp) / target.name
-            command = _compile_command([unit], built)
+            work = Path(tmp)
+            (work / "bortkit_ops.cc").write_text(
+                "".join(f'#include "{p.name}"\n' for p in sources()
+                        if p.suffix == ".cc" and p.name != _TIER_SOURCE), encoding="utf-8")
+            built = work / target.name
+            compiles, link = _commands(work, built, march())
             try:
-                done = subprocess.run(command, capture_output=True, text=True,
-                                      timeout=_BUILD_TIMEOUT_S)
-            except FileNotFoundError:
-                raise RuntimeError(f"no C++ compiler: {command[0]} not found") from None
-            if done.returncode != 0:
-                lines = done.stderr.strip().splitlines()
-                raise RuntimeError(f"{command[0]} failed: "
-                                   f"{lines[-1] if lines else done.returncode}")
+                _compile(compiles, link, target.with_suffix(".log"))
+            except RuntimeError as err:
+                write_json(failure, {"error": str(err)})
+                raise
             stamp = _fingerprint(built)
             os.replace(built, target)
         write_json(stamp_path(target), stamp)  # after the library: a stamp vouches for it

@@ -54,27 +54,15 @@ MXReturnValue adamw_mutate(const std::unordered_map<std::string, std::string>& a
 MXReturnValue adamw_forward(const std::unordered_map<std::string, std::string>& attrs,
                             std::vector<MXTensor>* inputs, std::vector<MXTensor>* outputs,
                             const OpResource& res) {
-  const float lr = attr_float(attrs, "lr", 0.0f), wd = attr_float(attrs, "wd", 0.0f);
-  const float b1 = attr_float(attrs, "beta1", 0.9f), b2 = attr_float(attrs, "beta2", 0.999f);
-  const float eps = attr_float(attrs, "epsilon", 1e-6f);
-  const float* grad = (*inputs)[0].data<float>();
   const float scale = (*inputs)[1].data<float>()[0];
-  float* w = (*inputs)[2].data<float>();
-  float* m = (*inputs)[3].data<float>();
-  float* v = (*inputs)[4].data<float>();
   float* flag = (*outputs)[0].data<float>();
-  const int64_t n = (*inputs)[0].size();
   flag[0] = std::isfinite(scale) ? 1.0f : 0.0f;
   if (!std::isfinite(scale)) return MX_SUCCESS;
-#pragma omp parallel for schedule(static) if (n >= 4 * kParallelMin)
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = scale * grad[i];
-    const float mi = b1 * m[i] + (1.0f - b1) * g;
-    const float vi = b2 * v[i] + (1.0f - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    w[i] -= lr * (mi / (std::sqrt(vi) + eps) + wd * w[i]);
-  }
+  kernels().adamw((*inputs)[0].data<float>(), scale, (*inputs)[2].data<float>(),
+                  (*inputs)[3].data<float>(), (*inputs)[4].data<float>(), (*inputs)[0].size(),
+                  attr_float(attrs, "lr", 0.0f), attr_float(attrs, "wd", 0.0f),
+                  attr_float(attrs, "beta1", 0.9f), attr_float(attrs, "beta2", 0.999f),
+                  attr_float(attrs, "epsilon", 1e-6f));
   return MX_SUCCESS;
 }
 

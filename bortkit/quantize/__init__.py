@@ -1,5 +1,5 @@
 """int8 inference: calibrated static quantization through MXNet's oneDNN backend, with the
-encoder's dense layers on bortkit's AMX operator where the CPU has AMX.
+encoder's dense layers on bortkit's fused int8 operator (AMX, AVX-512 VNNI or AVX2).
 
 ``bortkit.from_pretrained(path, quantize="int8", calibration=texts)`` returns a
 :class:`QuantizedModel`; ``model.save(DIR)`` writes it with its calibration, and

@@ -18,13 +18,15 @@ fine-tuned MiniLM's SST-2 predictions (README, "Inference: ONNX export and int8"
 without calibration text: the fp32 checkpoint files plus ``int8.json`` (settings and
 thresholds).
 
-Dense kernel (``record["dense"]``, :data:`DENSE_KERNELS`): where the CPU has AMX and
-bortkit's operator library is loaded, the encoder's dense layers run instead on bortkit's
-own AMX operator (:mod:`bortkit.quantize.amx`: per-row dynamic int8 activations, the rest of
-the graph fp32), measured faster than oneDNN 2.4's int8 products (README); elsewhere, or
-with ``BORTKIT_KERNELS=0``, on oneDNN as above. The record says which one a saved model was
-made with; both use the same stored thresholds, so a model saved with ``amx`` loads on a CPU
-without AMX on oneDNN (with a warning).
+Dense kernel (``record["dense"]``, :data:`DENSE_KERNELS`): where bortkit's operator
+library is loaded at the avx2 tier or above (:mod:`bortkit.ops.isa`), the encoder's dense
+layers run instead on bortkit's own int8 operator and each dot-product attention on its fused
+attention (:mod:`bortkit.quantize.fused`: per-row dynamic int8 activations, AMX, AVX-512 VNNI
+or AVX2 products, the rest of the graph fp32), measured faster than oneDNN 2.4's int8
+products (bench/README.md); elsewhere, or with ``BORTKIT_KERNELS=0``, on oneDNN as above. The
+record says which one a saved model was made with (``amx``, the name before the other tiers,
+reads as ``fused``); both use the same stored thresholds, so a model saved with ``fused``
+loads on oneDNN where the operators are missing (with a warning).
 """
 from __future__ import annotations
 
@@ -44,15 +46,19 @@ RECORD = "int8.json"          # beside the checkpoint files: what makes a direct
 RECORD_FORMAT = "bortkit-int8-onednn"
 FP32_PRODUCTS = ("encoder.0.ffn.ffn_2",)
 FFN_ACTIVATION_RANGE = 0.5
-DENSE_KERNELS = ("amx", "onednn")
+DENSE_KERNELS = ("fused", "onednn")
+FUSED_TIERS = ("avx2", "avx512", "amx")  # below avx2 oneDNN is faster
 DENSE_PRODUCTS = ("attention.qkv", "attention.output", "ffn.ffn_1", "ffn.ffn_2")
 
 
 def dense_kernel() -> str:
-    """The fastest dense kernel here: ``amx`` when bortkit's AMX operator runs, else
-    ``onednn``."""
-    from ..ops.int8_dense import amx_ready
-    return "amx" if amx_ready() else "onednn"
+    """The fastest dense kernel here: ``fused`` when bortkit's operators run at a tier of
+    :data:`FUSED_TIERS`, else ``onednn``."""
+    from .. import ops
+    if not ops.available():
+        return "onednn"
+    from ..ops.isa import active
+    return "fused" if active() in FUSED_TIERS else "onednn"
 
 
 def check_calibration(quantize: Optional[str], calibration) -> list:
@@ -281,18 +287,18 @@ class Int8Graph:
         return [op for i in range(self.num_layers) for part in DENSE_PRODUCTS
                 for op in _operators(self.network, f"encoder.{i}.{part}")]
 
-    def amx(self):
-        """The graph with the encoder's dense layers on bortkit's AMX int8 operator
-        (:mod:`bortkit.quantize.amx`): needs no thresholds."""
-        from .amx import amx_block
-        return amx_block(self.sym, self.params, self.dense_products(), self.names)
+    def fused(self):
+        """The graph with the encoder's dense layers on bortkit's int8 operator
+        (:mod:`bortkit.quantize.fused`): needs no thresholds."""
+        from .fused import fused_block
+        return fused_block(self.sym, self.params, self.dense_products(), self.names)
 
     def build(self, dense: str, thresholds: dict, path=None):
         """The int8 block on ``dense`` (:data:`DENSE_KERNELS`); ``thresholds`` must fit
         this graph either way (a record that falls back to oneDNN elsewhere)."""
-        if dense == "amx":
+        if dense == "fused":
             self.check_thresholds(thresholds, path)
-            return self.amx()
+            return self.fused()
         return self.quantize(thresholds, path=path)
 
 
@@ -316,13 +322,13 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
     :func:`bortkit.checkpoint.read_state`), with its task head when ``state.meta`` has one.
     ``tokenizer`` defaults to the checkpoint's own; ``dense`` (:data:`DENSE_KERNELS`)
     defaults to :func:`dense_kernel`. The thresholds are calibrated either way (the record
-    of an ``amx`` model loads on oneDNN where AMX is missing)."""
+    of a ``fused`` model loads on oneDNN where the operators are missing)."""
     from ..tokenizers import load_tokenizer
     if dense is not None and dense not in DENSE_KERNELS:
         raise ConfigError(f"dense must be one of {', '.join(DENSE_KERNELS)}, got {dense!r}")
-    if dense == "amx" and dense_kernel() != "amx":
-        raise ConfigError("dense='amx' needs a CPU with AMX and bortkit's operator library "
-                          f"({_amx_status()})")
+    if dense == "fused" and dense_kernel() != "fused":
+        raise ConfigError("dense='fused' needs bortkit's operator library at the avx2 tier or "
+                          f"above ({_fused_status()})")
     dense = dense or dense_kernel()
     texts = check_calibration("int8", calibration)
     if tokenizer is None:
@@ -341,11 +347,12 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
                           state.tokenizer_dir, dense)
 
 
-def _amx_status() -> str:
+def _fused_status() -> str:
     from .. import ops
     if not ops.available():
         return ops.status()
-    return "this CPU or kernel does not grant AMX"
+    from ..ops.isa import active
+    return f"the kernels run at the {active()} tier"
 
 
 def is_quantized(path) -> bool:
@@ -372,13 +379,14 @@ def load_int8(path, config=None) -> QuantizedModel:
             raise CheckpointError(f"{key} is {record.get(key)!r}; this bortkit builds "
                                   f"{expected!r}; quantize again with calibration text",
                                   path=where)
-    dense = record.get("dense", "onednn")  # records before the AMX kernel: oneDNN
+    dense = record.get("dense", "onednn")  # records before the fused kernel: oneDNN
+    dense = "fused" if dense == "amx" else dense  # its name while it ran on AMX only
     if dense not in DENSE_KERNELS:
         raise CheckpointError(f"dense is {dense!r}; expected one of "
                               f"{', '.join(DENSE_KERNELS)}", path=where)
-    if dense == "amx" and dense_kernel() != "amx":
-        warnings.warn(f"bortkit: {where} was made with dense='amx', which does not run here "
-                      f"({_amx_status()}); using oneDNN int8 with its stored thresholds",
+    if dense == "fused" and dense_kernel() != "fused":
+        warnings.warn(f"bortkit: {where} was made with dense='fused', which does not run here "
+                      f"({_fused_status()}); using oneDNN int8 with its stored thresholds",
                       RuntimeWarning, stacklevel=2)
         dense = "onednn"
     graph = Int8Graph(state)

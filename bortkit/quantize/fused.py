@@ -1,6 +1,6 @@
-"""The AMX int8 inference graph: the encoder's dense layers on ``bortkit_int8_dense``.
+"""The fused int8 inference graph: the encoder's dense layers on ``bortkit_int8_dense``.
 
-:func:`amx_symbol` rewrites the folded fp32 graph (:func:`bortkit.quantize.graph.
+:func:`fused_symbol` rewrites the folded fp32 graph (:func:`bortkit.quantize.graph.
 fold_parameters`): every ``FullyConnected`` node named in ``products`` (the query/key/value
 product, the attention output and both FFN products of every layer) becomes a
 ``bortkit_int8_dense`` node (:mod:`bortkit.ops.int8_dense`) reading the packed int8 weight,
@@ -12,7 +12,7 @@ feeds only an exact GELU (the FFN's first product), the operator applies it.
 
 Each dot-product self-attention (scores, mask, softmax and weighted values, four operators
 around a (B, H, T, T) tensor) becomes one ``bortkit_self_attention`` node
-(``bortkit/ops/attention.cc``: both products on AMX in bf16, the softmax in fp32); attention
+(``bortkit/ops/attention.cc``: both products on bf16 operands, the softmax in fp32); attention
 variants with other score terms keep their operators. Embeddings and the task head stay
 fp32, as in the fp32 graph.
 """
@@ -26,7 +26,7 @@ OP = "bortkit_int8_dense"
 ATTENTION_OP = "bortkit_self_attention"
 
 
-def amx_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
+def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
     """``(symbol, parameters)`` with the ``FullyConnected`` nodes named in ``products``
     on the int8 operator. Raises ``KeyError`` for a name that is not such a node."""
     import mxnet as mx
@@ -174,11 +174,11 @@ def _topological(nodes: list, heads: list) -> list:
     return order
 
 
-def amx_block(sym, params: dict, products: Sequence[str], data_names: Sequence[str]):
+def fused_block(sym, params: dict, products: Sequence[str], data_names: Sequence[str]):
     """The rewritten graph as a hybridized Gluon ``SymbolBlock`` (inputs ``data_names``)."""
     import mxnet as mx
     from mxnet.gluon import SymbolBlock
-    sym, params = amx_symbol(sym, params, products)
+    sym, params = fused_symbol(sym, params, products)
     sym = sym.get_backend_symbol("MKLDNN")  # oneDNN's fp32 fusions (attention products)
     with warnings.catch_warnings():  # "cannot decide type" of the inputs: they are float32
         warnings.simplefilter("ignore", UserWarning)

@@ -1,0 +1,262 @@
+// The int8 dense layer's loops (int8_dense.cc says what it computes; kernels.h the layouts).
+// Included by tier.cc only, inside its anonymous namespace; the product of a 32 x 32 block
+// is this tier's: AMX tiles (TDPBUSD), AVX-512 VNNI (VPDPBUSD), AVX2 (VPMADDUBSW on
+// |q| and sign-moved weights, exact: |q|, |w| <= 127 cannot saturate its 16-bit sums), or a
+// scalar loop. All four compute the same integer sums.
+
+constexpr int64_t kTileRows = 16, kTileBytes = 64, kTile = kTileRows * kTileBytes;
+
+// One row of x (K,) -> u8 q + 128 at dst (64 bytes, then the next tile's row kTile bytes
+// further), zeros from K up to KB * 64; returns the row scale max|x| / 127.
+float quantize_row(const float* xr, int64_t K, int64_t KB, uint8_t* dst) {
+  float amax = 0.0f;
+#pragma omp simd reduction(max : amax)
+  for (int64_t k = 0; k < K; ++k) amax = fabsf(xr[k]) > amax ? fabsf(xr[k]) : amax;
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  for (int64_t kb = 0; kb < KB; ++kb) {
+    uint8_t* d = dst + kb * kTile;
+    const float* xk = xr + kb * kTileBytes;
+    const int64_t n = min64(kTileBytes, K - kb * kTileBytes);
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) {
+      float q = nearbyintf(xk[j] * inv);  // to nearest even, as rint
+      q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+      d[j] = static_cast<uint8_t>(static_cast<int32_t>(q) + 128);
+    }
+    for (int64_t j = n; j < kTileBytes; ++j) d[j] = 0;
+  }
+  return amax / 127.0f;
+}
+
+// Rows [0, rows) of x into a (Mp/16, KB, 16, 64) u8 buffer, Mp = rows rounded up to 32;
+// rows past `rows` are zeros with scale 0.
+void quantize_rows(const DenseArgs& p, uint8_t* a, float* row_scale) {
+  const int64_t Mp = (p.rows + 31) / 32 * 32;
+#pragma omp parallel for schedule(static) if (p.rows * p.K >= kParallelMin)
+  for (int64_t r = 0; r < Mp; ++r) {
+    uint8_t* base = a + (r / kTileRows) * p.KB * kTile + (r % kTileRows) * kTileBytes;
+    if (r >= p.rows) {
+      for (int64_t kb = 0; kb < p.KB; ++kb) memset(base + kb * kTile, 0, kTileBytes);
+      row_scale[r] = 0.0f;
+      continue;
+    }
+    row_scale[r] = quantize_row(p.x + r * p.K, p.K, p.KB, base);
+  }
+}
+
+// Row r of the quantized block: its 64 bytes of tile kb are at row_of(...) + kb * kTile.
+inline const uint8_t* row_of(const uint8_t* a, int64_t KB, int64_t r) {
+  return a + (r / kTileRows) * KB * kTile + (r % kTileRows) * kTileBytes;
+}
+
+// acc (32, 32) int32 = q . W for rows 32 mb .. 32 mb + 31 and columns 16 nt .. 16 nt + 31
+// (the second tile is skipped, its sums left undefined, when nt + 1 == col_tiles).
+// u8 * s8 products sum (q + 128) . w; the 128 colsum is taken off when they are stored.
+void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
+                   int64_t col_tiles, int32_t* acc) {
+  const int8_t* b0 = p.w + nt * p.KB * kTile;
+  const bool two = nt + 1 < col_tiles;
+  const int8_t* b1 = two ? b0 + p.KB * kTile : b0;
+#if defined(__AMX_INT8__)
+  // tiles 0-3 accumulate, 4-5 hold u8 rows, 6-7 weights (configure_tiles(8) per thread)
+  const uint8_t* a0 = a + (2 * mb) * p.KB * kTile;
+  const uint8_t* a1 = a0 + p.KB * kTile;
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t kb = 0; kb < p.KB; ++kb) {
+    _tile_loadd(4, a0 + kb * kTile, kTileBytes);
+    _tile_loadd(6, b0 + kb * kTile, kTileBytes);
+    _tile_dpbusd(0, 4, 6);
+    _tile_loadd(7, b1 + kb * kTile, kTileBytes);
+    _tile_dpbusd(1, 4, 7);
+    _tile_loadd(5, a1 + kb * kTile, kTileBytes);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+  _tile_stored(0, acc, 128);
+  _tile_stored(1, acc + 16, 128);
+  _tile_stored(2, acc + 512, 128);
+  _tile_stored(3, acc + 528, 128);
+  const bool shifted = true;
+#elif defined(__AVX512VNNI__)
+  // 8 rows x 32 columns a pass: 16 accumulators; a weight row of a tile (64 bytes) is 4
+  // k values of 16 columns, a row's 4 bytes are broadcast against it.
+  for (int64_t g = 0; g < 4; ++g) {
+    __m512i c0[8], c1[8];
+    for (int i = 0; i < 8; ++i) c0[i] = c1[i] = _mm512_setzero_si512();
+    const uint8_t* rows[8];
+    for (int i = 0; i < 8; ++i) rows[i] = row_of(a, p.KB, mb * 32 + g * 8 + i);
+    for (int64_t kb = 0; kb < p.KB; ++kb)
+      for (int64_t c = 0; c < 16; ++c) {
+        const __m512i w0 = _mm512_loadu_si512(b0 + kb * kTile + c * 64);
+        const __m512i w1 = _mm512_loadu_si512(b1 + kb * kTile + c * 64);
+        for (int i = 0; i < 8; ++i) {
+          int32_t quad;
+          memcpy(&quad, rows[i] + kb * kTile + c * 4, 4);
+          const __m512i q = _mm512_set1_epi32(quad);
+          c0[i] = _mm512_dpbusd_epi32(c0[i], q, w0);
+          c1[i] = _mm512_dpbusd_epi32(c1[i], q, w1);
+        }
+      }
+    for (int i = 0; i < 8; ++i) {
+      _mm512_storeu_si512(acc + (g * 8 + i) * 32, c0[i]);
+      _mm512_storeu_si512(acc + (g * 8 + i) * 32 + 16, c1[i]);
+    }
+  }
+  const bool shifted = true;
+#elif defined(__AVX2__)
+  // 4 rows x 16 columns a pass: q = u8 ^ 0x80 (s8); |q| (u8) x sign(q) w (s8) pairs sum to at
+  // most 2 * 127 * 127 < 2^15, then VPMADDWD with ones widens them to int32.
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80)), ones = _mm256_set1_epi16(1);
+  for (int64_t half = 0; half < (two ? 2 : 1); ++half) {
+    const int8_t* b = half ? b1 : b0;
+    for (int64_t g = 0; g < 8; ++g) {
+      __m256i lo[4], hi[4];
+      for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+      const uint8_t* rows[4];
+      for (int i = 0; i < 4; ++i) rows[i] = row_of(a, p.KB, mb * 32 + g * 4 + i);
+      for (int64_t kb = 0; kb < p.KB; ++kb)
+        for (int64_t c = 0; c < 16; ++c) {
+          const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+              b + kb * kTile + c * 64));
+          const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+              b + kb * kTile + c * 64 + 32));
+          for (int i = 0; i < 4; ++i) {
+            int32_t quad;
+            memcpy(&quad, rows[i] + kb * kTile + c * 4, 4);
+            const __m256i q = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
+            const __m256i magnitude = _mm256_abs_epi8(q);
+            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(_mm256_maddubs_epi16(
+                magnitude, _mm256_sign_epi8(w0, q)), ones));
+            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(_mm256_maddubs_epi16(
+                magnitude, _mm256_sign_epi8(w1, q)), ones));
+          }
+        }
+      for (int i = 0; i < 4; ++i) {
+        int32_t* out = acc + (g * 4 + i) * 32 + half * 16;
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), lo[i]);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), hi[i]);
+      }
+    }
+  }
+  const bool shifted = false;
+#else
+  for (int64_t r = 0; r < 32; ++r) {
+    const uint8_t* row = row_of(a, p.KB, mb * 32 + r);
+    for (int64_t half = 0; half < (two ? 2 : 1); ++half) {
+      const int8_t* b = half ? b1 : b0;
+      for (int c = 0; c < 16; ++c) {
+        int32_t s = 0;
+        for (int64_t kb = 0; kb < p.KB; ++kb)
+          for (int k = 0; k < kTileBytes; ++k)
+            s += (static_cast<int32_t>(row[kb * kTile + k]) - 128) *
+                 b[kb * kTile + (k / 4) * kTileBytes + c * 4 + k % 4];
+        acc[r * 32 + half * 16 + c] = s;
+      }
+    }
+  }
+  const bool shifted = false;
+#endif
+  if (shifted) {  // (q + 128) . w = q . w + 128 colsum
+    const int64_t n0 = nt * 16, count = min64(two ? 32 : 16, p.N - n0);
+    for (int64_t r = 0; r < 32; ++r)
+#pragma omp simd
+      for (int64_t j = 0; j < count; ++j) acc[r * 32 + j] -= 128 * p.colsum[n0 + j];
+  }
+}
+
+// float(acc) * (s_r * scale_n) + bias_n for columns [n0, n0 + count) of a row, through
+// GELU when asked.
+inline void dequantize(const DenseArgs& p, const int32_t* acc, int64_t n0, int64_t count,
+                       float row_scale, float* out) {
+  const float* scale = p.scale + n0;
+  const float* bias = p.bias + n0;
+#pragma omp simd
+  for (int64_t j = 0; j < count; ++j)
+    out[j] = static_cast<float>(acc[j]) * (row_scale * scale[j]) + bias[j];
+  if (p.gelu) {
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) out[j] = gelu(out[j]);
+  }
+}
+
+// out <- LayerNorm(out + residual) * gamma + beta for rows [first, last) (mean, then the
+// mean square of the centred row, in float).
+void add_norm_rows(const DenseArgs& p, int64_t first, int64_t last) {
+  if (p.residual == nullptr) return;
+  for (int64_t row = first; row < last && row < p.rows; ++row) {
+    float* out = p.out + row * p.N;
+    const float* residual = p.residual + row * p.N;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < p.N; ++j) {
+      out[j] += residual[j];
+      sum += out[j];
+    }
+    const float mean = sum / static_cast<float>(p.N);
+    float squares = 0.0f;
+#pragma omp simd reduction(+ : squares)
+    for (int64_t j = 0; j < p.N; ++j) squares += (out[j] - mean) * (out[j] - mean);
+    const float rstd = 1.0f / sqrtf(squares / static_cast<float>(p.N) + p.eps);
+#pragma omp simd
+    for (int64_t j = 0; j < p.N; ++j) out[j] = (out[j] - mean) * rstd * p.gamma[j] + p.beta[j];
+  }
+}
+
+// Work items are a 32-row block (its u8 rows stay in L1) and a panel of columns, in
+// panel-major order: a panel's weights (at most kPanelBytes) stay in L2 while every row
+// block passes over them, so each weight is read from memory once, not once per row block
+// (the query/key/value weight of Bort, 3 MB, does not fit L2). With one panel (and enough
+// row blocks for every thread) the residual + LayerNorm runs on each finished row block;
+// else it waits for whole rows.
+constexpr int64_t kPanelBytes = 256 * 1024;
+
+void int8_dense(const DenseArgs& p) {
+  uint8_t* a = p.scratch;
+  const int64_t Mp = (p.rows + 31) / 32 * 32;
+  float* row_scale = reinterpret_cast<float*>(p.scratch + Mp * p.KB * kTileBytes);
+  quantize_rows(p, a, row_scale);
+  const int64_t row_blocks = Mp / 32, col_tiles = (p.N + 15) / 16;
+  const int64_t col_pairs = (col_tiles + 1) / 2;
+#ifdef _OPENMP
+  const int64_t threads = omp_get_max_threads();
+#else
+  const int64_t threads = 1;
+#endif
+  const int64_t pair_bytes = 2 * p.KB * kTile;
+  const int64_t for_threads =  // batch 1: split the columns so that every thread works
+      row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks;
+  const int64_t splits = min64(
+      col_pairs, max64(for_threads, (col_pairs * pair_bytes + kPanelBytes - 1) / kPanelBytes));
+  const int64_t pairs_per_item = (col_pairs + splits - 1) / splits;
+#pragma omp parallel if (row_blocks * splits > 1)
+  {
+#if defined(__AMX_INT8__)
+    configure_tiles(8);
+#endif
+    alignas(64) int32_t acc[32 * 32];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < row_blocks * splits; ++item) {
+      const int64_t mb = item % row_blocks, first = (item / row_blocks) * pairs_per_item * 2;
+      const int64_t last = min64(col_tiles, first + pairs_per_item * 2);
+      for (int64_t nt = first; nt < last; nt += 2) {
+        block_product(p, a, mb, nt, col_tiles, acc);
+        const int64_t n0 = nt * 16, count = min64(32, p.N - n0);
+        for (int64_t r = 0; r < 32 && mb * 32 + r < p.rows; ++r) {
+          const int64_t row = mb * 32 + r;
+          dequantize(p, acc + r * 32, n0, count, row_scale[row], p.out + row * p.N + n0);
+        }
+      }
+      if (splits == 1) add_norm_rows(p, mb * 32, mb * 32 + 32);
+    }
+#if defined(__AMX_INT8__)
+    _tile_release();
+#endif
+    if (splits > 1 && p.residual != nullptr) {
+#pragma omp for schedule(static)
+      for (int64_t row = 0; row < p.rows; ++row) add_norm_rows(p, row, row + 1);
+    }
+  }
+}

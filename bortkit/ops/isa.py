@@ -1,0 +1,68 @@
+"""Which ISA tier the fused kernels run on, and the cap that lowers it.
+
+The library holds every loop once per tier (``library.TIERS``: scalar, avx2, avx512, amx)
+and picks the highest the CPU and the OS allow (``isa.cc``: CPUID, XGETBV and, for AMX,
+Linux's tile-data permission). ``BORTKIT_ISA=<tier>`` (read when the library loads) or
+:func:`cap` lowers it, so that one machine runs, tests and benchmarks every tier below its
+own. A tier above the host's is an error, not a quiet fallback.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from typing import Optional
+
+from ..errors import ConfigError
+from .library import TIERS
+
+__all__ = ["ENV_ISA", "TIERS", "host", "active", "cap", "cap_from_env"]
+
+ENV_ISA = "BORTKIT_ISA"
+_handles: dict = {}  # library path -> ctypes handle (the image MXNet already loaded)
+
+
+def _handle():
+    from . import loaded_path
+    path = loaded_path()
+    if path is None:
+        return None
+    if path not in _handles:
+        _handles[path] = ctypes.CDLL(str(path))
+    return _handles[path]
+
+
+def host() -> Optional[str]:
+    """The highest tier this CPU and OS run (None when the fused kernels are not loaded)."""
+    lib = _handle()
+    return None if lib is None else TIERS[lib.bortkit_isa_host()]
+
+
+def active() -> Optional[str]:
+    """The tier the fused kernels run on now (None when they are not loaded)."""
+    lib = _handle()
+    return None if lib is None else TIERS[lib.bortkit_isa_active()]
+
+
+def _check(tier, where: str) -> int:
+    if tier not in TIERS:
+        raise ConfigError(f"{where} must be one of {', '.join(TIERS)}, got {tier!r}")
+    top = host()
+    if TIERS.index(tier) > TIERS.index(top):
+        raise ConfigError(f"{where}={tier}: this CPU runs at most {top}")
+    return TIERS.index(tier)
+
+
+def cap(tier: str) -> str:
+    """Run the fused kernels at ``tier`` (at most :func:`host`); returns the active tier.
+    Needs the fused kernels (:func:`bortkit.ops.available`)."""
+    lib = _handle()
+    if lib is None:
+        raise ConfigError("the ISA cap needs the fused kernels, which are not loaded")
+    return TIERS[lib.bortkit_isa_cap(_check(tier, "tier"))]
+
+
+def cap_from_env() -> None:
+    """Apply ``BORTKIT_ISA`` when it is set (called when the library loads)."""
+    value = os.environ.get(ENV_ISA, "").strip()
+    if value:
+        _handle().bortkit_isa_cap(_check(value.lower(), ENV_ISA))
