@@ -50,6 +50,71 @@ def configure_threads(threads: Optional[int] = None, passive: bool = False) -> d
     return {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
 
 
+# What each framework's own ISA cap is called for a bortkit tier (bortkit.ops.isa.TIERS):
+# oneDNN (MXNet's, and PyTorch's) reads DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA, PyTorch's own
+# kernels ATEN_CPU_CAPABILITY. ONNX Runtime has no cap: at a tier below the host's its
+# figures are conservative anchors (it keeps the host's ISA).
+ONEDNN_ISA = {"scalar": "SSE41", "avx2": "AVX2", "avx512": "AVX512_CORE_VNNI",
+              "amx": "AVX512_CORE_AMX"}
+ATEN_CAPABILITY = {"scalar": "default", "avx2": "avx2", "avx512": "avx512", "amx": "avx512"}
+ISA_VARIABLES = ("BORTKIT_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+
+
+def configure_isa(tier: Optional[str]) -> dict[str, str]:
+    """Cap bortkit's kernels, oneDNN and PyTorch at ``tier`` (None: the host's ISA). Must
+    run before MXNet or PyTorch is imported. Returns the variables now set."""
+    if tier is not None:
+        if tier not in ONEDNN_ISA:
+            raise ValueError(f"--isa must be one of {', '.join(ONEDNN_ISA)}, got {tier!r}")
+        if "mxnet" in sys.modules or "torch" in sys.modules:
+            raise RuntimeError("configure_isa must run before mxnet or torch is imported")
+        os.environ.update({"BORTKIT_ISA": tier, "DNNL_MAX_CPU_ISA": ONEDNN_ISA[tier],
+                           "ONEDNN_MAX_CPU_ISA": ONEDNN_ISA[tier],
+                           "ATEN_CPU_CAPABILITY": ATEN_CAPABILITY[tier]})
+    return {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
+
+
+def isa_record() -> dict:
+    """The tier bortkit's kernels run at and the host's (after the library loaded)."""
+    from bortkit import ops
+    from bortkit.ops import isa
+    if not ops.available():
+        return {"tier": None, "host": None, "status": ops.status()}
+    return {"tier": isa.active(), "host": isa.host(), "int8_levels": isa.int8_levels(),
+            "capped": isa.active() != isa.host(),
+            "variables": {n: os.environ[n] for n in ISA_VARIABLES if n in os.environ}}
+
+
+def strip_options(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """``argv`` without the options ``names`` and their values (``--x v ...`` or ``--x=v``)."""
+    out, skipping = [], False
+    for token in argv:
+        if token.startswith("--"):
+            skipping = token.split("=", 1)[0] in names and "=" not in token
+            if token.split("=", 1)[0] in names:
+                continue
+        elif skipping:
+            continue
+        out.append(token)
+    return out
+
+
+def run_per_tier(script: str, argv: Sequence[str], tiers: Sequence[str],
+                 directory: Path) -> dict[str, dict]:
+    """Run ``script`` once per tier, each in its own process (a cap is set before the
+    frameworks load), with ``--isa TIER --out DIR/TIER.json``; returns each tier's results."""
+    import json
+    import subprocess
+    base = strip_options(argv, ("--isa", "--out"))
+    results = {}
+    for tier in tiers:
+        out = Path(directory) / f"{tier}.json"
+        subprocess.run([sys.executable, script, *base, "--isa", tier, "--out", str(out)],
+                       check=True)
+        results[tier] = json.loads(out.read_text(encoding="utf-8"))
+    return results
+
+
 @dataclass
 class Samples:
     """Per-call times of one contender, one entry per round."""

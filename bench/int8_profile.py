@@ -32,9 +32,12 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", default=str(common.RESULTS_DIR.parents[1].parent
                                                   / "shared" / "data" / "glue"),
                         help="GLUE folder: 256 SST-2 training sentences calibrate")
+    parser.add_argument("--isa", default=None, choices=tuple(common.ONEDNN_ISA),
+                        help="cap bortkit's kernels and oneDNN at this ISA tier")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
-    threads = common.configure_threads(args.threads)
+    common.configure_isa(args.isa)
+    threads = common.configure_threads(args.threads, passive=True)
     import mxnet as mx
     import numpy as np
 
@@ -70,13 +73,14 @@ def main(argv=None) -> None:
     rows = sorted(({"operator": name, "calls": v["Count"], "ms_per_model_call":
                     v["Total"] / args.calls, "share": v["Total"] / total}
                    for name, v in stats.items()), key=lambda r: -r["share"])
-    print(f"{args.preset} {args.batch} x {args.length}, dense kernel {model.dense}, "
+    print(f"{args.preset} {args.batch} x {args.length}, dense kernel {model.dense} at "
+          f"{common.isa_record()['tier']}, "
           f"{1000 * float(np.median(seconds)):.1f} ms per call unprofiled, threads {threads}")
     print(common.format_table(["operator", "calls", "ms per model call", "share"],
                               [[r["operator"], r["calls"], f"{r['ms_per_model_call']:.2f}",
                                 f"{100 * r['share']:.1f} %"] for r in rows if r["share"] >= 0.001]))
     payload = {"preset": args.preset, "batch": args.batch, "length": args.length,
-               "calls": args.calls, "dense": model.dense,
+               "calls": args.calls, "dense": model.dense, "isa": common.isa_record(),
                "median_ms_unprofiled": 1000 * float(np.median(seconds)),
                "load_average": os.getloadavg(), "operators": rows}
     print(f"wrote {common.write_results('int8-profile', payload, args.out)}")

@@ -38,6 +38,11 @@ same threads and take turns (``bench/common.py``); ratios are medians of per-rou
     python bench/pretrain.py                   # bort-mini and bort shapes -> results/pretrain.json
     python bench/pretrain.py --configs bort-mini --quick
     python bench/pretrain.py --profile         # also MXNet's per-operator profile
+    python bench/pretrain.py --quick --isa avx2 avx512   # a table per ISA tier
+
+``--isa`` caps bortkit's kernels (``BORTKIT_ISA``), MXNet's and PyTorch's oneDNN and PyTorch's
+own kernels (``ATEN_CPU_CAPABILITY``) at one tier, so each tier is measured against PyTorch
+at the same tier; several tiers run one process each.
 """
 from __future__ import annotations
 
@@ -66,6 +71,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=1.0)
+    parser.add_argument("--isa", nargs="+", default=None, choices=tuple(common.ONEDNN_ISA),
+                        help="cap bortkit's kernels, oneDNN and PyTorch at this ISA tier; "
+                             "several: one run each (default: the host's)")
     parser.add_argument("--quick", action="store_true", help="3 rounds, 1 warm-up, 0.3 s")
     parser.add_argument("--profile", action="store_true",
                         help="print MXNet's operator profile of a few bortkit steps")
@@ -270,8 +278,28 @@ def bench_config(name: str, shards: Path, tmp: Path, args) -> dict:
     return result
 
 
+def table(results: list) -> str:
+    rows = [[r["config"], name, round(r["tokens_per_s"][name]),
+             r["ratio_vs_torch"][name], r["ratio_vs_torch"][name] /
+             r["ratio_vs_torch"]["torch_fused_adamw"]] for r in results for name in CONTENDERS]
+    return common.format_table(["config", "contender", "tokens/s", "x torch",
+                                "x torch fused AdamW"], rows)
+
+
 def main(argv=None) -> None:
+    import sys
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
+    if args.isa and len(args.isa) > 1:
+        with tempfile.TemporaryDirectory(prefix="bench-pretrain-tiers-") as tmp:
+            per_tier = common.run_per_tier(__file__, argv, args.isa, Path(tmp))
+        for tier, result in per_tier.items():
+            print(f"\n{tier} tier (bortkit: {result['bortkit_ops']})")
+            print(table(result["cases"]))
+        path = common.write_results("pretrain-tiers", {"tiers": per_tier}, args.out)
+        print(f"wrote {path}")
+        return
+    isa_variables = common.configure_isa(args.isa[0] if args.isa else None)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     threads = common.configure_threads(args.threads)
     import torch
@@ -284,10 +312,10 @@ def main(argv=None) -> None:
         shards = make_shards(args.corpus, Path(tmp), args.length)
         for name in args.configs:
             results.append(bench_config(name, shards, Path(tmp), args))
-    rows = [[r["config"], name, round(r["tokens_per_s"][name]),
-             r["ratio_vs_torch"][name]] for r in results for name in CONTENDERS]
-    print(common.format_table(["config", "contender", "tokens/s", "x torch"], rows))
+    print(table(results))
     path = common.write_results("pretrain", {"cases": results, "bortkit_ops": kernels.status(),
+                                             "isa": common.isa_record(),
+                                             "isa_variables": isa_variables,
                                              "load_average": os.getloadavg()}, args.out)
     print(f"wrote {path}")
 

@@ -1,11 +1,20 @@
 // The fused self-attention's loops (attention.cc says what it computes). Included by
 // tier.cc only, inside its anonymous namespace. Each (batch, head) pair is one work item;
 // a block of 16 query rows goes through scores, softmax and weighted values while it is in
-// L1. The two products read bf16 operands: on AMX tiles (TDPBF16PS), else as float32 FMAs
-// on the decoded values (vectorised over 16 columns at this tier's width).
+// L1. Both products read bf16-rounded operands and sum in float32: on AMX tiles
+// (TDPBF16PS, operands stored as bf16 pairs), else as float32 FMAs on the rounded values
+// stored as floats (16 independent sums of 16 columns, at this tier's vector width).
 
 constexpr int64_t kBlock = 16;  // query rows per block; keys and value columns per tile
 constexpr int64_t kPairs = 32;  // bf16 values along the summed axis of one tile row
+
+#if defined(__AMX_BF16__)
+typedef uint16_t Value;  // bf16 bits
+inline Value to_value(float x) { return to_bf16(x); }
+#else
+typedef float Value;  // a float rounded to bf16
+inline Value to_value(float x) { return from_bf16(to_bf16(x)); }
+#endif
 
 struct Attention {
   AttentionArgs args;
@@ -15,99 +24,131 @@ struct Attention {
   float scale;
 };
 
-// The bf16 operands of one (batch, head) pair in AMX's layouts, zero-padded:
-//   q  (rows, depth)        row-major: tile rows of the scores' left operand;
-//   k  (depth / 2, keys, 2) k[c][j] = key j's dimensions 2c, 2c + 1 (the VNNI pairs of the
-//                           scores' right operand, q . k summed over the dimensions);
-//   v  (keys / 2, depth, 2) v[c][n] = dimension n of keys 2c, 2c + 1 (the right operand of
-//                           the weighted values, summed over the keys);
-//   p  (kBlock, keys)       a block's probabilities, the left operand of the values;
-//   s, o  float32 (kBlock, rows) scores and (kBlock, depth) weighted values of a block;
-//   b  float32 (2 * max(depth, keys) / 2 * kBlock) a column block of the right operand,
-//      decoded (tiers without AMX).
+// The operands of one (batch, head) pair, zero-padded:
+//   q  query t's dimension n (times 1/sqrt(d)) at query_at(t, n): the scores' left operand;
+//   k  key j's dimension n at key_at(n, j): the scores' right operand (summed over n);
+//   v  value j's dimension n at value_at(j, n): the weighted values' right operand;
+//   p  a block's probability (row r, key j) at prob_at(r, j): the values' left operand;
+//   s, o  float32 (kBlock, rows) scores and (kBlock, depth) weighted values of a block.
+// AMX reads its left operands as rows (q (rows, depth), p (kBlock, keys)) and its right
+// ones as VNNI pairs (k (depth / 2, keys, 2), v (keys / 2, depth, 2)); the FMA tiers read
+// every operand along the summed axis first (q (depth, rows), p (keys, kBlock), k (depth,
+// keys), v (keys, depth)), so that a block's 16 left values of one step are adjacent.
 // One per thread, kept between calls, so that a call neither allocates nor touches fresh
-// pages (plain buffers: no std::vector in a tier's unit, see math.h).
+// pages (plain buffers: no std::vector in a tier's unit, see kernel_math.h). The padding is
+// zeroed when the shape changes; each item writes only the real values.
 struct Scratch {
-  uint16_t *q = nullptr, *k = nullptr, *v = nullptr, *p = nullptr, *row = nullptr;
-  float *s = nullptr, *o = nullptr, *bias = nullptr, *b = nullptr;
+  Value *q = nullptr, *k = nullptr, *v = nullptr, *p = nullptr, *row = nullptr;
+  float *s = nullptr, *o = nullptr, *bias = nullptr;
   void* memory = nullptr;
   size_t capacity = 0;
-  void resize(const Attention& a) {  // every buffer is written before it is read
-    const size_t halves = a.rows * a.depth + 2 * a.depth * a.keys + kBlock * a.keys +
-                          3 * a.depth;
-    const size_t floats = kBlock * a.rows + kBlock * a.depth + a.args.T +
-                          max64(a.depth, a.keys) * kBlock;
-    const size_t bytes = (halves * 2 + 63) / 64 * 64 + floats * 4;
+  int64_t shape[2] = {-1, -1};  // (T, d) the padding was zeroed for
+  void resize(const Attention& a) {
+    const size_t values = a.rows * a.depth + 2 * a.depth * a.keys + kBlock * a.keys +
+                          kBlock * 3 * a.depth;
+    const size_t floats = kBlock * a.rows + kBlock * a.depth + a.args.T;
+    const size_t head = (values * sizeof(Value) + 63) / 64 * 64;
+    const size_t bytes = (head + floats * 4 + 63) / 64 * 64;
     if (bytes > capacity) {
       free(memory);
-      memory = aligned_alloc(64, (bytes + 63) / 64 * 64);
+      memory = aligned_alloc(64, bytes);
       if (memory == nullptr) abort();
       capacity = bytes;
+      shape[0] = -1;
     }
-    uint16_t* h = static_cast<uint16_t*>(memory);
-    q = h, h += a.rows * a.depth;
-    k = h, h += a.depth * a.keys;
-    v = h, h += a.keys * a.depth;
-    p = h, h += kBlock * a.keys;
-    row = h;
-    float* f = reinterpret_cast<float*>(static_cast<char*>(memory) + (halves * 2 + 63) / 64 * 64);
+    if (shape[0] != a.args.T || shape[1] != a.args.d) {
+      memset(memory, 0, bytes);
+      shape[0] = a.args.T;
+      shape[1] = a.args.d;
+    }
+    Value* x = static_cast<Value*>(memory);
+    q = x, x += a.rows * a.depth;
+    k = x, x += a.depth * a.keys;
+    v = x, x += a.keys * a.depth;
+    p = x, x += kBlock * a.keys;
+    row = x;
+    float* f = reinterpret_cast<float*>(static_cast<char*>(memory) + head);
     s = f, f += kBlock * a.rows;
     o = f, f += kBlock * a.depth;
-    bias = f, f += a.args.T;
-    b = f;
+    bias = f;
   }
 };
 
-// Rows of n floats -> bf16 (times scale), zero from n to padded.
-void convert_row(const float* x, int64_t n, int64_t padded, float scale, uint16_t* out) {
-#pragma omp simd
-  for (int64_t i = 0; i < n; ++i) out[i] = to_bf16(x[i] * scale);
-  for (int64_t i = n; i < padded; ++i) out[i] = 0;
+inline int64_t query_at(const Attention& a, int64_t t, int64_t n) {
+#if defined(__AMX_BF16__)
+  return t * a.depth + n;
+#else
+  return n * a.rows + t;
+#endif
+}
+
+inline int64_t prob_at(const Attention& a, int64_t r, int64_t j) {
+#if defined(__AMX_BF16__)
+  return r * a.keys + j;
+#else
+  return j * kBlock + r;
+#endif
+}
+
+inline int64_t key_at(const Attention& a, int64_t n, int64_t j) {
+#if defined(__AMX_BF16__)
+  return ((n / 2) * a.keys + j) * 2 + n % 2;
+#else
+  return n * a.keys + j;
+#endif
+}
+
+inline int64_t value_at(const Attention& a, int64_t j, int64_t n) {
+#if defined(__AMX_BF16__)
+  return ((j / 2) * a.depth + n) * 2 + j % 2;
+#else
+  return j * a.depth + n;
+#endif
 }
 
 void gather(const Attention& a, int64_t b, int64_t h, Scratch& w) {
   const AttentionArgs& x = a.args;
-  const int64_t stride = x.B * x.H * 3 * x.d, half = a.depth / 2;
+  const int64_t stride = x.B * x.H * 3 * x.d;
   const float* base = x.qkv + (b * x.H + h) * 3 * x.d;
-  uint16_t* key = w.row;                     // (depth,)
-  uint16_t* values = key + a.depth;          // (2, depth): two consecutive values
-  uint32_t* k = reinterpret_cast<uint32_t*>(w.k);  // (depth / 2, keys) pairs
-  uint32_t* v = reinterpret_cast<uint32_t*>(w.v);  // (keys / 2, depth) pairs
-  for (int64_t t = 0; t < x.T; ++t) {
-    const float* query = base + t * stride;
-    if (t + 4 < x.T)  // rows are B * 3U floats apart: the prefetchers do not see them
-      for (int64_t n = 0; n < 3 * x.d; n += 16) __builtin_prefetch(query + 4 * stride + n);
-    convert_row(query, x.d, a.depth, a.scale, w.q + t * a.depth);
-    convert_row(query + x.d, x.d, a.depth, 1.0f, key);
-    const uint32_t* pairs = reinterpret_cast<const uint32_t*>(key);
-    for (int64_t c = 0; c < half; ++c) k[c * a.keys + t] = pairs[c];
-    convert_row(query + 2 * x.d, x.d, a.depth, 1.0f, values + (t % 2) * a.depth);
-    if (t % 2 == 1 || t + 1 == x.T) {
-      if (t % 2 == 0)  // odd T: the last pair's second key is zero
-        for (int64_t n = 0; n < a.depth; ++n) values[a.depth + n] = 0;
-      uint32_t* out = v + (t / 2) * a.depth;
+  // 16 rows at a time: rounded into w.row (16, 3d), then stored in the operands' layouts
+  // one dimension at a time, so that the transposed stores go to adjacent addresses
+  // The rows are B * 3U floats apart: no hardware prefetcher follows them, and waiting for
+  // each line in turn took most of the operator's time (perf), so the next 16 are asked for
+  // while these are converted.
+  for (int64_t r = 0; r < min64(kBlock, x.T); ++r)
+    for (int64_t n = 0; n < 3 * x.d; n += 16) __builtin_prefetch(base + r * stride + n);
+  for (int64_t t0 = 0; t0 < x.T; t0 += kBlock) {
+    const int64_t count = min64(kBlock, x.T - t0);
+    for (int64_t r = t0 + kBlock; r < min64(t0 + 2 * kBlock, x.T); ++r)
+      for (int64_t n = 0; n < 3 * x.d; n += 16) __builtin_prefetch(base + r * stride + n);
+    for (int64_t r = 0; r < count; ++r) {
+      const float* row = base + (t0 + r) * stride;
+      Value* rounded = w.row + r * 3 * x.d;
 #pragma omp simd
-      for (int64_t n = 0; n < a.depth; ++n)
-        out[n] = values[n] | static_cast<uint32_t>(values[a.depth + n]) << 16;
+      for (int64_t n = 0; n < x.d; ++n) rounded[n] = to_value(row[n] * a.scale);
+#pragma omp simd
+      for (int64_t n = x.d; n < 3 * x.d; ++n) rounded[n] = to_value(row[n]);
     }
+    for (int64_t n = 0; n < x.d; ++n)
+      for (int64_t r = 0; r < count; ++r) {
+        const Value* rounded = w.row + r * 3 * x.d;
+        w.q[query_at(a, t0 + r, n)] = rounded[n];
+        w.k[key_at(a, n, t0 + r)] = rounded[x.d + n];
+        w.v[value_at(a, t0 + r, n)] = rounded[2 * x.d + n];
+      }
   }
-  for (int64_t i = x.T * a.depth; i < a.rows * a.depth; ++i) w.q[i] = 0;
-  for (int64_t c = 0; c < half; ++c)
-    for (int64_t t = x.T; t < a.keys; ++t) k[c * a.keys + t] = 0;
-  for (int64_t i = (x.T + 1) / 2 * a.depth; i < a.keys / 2 * a.depth; ++i) v[i] = 0;
 }
 
-// c (16, N) = a (16, K) bf16 (row stride lda values) . b, the VNNI pairs (K / 2, N, 2)
-// (stride ldb pairs), K a multiple of 32, N of 16; c (row stride ldc floats) overwritten.
-// `decoded` holds K * 16 floats (tiers without AMX).
-void products(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint16_t* b,
-              int64_t ldb, int64_t K, int64_t N, float* decoded) {
+// c (16, N) = a (16, K) . b (K, N), K a multiple of 32, N of 16; c (row stride ldc floats)
+// overwritten. a: AMX, 16 rows lda values apart; the FMA tiers, K steps of 16 adjacent
+// values lda apart. b: K's stride ldb in b's layout (key_at / value_at).
+void products(float* c, int64_t ldc, const Value* a, int64_t lda, const Value* b, int64_t ldb,
+              int64_t K, int64_t N) {
 #if defined(__AMX_BF16__)
-  (void)decoded;
   // tiles 0-1 accumulate, 2 holds rows of the left operand, 3-4 pairs of the right one
   for (int64_t n = 0; n < N; n += 2 * kBlock) {
     const bool two = n + kBlock < N;
-    const uint16_t* bn = b + n * 2;
+    const Value* bn = b + n * 2;
     _tile_zero(0);
     _tile_zero(1);
     for (int64_t k = 0; k < K; k += kPairs) {
@@ -122,46 +163,65 @@ void products(float* c, int64_t ldc, const uint16_t* a, int64_t lda, const uint1
     _tile_stored(0, c + n, ldc * 4);
     if (two) _tile_stored(1, c + n + kBlock, ldc * 4);
   }
-#else
-  for (int64_t n = 0; n < N; n += kBlock) {
-    // decoded[k][j] = b's value k of column n + j, as float
-    for (int64_t k = 0; k < K; k += 2) {
-      const uint16_t* pair = b + ((k / 2) * ldb + n) * 2;
-#pragma omp simd
-      for (int64_t j = 0; j < kBlock; ++j) {
-        decoded[k * kBlock + j] = from_bf16(pair[2 * j]);
-        decoded[(k + 1) * kBlock + j] = from_bf16(pair[2 * j + 1]);
+#elif defined(__AVX512F__)
+  for (int64_t n = 0; n < N; n += kBlock) {  // 16 rows x 16 columns: 16 accumulators
+    __m512 acc[kBlock];
+    for (int64_t m = 0; m < kBlock; ++m) acc[m] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K; ++k) {
+      const __m512 row = _mm512_loadu_ps(b + k * ldb + n);
+#pragma GCC unroll 16
+      for (int64_t m = 0; m < kBlock; ++m)
+        acc[m] = _mm512_fmadd_ps(_mm512_set1_ps(a[k * lda + m]), row, acc[m]);
+    }
+    for (int64_t m = 0; m < kBlock; ++m) _mm512_storeu_ps(c + m * ldc + n, acc[m]);
+  }
+#elif defined(__AVX2__)
+  for (int64_t n = 0; n < N; n += kBlock)
+    for (int64_t m0 = 0; m0 < kBlock; m0 += 4) {  // 4 rows x 16 columns: 8 accumulators
+      __m256 lo[4], hi[4];
+      for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
+      for (int64_t k = 0; k < K; ++k) {
+        const __m256 left = _mm256_loadu_ps(b + k * ldb + n);
+        const __m256 right = _mm256_loadu_ps(b + k * ldb + n + 8);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          const __m256 x = _mm256_broadcast_ss(a + k * lda + m0 + i);
+          lo[i] = _mm256_fmadd_ps(x, left, lo[i]);
+          hi[i] = _mm256_fmadd_ps(x, right, hi[i]);
+        }
+      }
+      for (int i = 0; i < 4; ++i) {
+        _mm256_storeu_ps(c + (m0 + i) * ldc + n, lo[i]);
+        _mm256_storeu_ps(c + (m0 + i) * ldc + n + 8, hi[i]);
       }
     }
-    for (int64_t m = 0; m < kBlock; ++m) {
+#else
+  for (int64_t m = 0; m < kBlock; ++m)
+    for (int64_t n = 0; n < N; n += kBlock) {
       float sum[kBlock] = {0};
-      const uint16_t* am = a + m * lda;
-      for (int64_t k = 0; k < K; ++k) {
-        const float x = from_bf16(am[k]);
-        const float* row = decoded + k * kBlock;
-#pragma omp simd
-        for (int64_t j = 0; j < kBlock; ++j) sum[j] += x * row[j];
-      }
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < kBlock; ++j) sum[j] += a[k * lda + m] * b[k * ldb + n + j];
       for (int64_t j = 0; j < kBlock; ++j) c[m * ldc + n + j] = sum[j];
     }
-  }
 #endif
 }
 
-// One row of scores -> bf16 probabilities exp(s - max) (zero past T) and their sum.
-float softmax_row(float* s, const float* bias, const Attention& a, uint16_t* p) {
+// One row of scores -> probabilities exp(s - max) rounded to bf16 (zero past T), and the
+// sum of the rounded values (what is multiplied), so that each row sums to 1.
+float softmax_row(float* s, const float* bias, const Attention& a, Value* p, int64_t r) {
   const int64_t T = a.args.T;
 #pragma omp simd
   for (int64_t j = 0; j < T; ++j) s[j] += bias[j];
   float top = -INFINITY;
 #pragma omp simd reduction(max : top)
   for (int64_t j = 0; j < T; ++j) top = s[j] > top ? s[j] : top;
-#pragma omp simd
-  for (int64_t j = 0; j < T; ++j) p[j] = to_bf16(exp_approx(s[j] - top));
-  float sum = 0.0f;  // of what is multiplied, so that each row sums to 1
+  float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < T; ++j) sum += from_bf16(p[j]);
-  for (int64_t j = T; j < a.keys; ++j) p[j] = 0;
+  for (int64_t j = 0; j < T; ++j) {
+    const float rounded = from_bf16(to_bf16(exp_approx(s[j] - top)));
+    p[prob_at(a, r, j)] = to_value(rounded);
+    sum += rounded;
+  }
   return sum;
 }
 
@@ -171,15 +231,21 @@ void attend(const Attention& a, int64_t b, int64_t h, Scratch& w) {
   const float* mask = x.mask + b * x.T;
   for (int64_t j = 0; j < x.T; ++j) w.bias[j] = (1.0f - mask[j]) * x.fill;
   gather(a, b, h, w);
+#if defined(__AMX_BF16__)
+  const int64_t q_step = a.depth, p_step = a.keys;  // rows apart
+#else
+  const int64_t q_step = a.rows, p_step = kBlock;   // steps of the summed axis apart
+#endif
   for (int64_t i0 = 0; i0 < x.T; i0 += kBlock) {
-    products(w.s, a.rows, w.q + i0 * a.depth, a.depth, w.k, a.keys, a.depth, a.rows, w.b);
+    products(w.s, a.rows, w.q + query_at(a, i0, 0), q_step, w.k, a.keys, a.depth, a.rows);
     float sum[kBlock];
     const int64_t count = min64(kBlock, x.T - i0);
     for (int64_t r = 0; r < count; ++r)
-      sum[r] = softmax_row(w.s + r * a.rows, w.bias, a, w.p + r * a.keys);
-    for (int64_t i = count * a.keys; i < kBlock * a.keys; ++i) w.p[i] = 0;
-    products(w.o, a.depth, w.p, a.keys, w.v, a.depth, a.keys,
-             (x.d + kBlock - 1) / kBlock * kBlock, w.b);
+      sum[r] = softmax_row(w.s + r * a.rows, w.bias, a, w.p, r);
+    for (int64_t r = count; r < kBlock; ++r)  // the last block's rows past T
+      for (int64_t j = 0; j < x.T; ++j) w.p[prob_at(a, r, j)] = 0;
+    products(w.o, a.depth, w.p, p_step, w.v, a.depth, a.keys,
+             (x.d + kBlock - 1) / kBlock * kBlock);
     for (int64_t r = 0; r < count; ++r) {
       float* out = x.out + ((i0 + r) * x.B + b) * U + h * x.d;
       const float inv = 1.0f / sum[r];

@@ -1,18 +1,29 @@
 // The int8 dense layer's loops (int8_dense.cc says what it computes; kernels.h the layouts).
 // Included by tier.cc only, inside its anonymous namespace; the product of a 32 x 32 block
-// is this tier's: AMX tiles (TDPBUSD), AVX-512 VNNI (VPDPBUSD), AVX2 (VPMADDUBSW on
-// |q| and sign-moved weights, exact: |q|, |w| <= 127 cannot saturate its 16-bit sums), or a
-// scalar loop. All four compute the same integer sums.
+// is this tier's: AMX tiles (TDPBUSD), AVX-512 VNNI (VPDPBUSD), AVX2 (VPMADDUBSW then
+// VPMADDWD), or a scalar loop, all on u8 inputs q + kZero and s8 weights.
 
 constexpr int64_t kTileRows = 16, kTileBytes = 64, kTile = kTileRows * kTileBytes;
 
-// One row of x (K,) -> u8 q + 128 at dst (64 bytes, then the next tile's row kTile bytes
-// further), zeros from K up to KB * 64; returns the row scale max|x| / 127.
+#if defined(__AVX2__) && !defined(__AVX512VNNI__)
+// AVX2: 7-bit inputs, q in [-63, 63], as PyTorch's fbgemm (reduce_range) and ONNX Runtime's
+// MLAS do on this ISA: VPMADDUBSW sums two u8 x s8 products in a saturating int16, and
+// (q + 64) <= 127 keeps 2 * 127 * 127 < 2^15, so the sums are exact (8-bit inputs would
+// need twice the instructions: bench/README.md has the measured cost).
+constexpr int32_t kLevels = 63;
+#else
+constexpr int32_t kLevels = 127;  // 8-bit inputs, q in [-127, 127]: int32 sums throughout
+#endif
+constexpr int32_t kZero = kLevels + 1;  // the inputs are stored as u8 q + kZero
+
+// One row of x (K,) -> u8 q + kZero at dst (64 bytes, then the next tile's row kTile bytes
+// further), zeros from K up to KB * 64; returns the row scale max|x| / kLevels.
 float quantize_row(const float* xr, int64_t K, int64_t KB, uint8_t* dst) {
   float amax = 0.0f;
 #pragma omp simd reduction(max : amax)
   for (int64_t k = 0; k < K; ++k) amax = fabsf(xr[k]) > amax ? fabsf(xr[k]) : amax;
-  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  const float levels = static_cast<float>(kLevels);
+  const float inv = amax > 0.0f ? levels / amax : 0.0f;
   for (int64_t kb = 0; kb < KB; ++kb) {
     uint8_t* d = dst + kb * kTile;
     const float* xk = xr + kb * kTileBytes;
@@ -20,12 +31,12 @@ float quantize_row(const float* xr, int64_t K, int64_t KB, uint8_t* dst) {
 #pragma omp simd
     for (int64_t j = 0; j < n; ++j) {
       float q = nearbyintf(xk[j] * inv);  // to nearest even, as rint
-      q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
-      d[j] = static_cast<uint8_t>(static_cast<int32_t>(q) + 128);
+      q = q > levels ? levels : (q < -levels ? -levels : q);
+      d[j] = static_cast<uint8_t>(static_cast<int32_t>(q) + kZero);
     }
     for (int64_t j = n; j < kTileBytes; ++j) d[j] = 0;
   }
-  return amax / 127.0f;
+  return amax / levels;
 }
 
 // Rows [0, rows) of x into a (Mp/16, KB, 16, 64) u8 buffer, Mp = rows rounded up to 32;
@@ -51,7 +62,7 @@ inline const uint8_t* row_of(const uint8_t* a, int64_t KB, int64_t r) {
 
 // acc (32, 32) int32 = q . W for rows 32 mb .. 32 mb + 31 and columns 16 nt .. 16 nt + 31
 // (the second tile is skipped, its sums left undefined, when nt + 1 == col_tiles).
-// u8 * s8 products sum (q + 128) . w; the 128 colsum is taken off when they are stored.
+// The u8 x s8 products sum (q + kZero) . w; kZero colsum is taken off when they are stored.
 void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
                    int64_t col_tiles, int32_t* acc) {
   const int8_t* b0 = p.w + nt * p.KB * kTile;
@@ -92,6 +103,7 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
       for (int64_t c = 0; c < 16; ++c) {
         const __m512i w0 = _mm512_loadu_si512(b0 + kb * kTile + c * 64);
         const __m512i w1 = _mm512_loadu_si512(b1 + kb * kTile + c * 64);
+#pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) {
           int32_t quad;
           memcpy(&quad, rows[i] + kb * kTile + c * 4, 4);
@@ -107,9 +119,10 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   }
   const bool shifted = true;
 #elif defined(__AVX2__)
-  // 4 rows x 16 columns a pass: q = u8 ^ 0x80 (s8); |q| (u8) x sign(q) w (s8) pairs sum to at
-  // most 2 * 127 * 127 < 2^15, then VPMADDWD with ones widens them to int32.
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80)), ones = _mm256_set1_epi16(1);
+  // 4 rows x 16 columns a pass: a weight row of a tile (64 bytes) is 4 k values of 16
+  // columns, two registers; a row's 4 bytes are broadcast against them. VPMADDUBSW sums
+  // pairs to int16 (exact, see kLevels), VPMADDWD with ones the pairs of pairs to int32.
+  const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t half = 0; half < (two ? 2 : 1); ++half) {
     const int8_t* b = half ? b1 : b0;
     for (int64_t g = 0; g < 8; ++g) {
@@ -123,15 +136,13 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
               b + kb * kTile + c * 64));
           const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
               b + kb * kTile + c * 64 + 32));
+#pragma GCC unroll 4
           for (int i = 0; i < 4; ++i) {
             int32_t quad;
             memcpy(&quad, rows[i] + kb * kTile + c * 4, 4);
-            const __m256i q = _mm256_xor_si256(_mm256_set1_epi32(quad), flip);
-            const __m256i magnitude = _mm256_abs_epi8(q);
-            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(_mm256_maddubs_epi16(
-                magnitude, _mm256_sign_epi8(w0, q)), ones));
-            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(_mm256_maddubs_epi16(
-                magnitude, _mm256_sign_epi8(w1, q)), ones));
+            const __m256i q = _mm256_set1_epi32(quad);
+            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(_mm256_maddubs_epi16(q, w0), ones));
+            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(_mm256_maddubs_epi16(q, w1), ones));
           }
         }
       for (int i = 0; i < 4; ++i) {
@@ -141,7 +152,7 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
       }
     }
   }
-  const bool shifted = false;
+  const bool shifted = true;
 #else
   for (int64_t r = 0; r < 32; ++r) {
     const uint8_t* row = row_of(a, p.KB, mb * 32 + r);
@@ -151,7 +162,7 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
         int32_t s = 0;
         for (int64_t kb = 0; kb < p.KB; ++kb)
           for (int k = 0; k < kTileBytes; ++k)
-            s += (static_cast<int32_t>(row[kb * kTile + k]) - 128) *
+            s += (static_cast<int32_t>(row[kb * kTile + k]) - kZero) *
                  b[kb * kTile + (k / 4) * kTileBytes + c * 4 + k % 4];
         acc[r * 32 + half * 16 + c] = s;
       }
@@ -159,11 +170,11 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   }
   const bool shifted = false;
 #endif
-  if (shifted) {  // (q + 128) . w = q . w + 128 colsum
+  if (shifted) {  // (q + kZero) . w = q . w + kZero colsum
     const int64_t n0 = nt * 16, count = min64(two ? 32 : 16, p.N - n0);
     for (int64_t r = 0; r < 32; ++r)
 #pragma omp simd
-      for (int64_t j = 0; j < count; ++j) acc[r * 32 + j] -= 128 * p.colsum[n0 + j];
+      for (int64_t j = 0; j < count; ++j) acc[r * 32 + j] -= kZero * p.colsum[n0 + j];
   }
 }
 

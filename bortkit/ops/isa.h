@@ -18,6 +18,8 @@ int active_tier();
 extern "C" {
 int bortkit_isa_host();
 int bortkit_isa_active();
+// bortkit_int8_dense's input levels at the active tier: 127, or 63 (avx2).
+int bortkit_int8_levels();
 // Cap the tier at `tier` (0 scalar .. 3 amx); returns the tier now active, or -1 (nothing
 // changed) when `tier` is not a tier.
 int bortkit_isa_cap(int tier);

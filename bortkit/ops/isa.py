@@ -15,7 +15,7 @@ from typing import Optional
 from ..errors import ConfigError
 from .library import TIERS
 
-__all__ = ["ENV_ISA", "TIERS", "host", "active", "cap", "cap_from_env"]
+__all__ = ["ENV_ISA", "TIERS", "host", "active", "cap", "cap_from_env", "int8_levels"]
 
 ENV_ISA = "BORTKIT_ISA"
 _handles: dict = {}  # library path -> ctypes handle (the image MXNet already loaded)
@@ -41,6 +41,14 @@ def active() -> Optional[str]:
     """The tier the fused kernels run on now (None when they are not loaded)."""
     lib = _handle()
     return None if lib is None else TIERS[lib.bortkit_isa_active()]
+
+
+def int8_levels() -> Optional[int]:
+    """The int8 dense layer's input levels at the active tier: inputs are quantized per row
+    to [-levels, levels], 127 (8 bits) or 63 at avx2 (7 bits, as fbgemm's and MLAS's AVX2
+    kernels); None when the fused kernels are not loaded."""
+    lib = _handle()
+    return None if lib is None else lib.bortkit_int8_levels()
 
 
 def _check(tier, where: str) -> int:

@@ -3,9 +3,9 @@
 // int8_dense.cc, attention.cc) hold MXNet's registration and call kernels().
 //
 // Tiers, from the lowest: scalar (any x86-64: the build's -march), avx2 (AVX2, FMA, F16C),
-// avx512 (AVX-512 F/BW/DQ/VL and VNNI), amx (avx512 and AMX-TILE/INT8/BF16). Every tier
-// computes the same integer products in the int8 dense layer, so their outputs agree to
-// float rounding in the epilogue.
+// avx512 (AVX-512 F/BW/DQ/VL and VNNI), amx (avx512 and AMX-TILE/INT8/BF16). The tiers
+// compute the same integer products in the int8 dense layer, so their outputs agree to
+// float rounding in the epilogue, except avx2, whose inputs have 7 bits (dense_kernels.h).
 #ifndef BORTKIT_OPS_KERNELS_H_
 #define BORTKIT_OPS_KERNELS_H_
 
@@ -49,6 +49,7 @@ struct AttentionArgs {
 
 struct Kernels {
   const char* name;
+  int int8_levels;  // bortkit_int8_dense quantizes its input to [-levels, levels]
   void (*layer_norm_forward)(const float* x, const float* gamma, const float* beta,
                              float* y, float* mean, float* rstd, int64_t rows, int64_t cols,
                              float eps);
