@@ -52,12 +52,15 @@ def configure_threads(threads: Optional[int] = None, passive: bool = False) -> d
 
 # What each framework's own ISA cap is called for a bortkit tier (bortkit.ops.isa.TIERS):
 # oneDNN (MXNet's, and PyTorch's) reads DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA, PyTorch's own
-# kernels ATEN_CPU_CAPABILITY. ONNX Runtime has no cap: at a tier below the host's its
+# kernels ATEN_CPU_CAPABILITY, MKL (PyTorch's fp32 GEMM) MKL_ENABLE_INSTRUCTIONS. ONNX Runtime has no cap: at a tier below the host's its
 # figures are conservative anchors (it keeps the host's ISA).
 ONEDNN_ISA = {"scalar": "SSE41", "avx2": "AVX2", "avx512": "AVX512_CORE_VNNI",
               "amx": "AVX512_CORE_AMX"}
 ATEN_CAPABILITY = {"scalar": "default", "avx2": "avx2", "avx512": "avx512", "amx": "avx512"}
-ISA_VARIABLES = ("BORTKIT_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")
+MKL_INSTRUCTIONS = {"scalar": "SSE4_2", "avx2": "AVX2", "avx512": "AVX512",
+                    "amx": "AVX512_E4"}  # PyTorch's fp32 GEMM (MKL)
+ISA_VARIABLES = ("BORTKIT_ISA", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY",
+                 "MKL_ENABLE_INSTRUCTIONS")
 
 
 def configure_isa(tier: Optional[str]) -> dict[str, str]:
@@ -70,7 +73,8 @@ def configure_isa(tier: Optional[str]) -> dict[str, str]:
             raise RuntimeError("configure_isa must run before mxnet or torch is imported")
         os.environ.update({"BORTKIT_ISA": tier, "DNNL_MAX_CPU_ISA": ONEDNN_ISA[tier],
                            "ONEDNN_MAX_CPU_ISA": ONEDNN_ISA[tier],
-                           "ATEN_CPU_CAPABILITY": ATEN_CAPABILITY[tier]})
+                           "ATEN_CPU_CAPABILITY": ATEN_CAPABILITY[tier],
+                           "MKL_ENABLE_INSTRUCTIONS": MKL_INSTRUCTIONS[tier]})
     return {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
 
 
@@ -109,8 +113,10 @@ def run_per_tier(script: str, argv: Sequence[str], tiers: Sequence[str],
     results = {}
     for tier in tiers:
         out = Path(directory) / f"{tier}.json"
-        subprocess.run([sys.executable, script, *base, "--isa", tier, "--out", str(out)],
-                       check=True)
+        done = subprocess.run([sys.executable, script, *base, "--isa", tier, "--out", str(out)])
+        if done.returncode != 0:
+            raise SystemExit(f"bortkit: error: the run at the {tier} tier failed (exit "
+                             f"{done.returncode}; its output is above)")
         results[tier] = json.loads(out.read_text(encoding="utf-8"))
     return results
 

@@ -77,8 +77,9 @@ def loaded_path():
 def status() -> str:
     """One line for logs and benchmarks: which implementation is in use."""
     if available():
-        from .isa import active
-        return f"fused kernels, {active()} tier ({_state['path']})"
+        from .isa import active, host
+        capped = f", capped; the host runs {host()}" if active() != host() else ""
+        return f"fused kernels, {active()} tier{capped} ({_state['path']})"
     return f"MXNet operators ({_state.get('error', 'not loaded')})"
 
 

@@ -16,6 +16,13 @@ constexpr int32_t kLevels = 127;  // 8-bit inputs, q in [-127, 127]: int32 sums 
 #endif
 constexpr int32_t kZero = kLevels + 1;  // the inputs are stored as u8 q + kZero
 
+#if defined(__AVX512VNNI__) && !defined(__AMX_INT8__)
+constexpr int64_t kBlockTiles = 4;  // 64 columns: each broadcast row feeds 4 products
+#else
+constexpr int64_t kBlockTiles = 2;  // 32 columns
+#endif
+constexpr int64_t kBlockCols = 16 * kBlockTiles;  // the columns of one block product
+
 // One row of x (K,) -> u8 q + kZero at dst (64 bytes, then the next tile's row kTile bytes
 // further), zeros from K up to KB * 64; returns the row scale max|x| / kLevels.
 float quantize_row(const float* xr, int64_t K, int64_t KB, uint8_t* dst) {
@@ -60,15 +67,15 @@ inline const uint8_t* row_of(const uint8_t* a, int64_t KB, int64_t r) {
   return a + (r / kTileRows) * KB * kTile + (r % kTileRows) * kTileBytes;
 }
 
-// acc (32, 32) int32 = q . W for rows 32 mb .. 32 mb + 31 and columns 16 nt .. 16 nt + 31
-// (the second tile is skipped, its sums left undefined, when nt + 1 == col_tiles).
+// acc (32, kBlockCols) int32 = q . W for rows 32 mb .. 32 mb + 31 and the columns of tiles
+// nt .. nt + kBlockTiles - 1 (tiles past col_tiles are skipped, their sums undefined).
 // The u8 x s8 products sum (q + kZero) . w; kZero colsum is taken off when they are stored.
 void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
                    int64_t col_tiles, int32_t* acc) {
+  const int64_t tiles = min64(kBlockTiles, col_tiles - nt);
   const int8_t* b0 = p.w + nt * p.KB * kTile;
-  const bool two = nt + 1 < col_tiles;
-  const int8_t* b1 = two ? b0 + p.KB * kTile : b0;
 #if defined(__AMX_INT8__)
+  const int8_t* b1 = tiles == 2 ? b0 + p.KB * kTile : b0;
   // tiles 0-3 accumulate, 4-5 hold u8 rows, 6-7 weights (configure_tiles(8) per thread)
   const uint8_t* a0 = a + (2 * mb) * p.KB * kTile;
   const uint8_t* a1 = a0 + p.KB * kTile;
@@ -92,30 +99,34 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   _tile_stored(3, acc + 528, 128);
   const bool shifted = true;
 #elif defined(__AVX512VNNI__)
-  // 8 rows x 32 columns a pass: 16 accumulators; a weight row of a tile (64 bytes) is 4
-  // k values of 16 columns, a row's 4 bytes are broadcast against it.
-  for (int64_t g = 0; g < 4; ++g) {
-    __m512i c0[8], c1[8];
-    for (int i = 0; i < 8; ++i) c0[i] = c1[i] = _mm512_setzero_si512();
-    const uint8_t* rows[8];
-    for (int i = 0; i < 8; ++i) rows[i] = row_of(a, p.KB, mb * 32 + g * 8 + i);
+  // 4 rows x 64 columns a pass: 16 accumulators; a weight row of a tile (64 bytes) is 4
+  // k values of 16 columns, a row's 4 bytes are broadcast against 4 of them.
+  const int8_t* b[kBlockTiles];
+  for (int64_t t = 0; t < kBlockTiles; ++t) b[t] = b0 + (t < tiles ? t : 0) * p.KB * kTile;
+  for (int64_t g = 0; g < 8; ++g) {
+    __m512i c[4][kBlockTiles];
+    for (int i = 0; i < 4; ++i)
+      for (int t = 0; t < kBlockTiles; ++t) c[i][t] = _mm512_setzero_si512();
+    const uint8_t* rows[4];
+    for (int i = 0; i < 4; ++i) rows[i] = row_of(a, p.KB, mb * 32 + g * 4 + i);
     for (int64_t kb = 0; kb < p.KB; ++kb)
-      for (int64_t c = 0; c < 16; ++c) {
-        const __m512i w0 = _mm512_loadu_si512(b0 + kb * kTile + c * 64);
-        const __m512i w1 = _mm512_loadu_si512(b1 + kb * kTile + c * 64);
-#pragma GCC unroll 8
-        for (int i = 0; i < 8; ++i) {
+      for (int64_t q4 = 0; q4 < 16; ++q4) {
+        __m512i w[kBlockTiles];
+#pragma GCC unroll 4
+        for (int t = 0; t < kBlockTiles; ++t)
+          w[t] = _mm512_loadu_si512(b[t] + kb * kTile + q4 * 64);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
           int32_t quad;
-          memcpy(&quad, rows[i] + kb * kTile + c * 4, 4);
+          memcpy(&quad, rows[i] + kb * kTile + q4 * 4, 4);
           const __m512i q = _mm512_set1_epi32(quad);
-          c0[i] = _mm512_dpbusd_epi32(c0[i], q, w0);
-          c1[i] = _mm512_dpbusd_epi32(c1[i], q, w1);
+#pragma GCC unroll 4
+          for (int t = 0; t < kBlockTiles; ++t) c[i][t] = _mm512_dpbusd_epi32(c[i][t], q, w[t]);
         }
       }
-    for (int i = 0; i < 8; ++i) {
-      _mm512_storeu_si512(acc + (g * 8 + i) * 32, c0[i]);
-      _mm512_storeu_si512(acc + (g * 8 + i) * 32 + 16, c1[i]);
-    }
+    for (int i = 0; i < 4; ++i)
+      for (int t = 0; t < kBlockTiles; ++t)
+        _mm512_storeu_si512(acc + (g * 4 + i) * kBlockCols + t * 16, c[i][t]);
   }
   const bool shifted = true;
 #elif defined(__AVX2__)
@@ -123,8 +134,8 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   // columns, two registers; a row's 4 bytes are broadcast against them. VPMADDUBSW sums
   // pairs to int16 (exact, see kLevels), VPMADDWD with ones the pairs of pairs to int32.
   const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t half = 0; half < (two ? 2 : 1); ++half) {
-    const int8_t* b = half ? b1 : b0;
+  for (int64_t half = 0; half < tiles; ++half) {
+    const int8_t* b = b0 + half * p.KB * kTile;
     for (int64_t g = 0; g < 8; ++g) {
       __m256i lo[4], hi[4];
       for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
@@ -146,7 +157,7 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
           }
         }
       for (int i = 0; i < 4; ++i) {
-        int32_t* out = acc + (g * 4 + i) * 32 + half * 16;
+        int32_t* out = acc + (g * 4 + i) * kBlockCols + half * 16;
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), lo[i]);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), hi[i]);
       }
@@ -156,25 +167,25 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
 #else
   for (int64_t r = 0; r < 32; ++r) {
     const uint8_t* row = row_of(a, p.KB, mb * 32 + r);
-    for (int64_t half = 0; half < (two ? 2 : 1); ++half) {
-      const int8_t* b = half ? b1 : b0;
+    for (int64_t half = 0; half < tiles; ++half) {
+      const int8_t* b = b0 + half * p.KB * kTile;
       for (int c = 0; c < 16; ++c) {
         int32_t s = 0;
         for (int64_t kb = 0; kb < p.KB; ++kb)
           for (int k = 0; k < kTileBytes; ++k)
             s += (static_cast<int32_t>(row[kb * kTile + k]) - kZero) *
                  b[kb * kTile + (k / 4) * kTileBytes + c * 4 + k % 4];
-        acc[r * 32 + half * 16 + c] = s;
+        acc[r * kBlockCols + half * 16 + c] = s;
       }
     }
   }
   const bool shifted = false;
 #endif
   if (shifted) {  // (q + kZero) . w = q . w + kZero colsum
-    const int64_t n0 = nt * 16, count = min64(two ? 32 : 16, p.N - n0);
+    const int64_t n0 = nt * 16, count = min64(tiles * 16, p.N - n0);
     for (int64_t r = 0; r < 32; ++r)
 #pragma omp simd
-      for (int64_t j = 0; j < count; ++j) acc[r * 32 + j] -= kZero * p.colsum[n0 + j];
+      for (int64_t j = 0; j < count; ++j) acc[r * kBlockCols + j] -= kZero * p.colsum[n0 + j];
   }
 }
 
@@ -230,34 +241,35 @@ void int8_dense(const DenseArgs& p) {
   float* row_scale = reinterpret_cast<float*>(p.scratch + Mp * p.KB * kTileBytes);
   quantize_rows(p, a, row_scale);
   const int64_t row_blocks = Mp / 32, col_tiles = (p.N + 15) / 16;
-  const int64_t col_pairs = (col_tiles + 1) / 2;
+  const int64_t col_blocks = (col_tiles + kBlockTiles - 1) / kBlockTiles;
 #ifdef _OPENMP
   const int64_t threads = omp_get_max_threads();
 #else
   const int64_t threads = 1;
 #endif
-  const int64_t pair_bytes = 2 * p.KB * kTile;
+  const int64_t block_bytes = kBlockTiles * p.KB * kTile;
   const int64_t for_threads =  // batch 1: split the columns so that every thread works
       row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks;
   const int64_t splits = min64(
-      col_pairs, max64(for_threads, (col_pairs * pair_bytes + kPanelBytes - 1) / kPanelBytes));
-  const int64_t pairs_per_item = (col_pairs + splits - 1) / splits;
+      col_blocks, max64(for_threads, (col_blocks * block_bytes + kPanelBytes - 1) / kPanelBytes));
+  const int64_t blocks_per_item = (col_blocks + splits - 1) / splits;
 #pragma omp parallel if (row_blocks * splits > 1)
   {
 #if defined(__AMX_INT8__)
     configure_tiles(8);
 #endif
-    alignas(64) int32_t acc[32 * 32];
+    alignas(64) int32_t acc[32 * kBlockCols];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < row_blocks * splits; ++item) {
-      const int64_t mb = item % row_blocks, first = (item / row_blocks) * pairs_per_item * 2;
-      const int64_t last = min64(col_tiles, first + pairs_per_item * 2);
-      for (int64_t nt = first; nt < last; nt += 2) {
+      const int64_t mb = item % row_blocks;
+      const int64_t first = (item / row_blocks) * blocks_per_item * kBlockTiles;
+      const int64_t last = min64(col_tiles, first + blocks_per_item * kBlockTiles);
+      for (int64_t nt = first; nt < last; nt += kBlockTiles) {
         block_product(p, a, mb, nt, col_tiles, acc);
-        const int64_t n0 = nt * 16, count = min64(32, p.N - n0);
+        const int64_t n0 = nt * 16, count = min64(kBlockCols, p.N - n0);
         for (int64_t r = 0; r < 32 && mb * 32 + r < p.rows; ++r) {
           const int64_t row = mb * 32 + r;
-          dequantize(p, acc + r * 32, n0, count, row_scale[row], p.out + row * p.N + n0);
+          dequantize(p, acc + r * kBlockCols, n0, count, row_scale[row], p.out + row * p.N + n0);
         }
       }
       if (splits == 1) add_norm_rows(p, mb * 32, mb * 32 + 32);

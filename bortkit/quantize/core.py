@@ -326,9 +326,8 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
     from ..tokenizers import load_tokenizer
     if dense is not None and dense not in DENSE_KERNELS:
         raise ConfigError(f"dense must be one of {', '.join(DENSE_KERNELS)}, got {dense!r}")
-    if dense == "fused" and dense_kernel() != "fused":
-        raise ConfigError("dense='fused' needs bortkit's operator library at the avx2 tier or "
-                          f"above ({_fused_status()})")
+    if dense == "fused" and not _fused_runs():
+        raise ConfigError(f"dense='fused' needs bortkit's operator library ({_fused_status()})")
     dense = dense or dense_kernel()
     texts = check_calibration("int8", calibration)
     if tokenizer is None:
@@ -345,6 +344,11 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
     return QuantizedModel(config, graph.build(dense, record["thresholds"]),
                           state.meta.get("_head"), graph.network, record, state.meta,
                           state.tokenizer_dir, dense)
+
+
+def _fused_runs() -> bool:
+    from .. import ops
+    return ops.available()
 
 
 def _fused_status() -> str:
@@ -384,7 +388,7 @@ def load_int8(path, config=None) -> QuantizedModel:
     if dense not in DENSE_KERNELS:
         raise CheckpointError(f"dense is {dense!r}; expected one of "
                               f"{', '.join(DENSE_KERNELS)}", path=where)
-    if dense == "fused" and dense_kernel() != "fused":
+    if dense == "fused" and not _fused_runs():
         warnings.warn(f"bortkit: {where} was made with dense='fused', which does not run here "
                       f"({_fused_status()}); using oneDNN int8 with its stored thresholds",
                       RuntimeWarning, stacklevel=2)
