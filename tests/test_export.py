@@ -126,12 +126,26 @@ def sst2_classifier(tmp_path_factory, minilm_dir, glue_dir):
     return path, classifier, tok
 
 
-def _predict(call, examples, tok):
+@pytest.fixture(scope="module")
+def sst2_onnx(tmp_path_factory, sst2_classifier):
+    """The SST-2 classifier exported as fp32 and as int8 ONNX directories."""
+    path, _, _ = sst2_classifier
+    root = tmp_path_factory.mktemp("sst2_onnx")
+    export(path, root / "fp32")
+    export(path, root / "int8", quantize="int8")
+    return root / "fp32", root / "int8"
+
+
+def _logits(call, examples, tok):
     rows = []
     for start in range(0, len(examples), 50):
         b = tok.batch([e.text_a for e in examples[start:start + 50]], max_length=64)
         rows.append(call(b["input_ids"], b["token_type_ids"], b["attention_mask"]))
-    return np.concatenate(rows).argmax(axis=1)
+    return np.concatenate(rows)
+
+
+def _predict(call, examples, tok):
+    return _logits(call, examples, tok).argmax(axis=1)
 
 
 # The issue asks int8 to keep >= 99 % of fp32's predictions. On this deliberately plain head
@@ -145,28 +159,68 @@ ONEDNN_AGREEMENT = 0.96
 
 
 @pytest.mark.slow
-def test_exported_and_int8_paths_keep_fp32_predictions(tmp_path, sst2_classifier, glue_dir):
+def test_exported_and_int8_paths_keep_fp32_predictions(sst2_classifier, sst2_onnx, glue_dir):
     path, classifier, tok = sst2_classifier
+    fp32_dir, int8_dir = sst2_onnx
     task = get_task("SST-2")
     dev = task.read(glue_dir, "dev")[:200]
     labels = np.array([int(e.label) for e in dev])
     fp32 = _predict(lambda *a: classifier(*(mx.nd.array(x) for x in a)).asnumpy(), dev, tok)
     assert (fp32 == labels).mean() > 0.7  # the head is a real classifier
 
-    export(path, tmp_path / "fp32")
-    onnx_fp32 = OnnxModel(tmp_path / "fp32", threads=2)
+    onnx_fp32 = OnnxModel(fp32_dir, threads=2)
     assert (_predict(lambda *a: onnx_fp32.run(*a)["logits"], dev, tok) == fp32).mean() >= 0.99
 
-    export(path, tmp_path / "int8", quantize="int8")
-    graph = onnx.load(str(tmp_path / "int8" / "model.onnx"))
+    graph = onnx.load(str(int8_dir / "model.onnx"))
     assert {"QAttention", "MatMulInteger"} <= {n.op_type for n in graph.graph.node}
-    onnx_int8 = OnnxModel(tmp_path / "int8", threads=2)
+    onnx_int8 = OnnxModel(int8_dir, threads=2)
     agreement = (_predict(lambda *a: onnx_int8.run(*a)["logits"], dev, tok) == fp32).mean()
     assert agreement >= INT8_AGREEMENT
 
     calibration = [e.text_a for e in task.read(glue_dir, "train")[400:528]]
     quantized = bortkit.from_pretrained(path, quantize="int8", calibration=calibration)
     assert (_predict(quantized.predict, dev, tok) == fp32).mean() >= ONEDNN_AGREEMENT
+
+
+# The int8 export keeps the first layer's FFN output product in fp32 (INT8_FP32_PRODUCTS):
+# that product's input has one outlier GELU neuron in MiniLM, and on fine-tuned MiniLM SST-2
+# classifiers fp32 there took dev agreement with fp32 from 98.97 % to 99.31 % and cut the
+# logits' RMS error by 30 % (bench/onnx_int8_agreement.py). On this plain head, over the first
+# 400 dev sentences, the margin's RMS error relative to fp32's margin measured 0.094 with it
+# and 0.115 with every product int8 (14 vs 18 flips): the bound sits between the two, so the
+# test fails if the export goes back to all-int8 or loses precision elsewhere.
+INT8_MARGIN_ERROR = 0.105
+
+
+@pytest.mark.slow
+def test_int8_export_keeps_the_sensitive_product_in_fp32(sst2_classifier, sst2_onnx, glue_dir):
+    from bortkit.export.core import INT8_FP32_PRODUCTS
+    _, _, tok = sst2_classifier
+    fp32_dir, int8_dir = sst2_onnx
+    graph = onnx.load(str(int8_dir / "model.onnx")).graph
+    assert {n.name for n in graph.node if n.op_type == "MatMul"} == set(INT8_FP32_PRODUCTS)
+    assert OnnxModel(int8_dir).meta["_onnx"]["fp32_products"] == list(INT8_FP32_PRODUCTS)
+
+    dev = get_task("SST-2").read(glue_dir, "dev")[:400]
+    fp32, int8 = (_logits(lambda *a, m=OnnxModel(d, threads=2): m.run(*a)["logits"], dev, tok)
+                  for d in (fp32_dir, int8_dir))
+    margin = lambda logits: logits[:, 1] - logits[:, 0]  # noqa: E731
+    error = np.sqrt(np.mean((margin(int8) - margin(fp32)) ** 2) / np.mean(margin(fp32) ** 2))
+    assert error <= INT8_MARGIN_ERROR
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.95  # 96.5 % measured
+
+
+def test_unknown_fp32_product_is_refused(tmp_path):
+    from bortkit.export.core import ONNX_FILE, quantize_dynamic_int8
+    config = CONFIGS["bert"]
+    save_pretrained(Model(config), tmp_path / "ckpt", config=config)
+    export(tmp_path / "ckpt", tmp_path / "onnx")
+    source = tmp_path / "onnx" / ONNX_FILE
+    with pytest.raises(ConfigError) as err:
+        quantize_dynamic_int8(source, tmp_path / "int8.onnx", fp32_products=["encoder.9.ffn"])
+    assert str(err.value) == f"{source}: no product named 'encoder.9.ffn' in the graph to " \
+                             "keep in fp32"
+    assert not (tmp_path / "int8.onnx").exists()
 
 
 def _cli(*args):

@@ -11,6 +11,8 @@ run it fast and its dynamic int8 quantizer maps them to their integer forms
 - ``BiasGelu`` (exact erf GELU) / ``FastGelu`` (tanh GELU) after the first FFN product.
 
 Everything else is standard ONNX (opset 17: ``LayerNormalization``, ``Gather``, ``Range``).
+Each ``MatMul`` and ``Attention`` node is named after its weights (``encoder.0.ffn.ffn_2``,
+``encoder.0.attention.qkv``), so the int8 export can keep chosen products in fp32 by name.
 Batch and length are dynamic. Shapes: B batch, T length, U ``units``, E ``embed_size``,
 F ``ffn_units``, C labels.
 """
@@ -48,18 +50,20 @@ class GraphBuilder:
         self.initializers[name] = np.asarray(value)
         return name
 
-    def node(self, op: str, inputs: list, outputs: int = 1, domain: str = "", **attrs):
+    def node(self, op: str, inputs: list, outputs: int = 1, domain: str = "",
+             name: str | None = None, **attrs):
+        """Append one node; ``name`` (default ``Op_N``) is how quantization refers to it."""
         from onnx import helper
         self._count += 1
         names = [f"{op.lower()}_{self._count}" + (f"_{i}" if outputs > 1 else "")
                  for i in range(outputs)]
-        self.nodes.append(helper.make_node(op, inputs, names, name=f"{op}_{self._count}",
+        self.nodes.append(helper.make_node(op, inputs, names, name=name or f"{op}_{self._count}",
                                            domain=domain, **attrs))
         return names[0] if outputs == 1 else names
 
     def dense(self, x: str, prefix: str, bias: bool = True) -> str:
-        """x @ W.T (+ b) for a Gluon Dense stored (out, in)."""
-        y = self.node("MatMul", [x, self.weight(f"{prefix}.weight", transposed)])
+        """x @ W.T (+ b) for a Gluon Dense stored (out, in); the MatMul is named ``prefix``."""
+        y = self.node("MatMul", [x, self.weight(f"{prefix}.weight", transposed)], name=prefix)
         return self.node("Add", [y, self.weight(f"{prefix}.bias")]) if bias else y
 
 
@@ -105,7 +109,7 @@ def _attention(g: GraphBuilder, x: str, mask: str, prefix: str, config) -> str:
     g.initializers[f"{name}.bias"] = np.concatenate(
         [t[f"{prefix}.{p}.bias"] for p in ("query", "key", "value")])
     return g.node("Attention", [x, f"{name}.weight", f"{name}.bias", mask], domain=MS_DOMAIN,
-                  num_heads=config.num_heads, mask_filter_value=MASK_FILL)
+                  name=name, num_heads=config.num_heads, mask_filter_value=MASK_FILL)
 
 
 def _ffn_inner(g: GraphBuilder, x: str, prefix: str, activation: str) -> str:
