@@ -306,3 +306,20 @@ def test_every_bad_input_gets_one_line_and_changes_nothing(sandbox):
                 failures.append(f"{module or 'api'} [{case_id}]: " + "; ".join(problems))
     print(f"hostile-input table: {total} cases, {total - len(failures)} answered correctly")
     assert not failures, f"{len(failures)} of {total} cases failed:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"BORTKIT_ISA": "bogus"},
+     "BORTKIT_ISA must be one of scalar, avx2, avx512, amx, got 'bogus'"),
+    ({"BORTKIT_MARCH": "nonsense-arch"}, "nonsense-arch"),  # g++'s quotes follow the locale
+])
+def test_bad_kernel_environment_is_one_line(tmp_path, env, expected):
+    """The fused kernels' environment variables: an unknown tier, or a baseline -march the
+    compiler refuses, is one `bortkit: error:` line naming it, exit 2, no traceback."""
+    command = ["status"] if "BORTKIT_ISA" in env else ["build"]
+    proc = subprocess.run([sys.executable, "-m", "bortkit.ops", *command], capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "BORTKIT_CACHE": str(tmp_path), **env})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("bortkit: error: ")
+    assert expected in proc.stderr and ("BORTKIT_ISA" in env or "-march" in proc.stderr)
