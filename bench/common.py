@@ -226,3 +226,29 @@ def write_results(name: str, payload: Mapping, path: Optional[os.PathLike | str]
                       "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "environment": environment(), **payload})
     return path
+
+
+PEAK_TIERS = ("avx2", "avx512")   # AMX's tile peak is not measured (no AMX kernel here)
+
+
+def int8_peak(tier: str, work: Path):
+    """A call doing a fixed number of the tier's int8 multiply-adds at the core's peak, and
+    that number (``bench/int8_peak.cc``, built with g++ here)."""
+    import ctypes
+    import subprocess
+    if tier not in PEAK_TIERS:
+        raise ValueError(f"no int8 peak kernel for the {tier} tier; one of "
+                         f"{', '.join(PEAK_TIERS)}")
+    library = work / f"int8_peak_{tier}.so"
+    source = Path(__file__).with_name("int8_peak.cc")
+    subprocess.run([os.environ.get("CXX", "g++"), "-O2", "-shared", "-fPIC", str(source),
+                    "-o", str(library)], check=True)
+    lib = ctypes.CDLL(str(library))
+    run = getattr(lib, f"peak_{tier}")
+    run.restype, run.argtypes = ctypes.c_int64, [ctypes.c_int64, ctypes.c_char_p,
+                                                 ctypes.c_char_p]
+    getattr(lib, f"macs_{tier}").restype = ctypes.c_int64
+    operands = bytes(range(1, 65))
+    iterations = 200_000
+    return (lambda: run(iterations, operands, operands)), \
+        iterations * getattr(lib, f"macs_{tier}")()

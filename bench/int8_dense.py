@@ -10,6 +10,10 @@ Contenders (one process, interleaved rounds, same fp32 input and weight):
   input, per-channel weight), built by bortkit's quantization pass;
 - ``fp32``: MXNet's ``FullyConnected``.
 
+With ``--threads 1`` the core's int8 peak at each tier (``bench/int8_peak.cc``) is timed in
+the same rounds, and every contender's share of it is reported in CPU seconds (one thread
+each, so other jobs on the machine do not count): the ceiling no int8 product can pass.
+
 oneDNN takes its ISA when it loads: it runs at the host's, or at ``--isa``'s cap for the
 whole process (``DNNL_MAX_CPU_ISA``). Each time includes quantizing the input and producing
 fp32 output. Shapes (K, N): the query/key/value product (1024, 3072), attention output
@@ -91,12 +95,18 @@ def main(argv=None) -> None:
     names = [f"fused@{t}" for t in tiers] + list(ANCHORS)
     rng = np.random.default_rng(args.seed)
     rows = []
+    import tempfile
+    from pathlib import Path
+    peak_dir = tempfile.TemporaryDirectory(prefix="bench-int8-peak-")
+    peaks = {t: common.int8_peak(t, Path(peak_dir.name)) for t in tiers
+             if t in common.PEAK_TIERS and args.threads == 1}
     for k, n in SHAPES:
         x = rng.normal(size=(args.tokens, k)).astype(np.float32)
         weight = (rng.normal(size=(n, k)) * 0.03).astype(np.float32)
         load = os.getloadavg()[0]
-        samples = common.interleave(contenders(x, weight, tiers), rounds=args.rounds,
-                                    min_seconds=args.min_seconds)
+        calls = {**contenders(x, weight, tiers),
+                 **{f"peak@{t}": call for t, (call, _) in peaks.items()}}
+        samples = common.interleave(calls, rounds=args.rounds, min_seconds=args.min_seconds)
         isa.cap(top)
         macs = args.tokens * k * n
         ms = {c: 1e3 * common.median(samples[c].wall) for c in names}
@@ -107,6 +117,13 @@ def main(argv=None) -> None:
                                     for t in tiers},
                "fp32_over": {t: common.paired_ratio(samples["fp32"].wall,
                                                     samples[f"fused@{t}"].wall) for t in tiers}}
+        if peaks:   # CPU seconds per call -> MAC/s, paired per round with each peak
+            peak = {t: [macs_ / s for s in samples[f"peak@{t}"].cpu]
+                    for t, (_, macs_) in peaks.items()}
+            row["peak_gmac_per_s"] = {t: common.median(v) / 1e9 for t, v in peak.items()}
+            row["share_of_peak"] = {
+                c: {t: common.paired_ratio([macs / s for s in samples[c].cpu], peak[t])
+                    for t in peaks} for c in names}
         rows.append(row)
         print(f"K={k} N={n}: " + ", ".join(f"{c} {ms[c]:.2f} ms ({row['gmac_per_s'][c]:.0f} "
                                              "GMAC/s)" for c in names), flush=True)
@@ -119,6 +136,15 @@ def main(argv=None) -> None:
         [[f"{r['K']} x {r['N']}", *(r["ms"][c] for c in names),
           *(r["onednn_int8_over"][t] for t in tiers), *(r["fp32_over"][t] for t in tiers)]
          for r in rows]))
+    if peaks:
+        print(f"\nshare of one core's int8 peak (CPU seconds; peak GMAC/s "
+              + ", ".join(f"{t} {rows[0]['peak_gmac_per_s'][t]:.0f}" for t in peaks) + ")")
+        print(common.format_table(
+            ["K x N", *(f"{c} / peak@{t}" for c in names for t in peaks
+                        if not c.startswith("fused@") or c == f"fused@{t}")],
+            [[f"{r['K']} x {r['N']}", *(r["share_of_peak"][c][t] for c in names for t in peaks
+                                        if not c.startswith("fused@") or c == f"fused@{t}")]
+             for r in rows]))
     suffix = f"-{args.isa}" if args.isa else ""
     path = common.write_results("int8-dense", {
         "settings": vars(args), "isa": record, "tiers": list(tiers), "shapes": rows},
