@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from . import library
+from . import library  # MXNet is imported inside its functions
 
 __all__ = ["ENV_SWITCH", "available", "loaded_path", "status", "layer_norm", "mask_scores",
            "softmax_nll", "adamw_update"]
@@ -83,7 +83,14 @@ def status() -> str:
     return f"MXNet operators ({_state.get('error', 'not loaded')})"
 
 
-# The wrappers import ``available`` from here, so they come after it.
-from .encoder import layer_norm, mask_scores  # noqa: E402
-from .loss import softmax_nll  # noqa: E402
-from .optimizer import adamw_update  # noqa: E402
+# The wrappers import MXNet, so they load on first use: ``python -m bortkit.ops --help`` and
+# the ISA helpers answer without it.
+_WRAPPERS = {"layer_norm": "encoder", "mask_scores": "encoder", "softmax_nll": "loss",
+             "adamw_update": "optimizer"}
+
+
+def __getattr__(name: str):
+    if name in _WRAPPERS:
+        import importlib
+        return getattr(importlib.import_module(f".{_WRAPPERS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,6 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import mxnet as mx
 
 from ..io import atomic_write, write_json
 
@@ -88,9 +87,20 @@ def _compiler_identity() -> str:
     return f"{path}\0{first}"
 
 
+def _mxnet_dir() -> Path:
+    """MXNet's package folder (its headers and lib_api.cc), found without importing it."""
+    import importlib.util
+    return Path(importlib.util.find_spec("mxnet").submodule_search_locations[0])
+
+
+def _mxnet_version() -> str:
+    from importlib import metadata
+    return metadata.version("mxnet")
+
+
 def _flags(march: str) -> List[str]:
     # -fno-math-errno and -fno-trapping-math let GCC vectorise sqrt, floor and comparisons.
-    root = Path(mx.__file__).parent
+    root = _mxnet_dir()
     return ["-O3", f"-march={march}", "-mtune=generic", "-fno-math-errno",
             "-fno-trapping-math", "-fopenmp", "-std=c++17", "-fPIC",
             f"-I{root / 'include'}", f"-I{SOURCE_DIR}"]
@@ -101,7 +111,7 @@ def _commands(workdir: Path, target: Path, march: str) -> tuple:
     cxx, flags = _compiler(), _flags(march)
     unit = workdir / "bortkit_ops.cc"  # every operator source in one unit: lib_api.h once
     compiles = [[cxx, *flags, "-c", str(unit), "-o", str(workdir / "ops.o")],
-                [cxx, *flags, "-c", str(Path(mx.__file__).parent / "src" / "lib_api.cc"),
+                [cxx, *flags, "-c", str(_mxnet_dir() / "src" / "lib_api.cc"),
                  "-o", str(workdir / "lib_api.o")]]
     for tier in TIERS:
         compiles.append([cxx, *flags, *TIER_FLAGS[tier], f"-DBORTKIT_TIER={tier}", "-c",
@@ -123,7 +133,7 @@ def library_path() -> Path:
     # Not the folder of the sources: a wheel's copy and the checkout share the library.
     compiles, link = _commands(Path("work"), Path("target"), march())
     commands = " ".join(" ".join(c) for c in compiles + [link]).replace(str(SOURCE_DIR), "src")
-    key.update("\0".join([mx.__version__, commands, _compiler_identity(),
+    key.update("\0".join([_mxnet_version(), commands, _compiler_identity(),
                           sysconfig.get_platform()]).encode())
     return _cache_dir() / f"bortkit_ops-{key.hexdigest()[:16]}.so"
 
@@ -255,5 +265,6 @@ def load(path: Optional[Path] = None) -> Path:
     path = build() if path is None else path
     if not is_verified(path):
         raise RuntimeError(f"{path}: library does not match its stamp")
+    import mxnet as mx
     mx.library.load(str(path), verbose=False)
     return path
