@@ -1,8 +1,9 @@
 """Multi-task PALs against separate fine-tuning, from the pretrained all-MiniLM-L6-v2 on the
 real GLUE tasks in ``../shared/data/glue``, with the same total optimizer steps.
 
-- multi-task: one model, ``--adapter pals`` (204-wide, 6 heads), tasks sampled with the
-  annealed schedule, ``--steps`` optimizer steps in all (``bortkit.multitask``);
+- multi-task: one model per adapter in ``--adapters`` (``pals``: 204-wide, 6 heads;
+  ``top_layer``: PALs' ``bert_lay_top``, a whole BERT layer per task on top), tasks sampled
+  with the annealed schedule, ``--steps`` optimizer steps in all (``bortkit.multitask``);
 - separate: one fine-tuned model per task, ``--steps / len(tasks)`` steps each
   (``bortkit.finetune``), so both methods take the same number of optimizer steps;
 - both: batch 16, length 64, BERTAdam, lr 1e-4 with 10 % warmup, mean-pooling heads
@@ -37,6 +38,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--tasks", default="CoLA,MRPC,RTE,STS-B,SST-2")
     parser.add_argument("--steps", type=int, default=600, help="optimizer steps per method")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--adapters", default="pals",
+                        help="comma-separated adapters, one multi-task model each (pals, "
+                             "top_layer, low_rank, houlsby, lhuc, top, none)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
@@ -55,12 +59,18 @@ def run_seed(args, tasks: list, seed: int, work: Path) -> dict:
                         learning_rate=args.learning_rate, max_eval_examples=args.max_eval_examples,
                         pooling="mean", seed=seed, progress=False)
     model = str(bundled_minilm())
-    start = time.perf_counter()
-    multi = MultitaskTrainer(MultitaskArgs(
-        tasks=tasks, model=model, data_dir=args.glue_dir, output_dir=str(work / f"mt-{seed}"),
-        adapter="pals", sample="anneal", max_steps=args.steps, epochs=3,
-        eval_every=args.steps, **common_knobs)).run()
-    multi_seconds = time.perf_counter() - start
+    multi = {}
+    for adapter in args.adapters.split(","):
+        start = time.perf_counter()
+        result = MultitaskTrainer(MultitaskArgs(
+            tasks=tasks, model=model, data_dir=args.glue_dir,
+            output_dir=str(work / f"mt-{adapter}-{seed}"), adapter=adapter, sample="anneal",
+            max_steps=args.steps, epochs=3, eval_every=args.steps, **common_knobs)).run()
+        multi[method_name(adapter)] = {
+            "dev": {t: result["best"][t]["main"] for t in tasks},
+            "steps_per_task": result["steps_per_task"], "params": result["params"]["total"],
+            "wall_seconds": round(time.perf_counter() - start, 1),
+            "param_detail": result["params"]}
     per_task = args.steps // len(tasks)
     separate, separate_params, start = {}, 0, time.perf_counter()
     for task in tasks:
@@ -70,20 +80,26 @@ def run_seed(args, tasks: list, seed: int, work: Path) -> dict:
             eval_every=per_task, **common_knobs)).run()
         separate[task] = result["best"]["main"]
     separate_seconds = time.perf_counter() - start
-    params = multi["params"]
-    return {"seed": seed,
-            "multitask": {"dev": {t: multi["best"][t]["main"] for t in tasks},
-                          "steps_per_task": multi["steps_per_task"],
-                          "params": params["total"], "wall_seconds": round(multi_seconds, 1)},
+    first = next(iter(multi.values()))["param_detail"]
+    return {"seed": seed, **multi,
             "separate": {"dev": separate, "steps_per_task": {t: per_task for t in tasks},
-                         "params": params["separate_models_total"],
+                         "params": first["separate_models_total"],
                          "wall_seconds": round(separate_seconds, 1)},
-            "param_detail": params, "load_average": os.getloadavg()}
+            "load_average": os.getloadavg()}
+
+
+def method_name(adapter: str) -> str:
+    """The pals model keeps the name "multitask" (the README's earlier results)."""
+    return "multitask" if adapter == "pals" else f"multitask-{adapter}"
+
+
+def methods(runs: list) -> list:
+    return [k for k in runs[0] if k.startswith("multitask")] + ["separate"]
 
 
 def summarize(runs: list, tasks: list) -> dict:
     summary = {}
-    for method in ("multitask", "separate"):
+    for method in methods(runs):
         per_task = {t: statistics.median(r[method]["dev"][t] for r in runs) for t in tasks}
         summary[method] = {"median_per_task": per_task,
                            "median_over_tasks": statistics.median(per_task.values()),
@@ -93,7 +109,7 @@ def summarize(runs: list, tasks: list) -> dict:
 
 def table(summary: dict, tasks: list, runs: list) -> str:
     rows = []
-    for method in ("multitask", "separate"):
+    for method in methods(runs):
         s = summary[method]
         rows.append([method, *[s["median_per_task"][t] * 100 for t in tasks],
                      s["median_over_tasks"] * 100, f"{s['params'] / 1e6:.2f}M",
@@ -114,13 +130,13 @@ def main(argv=None) -> None:
         for seed in seeds:
             runs.append(run_seed(args, tasks, seed, work))
             summary = summarize(runs, tasks)
-            print(f"seed {seed}: " + str(runs[-1]["multitask"]["dev"]) + " vs "
-                  + str(runs[-1]["separate"]["dev"]), flush=True)
+            print(f"seed {seed}: " + "; ".join(f"{m} {runs[-1][m]['dev']}"
+                                               for m in methods(runs)), flush=True)
             common.write_results("multitask", {
                 "tasks": tasks, "seeds": seeds[:len(runs)], "steps_per_method": args.steps,
                 "batch_size": args.batch_size, "max_length": args.max_length,
                 "learning_rate": args.learning_rate,
-                "max_eval_examples": args.max_eval_examples, "adapter": "pals",
+                "max_eval_examples": args.max_eval_examples, "adapters": args.adapters,
                 "sample": "anneal", "pooling": "mean", "summary": summary, "runs": runs,
                 "load_average_start": load_start, "load_average_end": os.getloadavg(),
                 "wall_minutes": round((time.perf_counter() - started) / 60, 1)}, args.out)

@@ -8,8 +8,10 @@ loss on WikiText-2 (Chang et al. 2021's claim, at toy scale).
   is first fitted on the training text for ``--teacher-mlm-steps``; the second arm reuses
   the first arm's fitted teacher, so both learn from the same teacher;
 - students: ``bortkit/resources/configs/distill/bort-mini.json`` (learned absolute positions, dot-product
-  attention) and ``bortkit/resources/configs/distill/bort-mini-composite.json`` (no position table;
-  ``qk_convfixed_convq_convk`` over offsets -8..8), same seed, data order, steps and
+  attention), ``bortkit/resources/configs/distill/bort-mini-composite.json`` (no position table;
+  ``qk_convfixed_convq_convk`` over offsets -8..8) and ``bort-mini-composite-convolution.json``
+  (the same plus the ``convolution`` term, a fixed depthwise convolution of the values;
+  ``--arms`` picks which run), same seed, data order, steps and
   objective: Bort's 0.1 MLM + 0.5 T^2 KL (T = 2) plus TinyBERT's intermediate-layer transfer
   (``--hidden-weight``: hidden-state MSE through a learned projection; ``--attention-weight``:
   attention-distribution KL, teacher heads averaged; student layers mapped uniformly onto
@@ -39,7 +41,8 @@ import common  # bench/common.py: the script's directory is first on sys.path
 from distill import make_shards, minilm_dir  # bench/distill.py: the same WikiText-2 shards
 
 REPO = Path(__file__).resolve().parents[1]
-ARMS = {"absolute positions": "bort-mini", "composite, no positions": "bort-mini-composite"}
+ARMS = {"absolute positions": "bort-mini", "composite, no positions": "bort-mini-composite",
+        "composite + convolution, no positions": "bort-mini-composite-convolution"}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -67,8 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="keep shards and runs here (default: a temporary directory)")
+    parser.add_argument("--arms", default=",".join(ARMS.values()),
+                        help="comma-separated student configs to run (default: every arm)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    unknown = set(args.arms.split(",")) - set(ARMS.values())
+    if unknown:
+        parser.error(f"--arms: each must be one of {', '.join(ARMS.values())}, got "
+                     f"{sorted(unknown)[0]!r}")
     if args.jobs == 2 and args.teacher is None:
         parser.error("--jobs 2 needs --teacher (the arms share one fitted teacher)")
     return args
@@ -150,20 +159,26 @@ def main(argv=None) -> None:
                    str(args.teacher_mlm_steps), "--teacher-mlm-lr", str(args.teacher_mlm_lr)]
         if args.teacher is not None:
             teacher = ["--teacher", str(args.teacher)]
-        run_arms(ARMS, work, train, test, teacher, args)
-        results = {name: read_arm(work / student) for name, student in ARMS.items()}
+        arms = {n: s for n, s in ARMS.items() if s in args.arms.split(",")}
+        run_arms(arms, work, train, test, teacher, args)
+        results = {name: read_arm(work / student) for name, student in arms.items()}
     rows = [[name, ARMS[name], r["eval"]["mlm_loss"], r["eval"]["mlm_accuracy"]]
             for name, r in results.items()]
     print(common.format_table(["student", "config", "held-out MLM loss", "accuracy"],
                               [[n, c, round(l, 4), round(a, 4)] for n, c, l, a in rows]))
-    absolute, composite = (results[name]["eval"]["mlm_loss"] for name in ARMS)
-    print(f"composite attention without positions: {absolute - composite:+.4f} nats lower "
-          f"held-out loss than absolute positions ({args.steps} steps, seed {args.seed}; "
-          f"load average {load[0]:.1f})")
+    losses = {ARMS[name]: r["eval"]["mlm_loss"] for name, r in results.items()}
+    gains = {f"{student}_gain_nats": losses["bort-mini"] - loss
+             for student, loss in losses.items() if student != "bort-mini"} \
+        if "bort-mini" in losses else {}
+    for key, gain in gains.items():
+        print(f"{key[:-len('_gain_nats')]}: {gain:+.4f} nats lower held-out loss than "
+              f"absolute positions ({args.steps} steps, seed {args.seed}; load average "
+              f"{load[0]:.1f})")
     path = common.write_results("variants", {
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "load_average": load, "arms": ARMS, "results": results,
-        "composite_gain_nats": absolute - composite}, args.out)
+        "load_average": load, "arms": {n: ARMS[n] for n in results}, "results": results,
+        **({"composite_gain_nats": gains["bort-mini-composite_gain_nats"]}
+           if "bort-mini-composite_gain_nats" in gains else {}), **gains}, args.out)
     plot(results, Path(path).with_suffix(".png"))
     print(f"wrote {path} and its .png")
 

@@ -3,8 +3,10 @@
 The public API is small; heavy modules (MXNet) load only when first used:
 
 - :func:`from_pretrained` — load a bortkit, Hugging Face or GluonNLP checkpoint.
-- :func:`pipeline` — raw text in, ``{"label", "score"}`` / ``{"value"}`` out, from a
-  fine-tuned checkpoint; ``from_pretrained(path).embed(texts)`` gives sentence vectors.
+- :func:`pipeline` — raw text in, transformers' text-classification format out, from a
+  fine-tuned checkpoint, a loaded or int8 model or an ONNX export;
+  ``from_pretrained(path).embed(texts)`` gives sentence vectors (sentence-transformers'
+  ``encode`` arguments).
 - :func:`load_tokenizer` — WordPiece, byte-level BPE or SentencePiece from local files.
 - :func:`count_params`, :func:`param_table` — exact analytic parameter accounting.
 - :class:`ModelConfig` — the parametric BERT family.

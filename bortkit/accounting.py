@@ -60,6 +60,8 @@ def attention_params(config: ModelConfig) -> int:
     terms = config.attention_terms
     if "convfixed" in terms:
         total += config.num_heads * r
+    if "convolution" in terms:   # depthwise Conv1D over the values: (U, 1, R) + bias
+        total += u * r + u
     total += config.head_units * r * sum(t in terms for t in ("convq", "convk"))
     return total
 
@@ -69,7 +71,7 @@ def layer_adapter_params(config: ModelConfig) -> int:
     adapter width, no output projection), a low-rank adapter (down + up), Houlsby's two
     low-rank adapters, or LHUC's scale vector."""
     u, a, tasks = config.units, config.adapter_units, config.num_tasks
-    per_task = {"none": 0, "top": 0, "lhuc": u,
+    per_task = {"none": 0, "top": 0, "top_layer": 0, "lhuc": u,
                 "pals": 3 * _dense(a, a) if a else 0,
                 "low_rank": _dense(u, a) + _dense(a, u) if a else 0,
                 "houlsby": 2 * (_dense(u, a) + _dense(a, u)) if a else 0}[config.adapter]
@@ -86,6 +88,9 @@ def shared_adapter_params(config: ModelConfig) -> int:
     if config.adapter == "top":
         block = 4 * _dense(a, a) + _layer_norm(a)
         return tasks * (_dense(u, a) + config.top_attention_layers * block + _dense(a, u))
+    if config.adapter == "top_layer":   # a whole BERT layer per task
+        f = config.ffn_units
+        return tasks * (4 * _dense(u, u) + _dense(u, f) + _dense(f, u) + 2 * _layer_norm(u))
     return 0
 
 
@@ -197,7 +202,8 @@ def _relative_macs(config: ModelConfig, t: int) -> int:
     """convq/convk: q.w (t x U x R) and the one-hot gather (H x t x t x R), per term."""
     r = 2 * config.relative_positions_each_dir + 1
     terms = sum(term in config.attention_terms for term in ("convq", "convk"))
-    return terms * (t * config.units * r + config.num_heads * t * t * r)
+    convolution = t * config.units * r if "convolution" in config.attention_terms else 0
+    return terms * (t * config.units * r + config.num_heads * t * t * r) + convolution
 
 
 def _adapter_layer_macs(config: ModelConfig, t: int) -> int:
@@ -208,6 +214,9 @@ def _adapter_layer_macs(config: ModelConfig, t: int) -> int:
 
 
 def _top_macs(config: ModelConfig, t: int) -> int:
+    if config.adapter == "top_layer":   # one BERT layer: Q, K, V, output, FFN, scores
+        u, f = config.units, config.ffn_units
+        return 4 * t * u * u + 2 * t * u * f + 2 * t * t * u
     if config.adapter != "top":
         return 0
     a = config.adapter_units

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -30,8 +31,10 @@ from .errors import ConfigError
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "tanh", "sigmoid", "identity")
 POSITION_EMBEDDINGS = ("learned", "none")
 LAYER_NORM_POSITIONS = ("post", "pre")
-#: Score terms of composite attention (Chang et al., 2021), in the order a kind names them.
-ATTENTION_TERMS = ("qk", "convfixed", "convq", "convk")
+#: Terms of composite attention (Chang et al., 2021), in the order a kind names them: four
+#: score terms and "convolution", a fixed depthwise convolution of the values added to the
+#: attention's output.
+ATTENTION_TERMS = ("qk", "convfixed", "convq", "convk", "convolution")
 #: "dot_product" is the fused block; every other kind is some of ATTENTION_TERMS joined by "_".
 ATTENTIONS = ("dot_product",) + tuple(
     "_".join(t for i, t in enumerate(ATTENTION_TERMS) if mask >> i & 1)
@@ -44,7 +47,7 @@ PROJECTIONS = ("linear", "convolution", "convolution_mixed", "convolution_depth"
                "convolution_depth_mixed_no_act")
 #: Per-task adapters (Stickland & Murray, 2019) and their default width (``adapter_units``).
 ADAPTER_UNITS = {"none": None, "pals": 204, "low_rank": 100, "houlsby": 50, "lhuc": None,
-                 "top": 204}
+                 "top": 204, "top_layer": None}
 ADAPTERS = tuple(ADAPTER_UNITS)
 ADAPTER_HEADS = {"pals": 6, "top": 12}   # heads of the projected attention
 
@@ -56,6 +59,10 @@ def attention_terms(kind: str) -> tuple:
 # inside a layer; ``in``/``out`` widths from :meth:`ModelConfig.matrix_shape`.
 LOW_RANK_MATRICES = ("attention.query", "attention.key", "attention.value",
                      "attention.output", "ffn.ffn_1", "ffn.ffn_2")
+#: Weights one table may hold: MXNet without large-tensor support indexes with int32.
+MAX_ELEMENTS = 2 ** 31 - 1
+#: Weights a whole model may hold (16 GB in fp32; BERT-large holds 0.34e9).
+MAX_PARAMETERS = 2 ** 32
 _LOW_RANK_NAME = re.compile(r"encoder\.(\d+)\.(" + "|".join(
     re.escape(m) for m in LOW_RANK_MATRICES) + r")")
 
@@ -88,7 +95,8 @@ class ModelConfig:
     value_projection: str = "linear"  # values: "linear" or a convolution (PROJECTIONS)
     projection_kernel_each_dir: int = 4  # K: a convolutional projection spans 2K+1 tokens
     projection_groups: int = 1       # G: groups of a plain (not depthwise) convolution
-    adapter: str = "none"            # per-task adapters: none, pals, low_rank, houlsby, lhuc, top
+    adapter: str = "none"            # per-task adapters: none, pals, low_rank, houlsby, lhuc,
+                                     # top, top_layer
     num_tasks: int = 1               # tasks with their own adapters (and heads)
     adapter_units: Optional[int] = None  # adapter width; None = pals/top 204, low_rank 100,
     #                                      houlsby 50 (the paper's)
@@ -125,6 +133,12 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 fail(f"{name} must be a non-negative integer, got {value!r}")
+        if not isinstance(self.use_pooler, bool):
+            fail(f"use_pooler must be true or false, got {self.use_pooler!r}")
+        self._validate_sizes(fail)
+        if self.position_embedding == "learned" and self.position_offset >= self.max_length:
+            fail(f"position_offset ({self.position_offset}) must be < max_length "
+                 f"({self.max_length}): the position table would hold no position")
         if self.units % self.num_heads:
             fail(f"units ({self.units}) must be divisible by num_heads ({self.num_heads})")
         if self.pad_token_id >= self.vocab_size:
@@ -141,13 +155,13 @@ class ModelConfig:
         self._validate_adapter(fail)
         for name in ("dropout", "attention_dropout"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                fail(f"{name} must be in [0, 1), got {value!r}")
-        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
-            fail(f"layer_norm_eps must be positive, got {self.layer_norm_eps!r}")
+            if not _real(value) or not 0.0 <= value < 1.0:
+                fail(f"{name} must be a number in [0, 1), got {value!r}")
+        if not _real(self.layer_norm_eps) or not 0.0 < self.layer_norm_eps < 1.0:
+            fail(f"layer_norm_eps must be a number in (0, 1), got {self.layer_norm_eps!r}")
         if self.low_rank is not None and not isinstance(self.low_rank, Mapping):
             fail(f"low_rank must map matrix names to ranks, got {self.low_rank!r}")
-        if self.low_rank and self.adapter not in ("none", "top"):
+        if self.low_rank and self.adapter not in ("none", "top", "top_layer"):
             fail(f"low_rank (FLOP-compacted matrices) and adapter {self.adapter!r} cannot be "
                  f"combined: adapter layers have no factored matrices")
         for name, rank in (self.low_rank or {}).items():
@@ -162,11 +176,30 @@ class ModelConfig:
                 fail(f"low_rank: rank of {name} must be an integer in [1, {limit}], "
                      f"got {rank!r}")
 
+    def _validate_sizes(self, fail) -> None:
+        """Every weight table must fit one tensor (:data:`MAX_ELEMENTS`), and the whole model
+        :data:`MAX_PARAMETERS`: a size typed with a few zeros too many is refused here, not
+        by the framework halfway through building it."""
+        tables = (("vocab_size", "embed_size"), ("max_length", "embed_size"),
+                  ("type_vocab_size", "embed_size"), ("units", "ffn_units"),
+                  ("units", "units"), ("embed_size", "units"))
+        for rows, columns in tables:
+            size = getattr(self, rows) * getattr(self, columns)
+            if size > MAX_ELEMENTS:
+                fail(f"{rows} x {columns} = {getattr(self, rows)} x {getattr(self, columns)} "
+                     f"= {size} weights exceeds the {MAX_ELEMENTS} one tensor can hold")
+        layer = 4 * self.units * self.units + 2 * self.units * self.ffn_units
+        total = self.num_layers * layer + \
+            (self.vocab_size + self.max_length + self.type_vocab_size) * self.embed_size
+        if total > MAX_PARAMETERS:
+            fail(f"num_layers ({self.num_layers}) x {layer} weights per layer + embeddings "
+                 f"= {total} weights exceeds the {MAX_PARAMETERS} a model may hold")
+
     def _validate_attention(self, fail) -> None:
         if self.attention not in ATTENTIONS:
             hint = (" (give the kernel width as relative_positions_each_dir)"
                     if isinstance(self.attention, str) and " " in self.attention else "")
-            fail(f"attention must be 'dot_product' or score terms {', '.join(ATTENTION_TERMS)} "
+            fail(f"attention must be 'dot_product' or the terms {', '.join(ATTENTION_TERMS)} "
                  f"joined by '_' in that order (e.g. 'qk_convfixed_convq_convk'); got "
                  f"{self.attention!r}{hint}")
         for name in ("relative_positions_each_dir", "projection_kernel_each_dir",
@@ -289,6 +322,12 @@ class ModelConfig:
 FIELDS = tuple(f.name for f in dataclasses.fields(ModelConfig))
 
 
+def _real(value: Any) -> bool:
+    """A finite int or float (not a bool, NaN or infinity)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value)
+
+
 def _low_rank_order(name: str):
     match = _LOW_RANK_NAME.fullmatch(name)
     if not match:  # invalid names sort last; validate() reports them
@@ -345,6 +384,6 @@ def load_config(name_or_path: os.PathLike | str) -> ModelConfig:
         raise ConfigError("config file not found", path=path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except ValueError as err:  # not UTF-8, not JSON, an integer of 5,000 digits
         raise ConfigError(f"not valid JSON ({err})", path=path) from None
     return from_dict(data, path=path)

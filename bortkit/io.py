@@ -7,6 +7,7 @@ name and swapped in the same way, so a killed process leaves either the old or t
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -33,7 +34,8 @@ def atomic_write(path: os.PathLike | str, mode: str = "w", **kwargs) -> Iterator
     path = Path(path)
     with output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{STAGING}", suffix=".tmp",
+        clean_stale(path)
+        fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".tmp",
                                    dir=path.parent)
     os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600: give the usual mode
     try:
@@ -62,7 +64,8 @@ def atomic_directory(path: os.PathLike | str) -> Iterator[Path]:
     path = Path(path)
     with output_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}{STAGING}", suffix=".tmp",
+        clean_stale(path)
+        tmp = Path(tempfile.mkdtemp(prefix=staging_prefix(path), suffix=".tmp",
                                     dir=path.parent))
     os.chmod(tmp, 0o777 & ~current_umask())
     try:
@@ -96,9 +99,58 @@ def output_errors(path: os.PathLike | str, staging: os.PathLike | str | None = N
         name = os.fspath(path) if err.filename is None else os.fspath(err.filename)
         if staging is not None and name.startswith(os.fspath(staging)):
             name = os.fspath(path) + name[len(os.fspath(staging)):]
+        elif STAGING in os.path.basename(name):  # the staging name itself could not be made
+            name = os.fspath(path)
         if name == err.filename:
             raise
         raise type(err)(err.errno, err.strerror, name) from err
+
+
+def staging_prefix(path: Path) -> str:
+    """The name prefix of this process's temporary copies of ``path``: it holds the process
+    id, so a later writer can tell a killed writer's leftovers from a live one's."""
+    return f".{path.name}{STAGING}{os.getpid()}-"
+
+
+def _owner(rest: str) -> int | None:
+    """The process id at the start of what follows STAGING/OLD in a name (None: not one)."""
+    digits = rest.split("-", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` runs (the owner of a lock or a staging copy)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def clean_stale(path: os.PathLike | str) -> list[Path]:
+    """Remove what a killed atomic write of ``path`` (:func:`atomic_write`,
+    :func:`atomic_directory`) left beside it: staging copies whose process is gone go, and a
+    replaced original (:data:`OLD`) whose new version never arrived is renamed back. Copies
+    of live processes are never touched. Every atomic write calls it first, so the next run
+    of an interrupted export or save leaves nothing behind. Returns the paths handled."""
+    path = Path(path)
+    touched = []
+    for marker in (STAGING, OLD):
+        prefix = f"{path.name}{marker}"
+        for entry in path.parent.glob(".*" + glob.escape(prefix) + "*"):
+            if not entry.name.lstrip(".").startswith(prefix):  # (staging of a staging copy:
+                continue                                         # "..NAME" + STAGING...)
+            pid = _owner(entry.name.lstrip(".")[len(prefix):])
+            if pid is None or pid == os.getpid() or process_alive(pid):
+                continue
+            if marker == STAGING or path.exists():
+                remove(entry)
+            else:
+                os.replace(entry, path)
+            touched.append(entry)
+    return touched
 
 
 def clean_staging(root: os.PathLike | str) -> list[Path]:

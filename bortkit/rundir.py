@@ -20,14 +20,14 @@ it (``from bortkit.train import claim``).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
-import shutil
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
 from .errors import ConfigError, OutputError
-from .io import STAGING, clean_staging, output_errors, remove
+from .io import STAGING, clean_staging, output_errors, process_alive, remove
 
 LOCK = ".bortkit-lock"
 
@@ -36,16 +36,6 @@ def lock_path(directory: os.PathLike | str) -> Path:
     """The lock file of ``directory``: a sibling, so a folder swapped in whole is covered."""
     directory = Path(directory)
     return directory.with_name(f".{directory.name}{LOCK}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
 
 
 def _writable_folder(path: Path, option: str) -> None:
@@ -74,7 +64,7 @@ class RunDir:
     def __init__(self, path: os.PathLike | str, *, option: str = "--output-dir",
                  finished: Sequence[str] = (), started: Sequence[str] = (),
                  resume: bool = False, overwrite: bool = False, create: bool = True,
-                 enabled: bool = True):
+                 enabled: bool = True, folder: bool = True):
         self.path = Path(path)
         self.option, self.create, self.enabled = option, create, enabled
         self.finished, self.started = tuple(finished), tuple(started)
@@ -83,7 +73,8 @@ class RunDir:
         self._locked = False
         if not enabled:  # a Horovod rank other than 0 writes nothing
             return
-        _writable_folder(self.path, option)
+        # a folder, or (``folder=False``) a file written in one piece, e.g. predictions
+        _writable_folder(self.path if folder else self.path.parent, option)
         self._check_holder()
         if self.path.is_dir() and not overwrite:
             done = [n for n in self.finished if (self.path / n).exists()]
@@ -102,7 +93,7 @@ class RunDir:
             pid = int(lock.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and process_alive(pid):
             raise ConfigError(f"is in use by another running bortkit process (pid {pid}, "
                               f"lock {lock.name}); wait for it or choose another "
                               f"{self.option}", path=self.path)
@@ -111,17 +102,23 @@ class RunDir:
         lock = lock_path(self.path)
         with output_errors(lock):
             lock.parent.mkdir(parents=True, exist_ok=True)
-            for _ in range(2):
-                try:
-                    fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-                except FileExistsError:
-                    self._check_holder()  # raises if a live process holds it
-                    lock.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                with os.fdopen(fd, "w") as fh:
-                    fh.write(f"{os.getpid()}\n")
-                self._locked = True
-                return
+            # the lock appears with its pid already inside (written aside, then hard-linked,
+            # which fails if it exists), so no other process ever reads an empty lock and
+            # takes it for a stale one
+            mine = lock.with_name(f"{lock.name}.{os.getpid()}")
+            mine.write_text(f"{os.getpid()}\n")
+            try:
+                for _ in range(2):
+                    try:
+                        os.link(mine, lock)
+                    except FileExistsError:
+                        self._check_holder()  # raises if a live process holds it
+                        lock.unlink(missing_ok=True)  # stale: its process is gone
+                        continue
+                    self._locked = True
+                    return
+            finally:
+                mine.unlink(missing_ok=True)
         raise OutputError("could not take the lock (another run is starting)", path=lock)
 
     def __enter__(self) -> Path:
@@ -176,6 +173,22 @@ class RunDir:
 def claim(path: os.PathLike | str, **kwargs) -> RunDir:
     """Check ``path`` as an output folder now; ``with`` the result around the work."""
     return RunDir(path, **kwargs)
+
+
+@contextlib.contextmanager
+def writing(path: os.PathLike | str, *, overwrite: bool = False,
+            option: str = "--output-dir", folder: bool = True) -> Iterator[Path]:
+    """The claim of a writer that swaps in a whole folder (export, the int8 save, compact;
+    :func:`bortkit.io.atomic_directory` inside) or, with ``folder=False``, one file
+    (predictions; :func:`bortkit.io.atomic_write`): the lock, so that of two concurrent
+    writers the second is refused, and the cleanup of a killed write's staging copy. An
+    output that appeared since the writer's checks (another writer finished first) is
+    refused unless ``overwrite``."""
+    with RunDir(path, option=option, create=False, overwrite=overwrite, folder=folder) as out:
+        if not overwrite and (out.is_file() or (out.is_dir() and any(out.iterdir()))):
+            raise ConfigError(f"was written by another process meanwhile; pass --overwrite "
+                              f"to replace it or choose another {option}", path=out)
+        yield out
 
 
 def _flag(name: str) -> str:  # bortkit.options.flag (same layer, so not imported)

@@ -2,6 +2,7 @@
 # Install bortkit into ./.venv with the pinned stack, then build its fused CPU operators.
 #   bash scripts/install.sh            the library (MXNet 1.9.1, GluonNLP 0.10.0, Optuna, ...)
 #   bash scripts/install.sh test       + test extra + Horovod (built from source against MXNet)
+#                                      + Debian's PostgreSQL server (apt-get)
 #   bash scripts/install.sh bench      + PyTorch/transformers for side-by-side benchmarks
 # Extras combine: bash scripts/install.sh test,bench
 set -euo pipefail
@@ -13,6 +14,16 @@ py=.venv/bin/python
 spec="."
 [ -n "$extras" ] && spec=".[${extras}]"
 "$py" -m pip install --quiet -c constraints.txt -e "$spec"
+
+# The sweep's PostgreSQL test (tests/test_sweep_postgres.py) starts a server of its own:
+# Debian's postgresql package (initdb/pg_ctl under /usr/lib/postgresql/N/bin).
+if [[ ",$extras," == *",test,"* ]] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+    && ! command -v initdb >/dev/null 2>&1; then
+  echo "installing the PostgreSQL server (Debian's postgresql) for the sweep tests..."
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+fi
 
 # Horovod must be compiled after MXNet, without build isolation, with the system cmake.
 if [[ ",$extras," == *",test,"* || ",$extras," == *",distributed,"* ]]; then

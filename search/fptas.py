@@ -144,7 +144,7 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
           partition: str = "count", sort_by: str | Callable[[ScoredCandidate], float] = "params",
           representative: str = "best_surrogate", settings: Mapping[str, Any] | None = None,
           thetas: Optional[Sequence[Mapping[str, Any]]] = None,
-          callback: Optional[Callback] = None) -> SearchResult:
+          callback: Optional[Callback] = None, jobs: int = 1) -> SearchResult:
     """Extract the candidate with (approximately) the largest W, training one per interval.
 
     ``epsilon`` is the interval size: a whole number of candidates (``partition="count"``,
@@ -154,6 +154,9 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
     ``settings`` are extra JSON values that define the error (training steps, data, teacher,
     seed); with a ``store`` (a :class:`SearchStore` or a path) they are recorded, and
     resuming with other settings is refused. ``thetas`` is the hyperparameter set Θ.
+    ``jobs`` runs that many ``costs.error`` calls at once (threads: the calls should start
+    their own processes); the result is the same as with ``jobs=1`` when the error is a
+    function of (arch, θ) alone.
     """
     if partition not in PARTITIONS:
         raise SearchError(f"partition must be one of {', '.join(PARTITIONS)}, got {partition!r}")
@@ -182,7 +185,7 @@ def fptas(candidates: Iterable[Mapping[str, Any]], costs: Any, epsilon: float, *
 
     return _search(candidates, costs, select, options, max_params=max_params, store=store,
                    coefficient=coefficient, maximum_point=maximum_point, settings=settings,
-                   thetas=thetas, callback=callback)
+                   thetas=thetas, callback=callback, jobs=jobs)
 
 
 def exhaustive(candidates: Iterable[Mapping[str, Any]], costs: Any, *,
@@ -191,7 +194,7 @@ def exhaustive(candidates: Iterable[Mapping[str, Any]], costs: Any, *,
                maximum_point: MaximumPoint | None = None,
                settings: Mapping[str, Any] | None = None,
                thetas: Optional[Sequence[Mapping[str, Any]]] = None,
-               callback: Optional[Callback] = None) -> SearchResult:
+               callback: Optional[Callback] = None, jobs: int = 1) -> SearchResult:
     """Train every candidate that can have W > 0 and return the exact argmax of W."""
     def select(pool: List[ScoredCandidate]) -> Tuple[List[ScoredCandidate], int]:
         return list(pool), 0
@@ -199,7 +202,7 @@ def exhaustive(candidates: Iterable[Mapping[str, Any]], costs: Any, *,
     return _search(candidates, costs, select, {"algorithm": "exhaustive"},
                    max_params=max_params, store=store, coefficient=coefficient,
                    maximum_point=maximum_point, settings=settings, thetas=thetas,
-                   callback=callback)
+                   callback=callback, jobs=jobs)
 
 
 def pareto_front(results: SearchResult | Iterable[ScoredCandidate]) -> List[ScoredCandidate]:
@@ -229,7 +232,9 @@ def describe(arch: Mapping[str, Any], keys: Sequence[str]) -> str:
 
 # ---------------------------------------------------------------------------- the search
 def _search(candidates, costs, select, options: dict, *, max_params, store, coefficient,
-            maximum_point, settings, thetas, callback) -> SearchResult:
+            maximum_point, settings, thetas, callback, jobs) -> SearchResult:
+    if isinstance(jobs, bool) or not isinstance(jobs, numbers.Integral) or jobs < 1:
+        raise SearchError(f"jobs must be a whole number >= 1, got {jobs!r}")
     archs = _as_candidates(candidates)
     _check_costs(costs)
     thetas = _as_thetas(thetas)
@@ -271,10 +276,8 @@ def _search(candidates, costs, select, options: dict, *, max_params, store, coef
                 f"parameter count or inference cost ({format_count(maximum_point.params)}, "
                 f"{maximum_point.inference_cost:g}); the space needs smaller candidates")
         to_train, num_intervals = select(positive)
-        for done, candidate in enumerate(to_train, start=1):
-            _train(candidate, costs, coefficient, maximum_point, state, dimensions, thetas)
-            if callback is not None:
-                callback(candidate, done, len(to_train))
+        _train_all(to_train, costs, coefficient, maximum_point, state, dimensions, thetas,
+                   int(jobs), callback)
     finally:
         if own_store:
             state.close()
@@ -308,66 +311,136 @@ def _surrogate_costs(archs: List[dict], costs, state: Optional[SearchStore],
     return params, inference
 
 
-def _train(candidate: ScoredCandidate, costs, coefficient: WCoefficient,
-           maximum_point: MaximumPoint, state: Optional[SearchStore], dimensions,
-           thetas: Optional[List[dict]]) -> None:
-    """Fill in the candidate's error and W: from the state file, or by training it now."""
-    row = state.get(candidate.arch) if state is not None else None
-    where = describe(candidate.arch, dimensions)
-    if row is not None and row.status == "done" and row.error is not None:
-        candidate.error, candidate.reused = row.error, True
-        candidate.train_seconds = row.train_seconds
-        if thetas is not None:
-            runs = [state.get_run(candidate.arch, theta) for theta in thetas]
-            candidate.theta_errors = [run.error for run in runs]
-    else:
-        if state is not None:
-            state.start_training(candidate.arch)
-        start = time.perf_counter()
-        try:
+def _train_all(to_train: List[ScoredCandidate], costs, coefficient: WCoefficient,
+               maximum_point: MaximumPoint, state: Optional[SearchStore], dimensions,
+               thetas: Optional[List[dict]], jobs: int, callback: Optional[Callback]) -> None:
+    """Fill in every candidate's error and W: from the state file, or by training it now.
+
+    The (candidate, θ) runs still to train are run ``jobs`` at a time, started in order; the
+    state file is written only from this thread, as each run starts and finishes. A failed
+    run is recorded, no further run starts, the ones running are waited for (and kept), and
+    the first failure is raised."""
+    runs: List[Tuple[ScoredCandidate, Optional[dict]]] = []
+    pending: dict = {}          # id(candidate) -> {theta index or None: error}
+    seconds: dict = {}
+    finished = [0]
+
+    def finish(candidate: ScoredCandidate) -> None:
+        if not candidate.reused:
+            errors = pending[id(candidate)]
             if thetas is None:
-                error = _check_positive(costs.error(candidate.arch), f"costs.error({where})")
+                candidate.error = errors[None]
             else:
-                candidate.theta_errors = [_train_theta(candidate.arch, theta, costs, state, where)
+                candidate.theta_errors = [errors[k] for k in range(len(thetas))]
+                candidate.error = min(candidate.theta_errors)
+            candidate.train_seconds = seconds.get(id(candidate), 0.0)
+        if thetas is not None:  # the first θ of the smallest error
+            candidate.theta = thetas[candidate.theta_errors.index(min(candidate.theta_errors))]
+        candidate.w = coefficient(candidate.params, candidate.inference_cost, candidate.error,
+                                  maximum_point)
+        if state is not None and not candidate.reused:
+            state.record_error(candidate.arch, candidate.error, candidate.w,
+                               candidate.train_seconds)
+        logger.info("trained %s: error %.6g, W %.6g%s", describe(candidate.arch, dimensions),
+                    candidate.error, candidate.w,
+                    " (from the state file)" if candidate.reused else "")
+        finished[0] += 1
+        if callback is not None:
+            callback(candidate, finished[0], len(to_train))
+
+    ready = []
+    for candidate in to_train:
+        row = state.get(candidate.arch) if state is not None else None
+        if row is not None and row.status == "done" and row.error is not None:
+            candidate.error, candidate.reused = row.error, True
+            candidate.train_seconds = row.train_seconds
+            if thetas is not None:
+                candidate.theta_errors = [state.get_run(candidate.arch, theta).error
                                           for theta in thetas]
-                error = min(candidate.theta_errors)
-        except BaseException as err:
+            ready.append(candidate)
+            continue
+        errors = pending[id(candidate)] = {}
+        for index, theta in enumerate(thetas if thetas is not None else [None]):
+            run = state.get_run(candidate.arch, theta) if state is not None and theta else None
+            if run is not None and run.status == "done":
+                errors[index] = run.error
+                continue
+            runs.append((candidate, None if theta is None else index))
+        if len(errors) == len(thetas or [None]):
+            ready.append(candidate)
+    for candidate in ready:
+        finish(candidate)
+    started: set = set()
+
+    def start(candidate: ScoredCandidate, index: Optional[int]) -> None:
+        if state is None:
+            return
+        if id(candidate) not in started:
+            started.add(id(candidate))
+            state.start_training(candidate.arch)
+        if index is not None:
+            state.start_run(candidate.arch, thetas[index])
+
+    def record(candidate: ScoredCandidate, index: Optional[int], outcome) -> None:
+        theta = None if index is None else thetas[index]
+        if isinstance(outcome, BaseException):
+            message = f"{type(outcome).__name__}: {outcome}"
             if state is not None:
-                state.record_failure(candidate.arch, f"{type(err).__name__}: {err}")
-            raise
-        candidate.error = error
-        candidate.train_seconds = time.perf_counter() - start
-    if thetas is not None:  # the first θ of the smallest error
-        candidate.theta = thetas[candidate.theta_errors.index(min(candidate.theta_errors))]
-    candidate.w = coefficient(candidate.params, candidate.inference_cost, candidate.error,
-                              maximum_point)
-    if state is not None and not candidate.reused:
-        state.record_error(candidate.arch, candidate.error, candidate.w,
-                           candidate.train_seconds)
-    logger.info("trained %s: error %.6g, W %.6g%s", where, candidate.error, candidate.w,
-                " (from the state file)" if candidate.reused else "")
+                if theta is not None:
+                    state.record_run_failure(candidate.arch, theta, message)
+                state.record_failure(candidate.arch, message)
+            return
+        error, took = outcome
+        seconds[id(candidate)] = seconds.get(id(candidate), 0.0) + took
+        if state is not None and theta is not None:
+            state.record_run(candidate.arch, theta, error, took)
+            logger.info("trained %s with %s: error %.6g", describe(candidate.arch, dimensions),
+                        arch_key(theta), error)
+        errors = pending[id(candidate)]
+        errors[index] = error
+        if len(errors) == len(thetas or [None]):
+            finish(candidate)
 
+    def one(candidate: ScoredCandidate, index: Optional[int]):
+        where = describe(candidate.arch, dimensions)
+        start = time.perf_counter()
+        if index is None:
+            error = costs.error(candidate.arch)
+            what = f"costs.error({where})"
+        else:
+            error = costs.error(candidate.arch, dict(thetas[index]))
+            what = f"costs.error({where}, {arch_key(thetas[index])})"
+        return _check_positive(error, what), time.perf_counter() - start
 
-def _train_theta(arch: dict, theta: dict, costs, state: Optional[SearchStore],
-                 where: str) -> float:
-    """ê(arch, θ): from the state file when that run finished, else trained now."""
-    run = state.get_run(arch, theta) if state is not None else None
-    if run is not None and run.status == "done":
-        return run.error
-    if state is not None:
-        state.start_run(arch, theta)
-    start = time.perf_counter()
-    try:
-        error = _check_positive(costs.error(arch, dict(theta)),
-                                f"costs.error({where}, {arch_key(theta)})")
-    except BaseException as err:
-        if state is not None:
-            state.record_run_failure(arch, theta, f"{type(err).__name__}: {err}")
-        raise
-    if state is not None:
-        state.record_run(arch, theta, error, time.perf_counter() - start)
-    logger.info("trained %s with %s: error %.6g", where, arch_key(theta), error)
-    return error
+    if jobs == 1 or len(runs) <= 1:
+        for candidate, index in runs:
+            start(candidate, index)
+            try:
+                outcome = one(candidate, index)
+            except BaseException as err:
+                record(candidate, index, err)
+                raise
+            record(candidate, index, outcome)
+        return
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+    failure: Optional[BaseException] = None
+    queue = list(runs)
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="search-run") as pool:
+        running: dict = {}
+        while running or (queue and failure is None):
+            while queue and failure is None and len(running) < jobs:
+                candidate, index = queue.pop(0)
+                start(candidate, index)
+                running[pool.submit(one, candidate, index)] = (candidate, index)
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in [f for f in running if f in done]:   # in the order started
+                candidate, index = running.pop(future)
+                err = future.exception()
+                record(candidate, index, err if err is not None else future.result())
+                if err is not None and failure is None:
+                    failure = err
+    if failure is not None:
+        raise failure
 
 
 # ---------------------------------------------------------------------------- intervals

@@ -29,6 +29,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 import yaml
 
 from .errors import SearchError
+from .yamlfile import load_yaml
 
 #: Dimensions a space may search (enumerated in the order the file lists them).
 SEARCHABLE = ("num_layers", "num_heads", "units", "ffn_units", "embed_size", "attention")
@@ -39,6 +40,12 @@ _META = ("name", "description", "fixed")
 _SCALARS = (int, float, str, bool, type(None))
 
 Lines = Dict[Tuple, int]
+
+
+def bundled_dir() -> Path:
+    """``search/spaces``: the spaces shipped with this package, loadable by name
+    (``bert-space``, ``attention-space``)."""
+    return Path(__file__).resolve().parent / "spaces"
 
 
 def default_space_path() -> Path:
@@ -57,6 +64,8 @@ class SearchSpace:
     path: Optional[str] = None
     _lines: Lines = field(default_factory=dict, repr=False)
     choices: Mapping[str, Tuple[str, ...]] = field(default_factory=dict, repr=False)
+    #: the model's field names: a ``fixed:`` key outside them is refused (empty: unchecked)
+    fields: Tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self):
         object.__setattr__(self, "dimensions", {k: tuple(v) for k, v in self.dimensions.items()})
@@ -70,17 +79,22 @@ class SearchSpace:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_yaml(cls, path: os.PathLike | str | None = None,
-                  choices: Optional[Mapping[str, Tuple[str, ...]]] = None) -> "SearchSpace":
+                  choices: Optional[Mapping[str, Tuple[str, ...]]] = None,
+                  fields: Tuple[str, ...] = ()) -> "SearchSpace":
         """Load a space file; ``None`` loads :func:`default_space_path`. ``choices`` gives the
-        allowed values of named dimensions (``{"attention": (...)}``)."""
+        allowed values of named dimensions (``{"attention": (...)}``), ``fields`` the names a
+        ``fixed:`` mapping may set (the model's config fields)."""
         path = Path(path) if path is not None else default_space_path()
+        if not path.exists() and (bundled_dir() / f"{path}.yaml").is_file():
+            path = bundled_dir() / f"{path}.yaml"  # a bundled space by name: bert-space, ...
         data, lines = read_yaml(path, "search space file")
-        return cls.from_dict(data, path=path, lines=lines, choices=choices)
+        return cls.from_dict(data, path=path, lines=lines, choices=choices, fields=fields)
 
     @classmethod
     def from_dict(cls, data: Any, path: os.PathLike | str | None = None,
                   lines: Optional[Lines] = None,
-                  choices: Optional[Mapping[str, Tuple[str, ...]]] = None) -> "SearchSpace":
+                  choices: Optional[Mapping[str, Tuple[str, ...]]] = None,
+                  fields: Tuple[str, ...] = ()) -> "SearchSpace":
         """Build from parsed YAML; unknown keys and wrong types raise :class:`SearchError`."""
         path = None if path is None else os.fspath(path)
         lines = lines or {}
@@ -115,7 +129,7 @@ class SearchSpace:
                                f"{_kind(values)}", key)
                 dimensions[key] = tuple(values)
         return cls(dimensions=dimensions, fixed=dict(fixed), name=name, path=path,
-                   _lines=dict(lines), choices=dict(choices or {}))
+                   _lines=dict(lines), choices=dict(choices or {}), fields=tuple(fields))
 
     # ------------------------------------------------------------------ enumeration
     def candidates(self) -> Iterator[dict]:
@@ -183,6 +197,11 @@ class SearchSpace:
         for key, value in self.fixed.items():
             if not isinstance(key, str):
                 self._fail(f"fixed field names must be strings, got {key!r}", "fixed")
+            if self.fields and key not in self.fields:
+                close = difflib.get_close_matches(key, self.fields, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else \
+                    f"; known: {', '.join(self.fields)}"
+                self._fail(f"unknown fixed field {key!r}{hint}", "fixed", key)
             if key in self.dimensions:
                 self._fail(f"fixed field {key}={value!r} contradicts the searched {key} "
                            f"{list(self.dimensions[key])}; remove one of them", "fixed", key)
@@ -200,15 +219,7 @@ def read_yaml(path: Path, what: str) -> Tuple[Any, Lines]:
         raise SearchError(f"{what} not found", path=path) from None
     except (OSError, UnicodeDecodeError) as err:
         raise SearchError(f"cannot read {what} ({err})", path=path) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark
-        raise SearchError(f"not valid YAML: {err.problem}", path=path,
-                          line=None if mark is None else mark.line + 1) from None
-    except yaml.YAMLError as err:
-        raise SearchError(f"not valid YAML: {err}", path=path) from None
+    data, node = load_yaml(text, path, f"the {what}")
     lines: Lines = {}
     collect_lines(node, (), lines, path)
     return data, lines

@@ -76,11 +76,31 @@ def _api_cases():
             str(Path(sandbox) / "nope")),
         "from-pretrained-hf-no-weights": lambda sandbox: __import__("bortkit").from_pretrained(
             str(Path(sandbox) / "hf-no-weights")),
+        # round two (issue 26): the case's argv[1] names an input under the sandbox
+        "from-pretrained": lambda sandbox, name: __import__("bortkit").from_pretrained(
+            str(Path(sandbox) / name)),
+        "load-config": lambda sandbox, name: importlib.import_module("bortkit.config")
+        .load_config(Path(sandbox) / name),
+        "file-task": _file_task,
+        "finetune-space": lambda sandbox, name: importlib.import_module(
+            "bortkit.finetune.space").load_space(Path(sandbox) / name),
+        "search-space": lambda sandbox, name: importlib.import_module("bortkit.search")
+        .load_space(Path(sandbox) / name),
+        "int8-save": lambda sandbox, target: __import__("bortkit").from_pretrained(
+            str(Path(sandbox) / "int8")).save(target),
     }
+
+
+def _file_task(sandbox, name):
+    """Read the whole training file as ``finetune --train`` does."""
+    from bortkit.tasks.files import file_task
+    task = file_task(Path(sandbox) / name, text_column="text", label_column="label")
+    task.read(None, "train")
 
 
 def run_case(module, argv, sandbox: Path) -> dict:
     from bortkit.errors import BortkitError, run_cli
+    from search.errors import SearchError
     err = io.StringIO()
     code, trace = None, None
     before = snapshot(sandbox)
@@ -88,10 +108,13 @@ def run_case(module, argv, sandbox: Path) -> dict:
         try:
             if argv and argv[0].startswith("api:"):
                 try:
-                    _api_cases()[argv[0][4:]](sandbox)
+                    _api_cases()[argv[0][4:]](sandbox, *argv[1:])
                     code = 0
-                except BortkitError as error:  # what a caller of the API sees
+                except (BortkitError, SearchError) as error:  # what a caller of the API sees
                     print(f"bortkit: error: {error}", file=sys.stderr)
+                    code = 2
+                except OSError as error:  # an output the OS refused: it must name the output
+                    print(f"bortkit: error: {error.filename}: {error.strerror}", file=sys.stderr)
                     code = 2
             else:
                 run_cli(module.main, argv)

@@ -17,7 +17,7 @@ T, B, U, H = 7, 2, 16, 4
 ADAPTER_SETTINGS = {"pals": {"adapter_units": 12, "adapter_heads": 3},
                     "low_rank": {"adapter_units": 6}, "houlsby": {"adapter_units": 5},
                     "lhuc": {}, "top": {"adapter_units": 12, "adapter_heads": 2,
-                                        "top_attention_layers": 2}}
+                                        "top_attention_layers": 2}, "top_layer": {}}
 
 
 def config(adapter, **changes):
@@ -141,6 +141,46 @@ def test_top_projected_attention_matches_numpy():
                                atol=2e-4)
 
 
+def test_top_layer_is_a_per_task_bert_layer_on_the_last_output():
+    """bert_lay_top: the encoder's last output h goes through the task's own post-LN BERT
+    layer (attention with output Dense, FFN, two LayerNorms, all U wide), whose result
+    replaces it; the shared layers are plain."""
+    from bortkit.model import MultiTaskClassifier
+    from bortkit.model.blocks import EncoderLayer
+    cfg = config("top_layer")
+    net = network(cfg)
+    assert all(type(layer) is EncoderLayer for layer in net.encoder)
+    top = net.top_layer
+    x, mask = inputs()
+    outputs = []
+    for task in (0, 2):
+        y = top(mx.nd.array(x.transpose(1, 0, 2)), mx.nd.array(mask), mx.nd.array([task]))
+        att, ffn = top.attention, top.ffn
+        a = layer_norm(x + dense(task_attention(x, mask, att.attention, task, H), att.output,
+                                 task), v(att.norm.gamma, task), v(att.norm.beta, task),
+                       cfg.layer_norm_eps)
+        expected = layer_norm(a + dense(gelu(dense(a, ffn.ffn_1, task)), ffn.ffn_2, task),
+                              v(ffn.norm.gamma, task), v(ffn.norm.beta, task),
+                              cfg.layer_norm_eps)
+        outputs.append(y.asnumpy().transpose(1, 0, 2))
+        np.testing.assert_allclose(outputs[-1], expected, atol=2e-4)
+    assert np.abs(outputs[0] - outputs[1]).max() > 1e-3      # one layer per task
+    # The network's sequence output is the top layer applied to the last shared layer.
+    ids, types, ones = batch()
+    sequence = net.run(mx.nd, ids, types, ones, task_id=mx.nd.array([1]))[0]
+    plain = MultiTaskClassifier(network(config("none")), [2]).network
+    for name, param in named_parameters(plain).items():
+        param.set_data(named_parameters(net)[name].data())
+    hidden = plain.run(mx.nd, ids, types, ones)[0]
+    on_top = top(mx.nd.transpose(hidden, axes=(1, 0, 2)), ones, mx.nd.array([1]))
+    np.testing.assert_allclose(sequence.asnumpy(),
+                               mx.nd.transpose(on_top, axes=(1, 0, 2)).asnumpy(), atol=1e-4)
+    per_task = 4 * (U * U + U) + (U * 24 + 24) + (24 * U + U) + 2 * 2 * U
+    assert adapter_params(cfg) == 3 * per_task
+    assert sorted({n.split(".")[0] for n in named_parameters(net)} - {"embeddings", "encoder",
+                                                                      "pooler"}) == ["top_layer"]
+
+
 def test_pal_projections_are_shared_by_every_layer():
     net = network(config("pals"))
     shared = net.task_projections.down.weight
@@ -178,7 +218,8 @@ def test_low_rank_100_is_about_pals_204():
     assert abs(pals - low_rank) < 0.005 and round(pals, 2) == 1.13
 
 
-@pytest.mark.parametrize("adapter", ["none", "pals", "low_rank", "houlsby", "lhuc", "top"])
+@pytest.mark.parametrize("adapter", ["none", "pals", "low_rank", "houlsby", "lhuc", "top",
+                                     "top_layer"])
 def test_count_equals_built_multitask_model(adapter):
     from bortkit.model import MultiTaskClassifier
     cfg = config(adapter, use_pooler=adapter != "lhuc")
@@ -278,8 +319,8 @@ def test_model_with_adapters_needs_a_task_id():
 
 
 @pytest.mark.parametrize("changes,message", [
-    ({"adapter": "pal"}, "adapter must be one of none, pals, low_rank, houlsby, lhuc, top; "
-                         "got 'pal'"),
+    ({"adapter": "pal"}, "adapter must be one of none, pals, low_rank, houlsby, lhuc, top, "
+                         "top_layer; got 'pal'"),
     ({"adapter": "none", "adapter_units": 64},
      "adapter_units (64) applies to the pals, low_rank, houlsby and top adapters; adapter is "
      "'none'"),

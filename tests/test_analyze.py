@@ -226,11 +226,16 @@ def test_cli_swap_nonlinearity_shuffle(tiny_classifier, glue_dir, tmp_path, anal
     assert analyze("shuffle", *common, "--orders", "1,0;0,1", "--cancel-skip", "all") == (0, "")
     assert [r["kendall"] for r in json.loads(
         (tmp_path / "shuffle-noskip.json").read_text())["rows"]] == [1, 0]
-    assert analyze("remove", *common, "--part", "layer", "--cumulative", "backward") == (0, "")
+    rows = json.loads((tmp_path / "nonlinearity.json").read_text())["rows"]
+    assert all(r["linear_cosine"] < 2 and r["mlp_cosine"] < 2 for r in rows)
+    evaluation_only = ("evaluation only: the reference fine-tunes after each edit (3 epochs "
+                       "at 2e-5: --epochs 3; or --finetune-steps N)\n")
+    assert analyze("remove", *common, "--part", "layer", "--cumulative", "backward") == (
+        0, evaluation_only)
     rows = json.loads((tmp_path / "remove.json").read_text())["rows"]
     assert [r["layers"] for r in rows] == ["", "1", "1,0"]
     assert analyze("replace", *common, "--part", "ffn_block", "--layers", "1",
-                   "--max-train-examples", 60) == (0, "")
+                   "--max-train-examples", 60) == (0, evaluation_only)
     rows = json.loads((tmp_path / "replace.json").read_text())["rows"]
     assert [(r["layers"], r["approximator"]) for r in rows] == [("", "linear"), ("1", "linear")]
     status, err = analyze("swap", *common)  # never overwrites
@@ -290,3 +295,95 @@ def test_mlp_starts_from_the_linear_fit_and_improves_on_a_nonlinear_map():
     np.testing.assert_allclose(untrained.predict(x), linear.predict(x), atol=1e-4)
     trained = fit_mlp(x, y, 16, linear, epochs=20)
     assert nonlinearity(y, trained.predict(x)) < 0.85 * nonlinearity(y, linear.predict(x))
+
+
+def test_remove_with_finetuning_trains_what_is_left_and_reports_both_scores(
+        tiny_classifier, glue_dir, tmp_path, analyze):
+    """The removed FFN's weights keep their values (no gradient, no decay), the rest moves;
+    the table has the evaluation-only and the fine-tuned score, the baseline fine-tuned
+    for the same steps."""
+    from bortkit.analyze.experiments import load_split, load_subject
+    from bortkit.analyze.retrain import RetrainSettings, Retrainer
+    subject = load_subject(tiny_classifier, "SST-2")
+    train = load_split(subject, glue_dir, "train", 32, 0)
+    retrainer = Retrainer(subject, train, RetrainSettings(steps=3, learning_rate=1e-2,
+                                                          batch_size=8))
+    assert retrainer.run(Edits(remove=frozenset({(1, "ffn")})), {(1, "ffn")}, {}) == 3
+    for name, param in named_parameters(subject.classifier).items():
+        same = np.array_equal(param.data().asnumpy(), retrainer.saved[name].asnumpy())
+        if name.startswith("encoder.1.ffn."):
+            assert same, name
+        elif name.startswith(("encoder.0.", "head.")):
+            assert not same, name
+    retrainer.restore()
+    assert all(np.array_equal(p.data().asnumpy(), retrainer.saved[n].asnumpy())
+               for n, p in named_parameters(subject.classifier).items())
+    assert RetrainSettings(epochs=3, batch_size=8).total_steps(33) == 15   # 3 x ceil(33/8)
+
+    common = ["--model", tiny_classifier, "--data-dir", glue_dir, "--output-dir", tmp_path,
+              "--max-eval-examples", 40, "--max-train-examples", 32, "--batch-size", 8,
+              "--no-progress"]
+    assert analyze("remove", *common, "--part", "ffn", "--layers", "1",
+                   "--finetune-steps", 2, "--learning-rate", 1e-3) == (0, "")
+    result = json.loads((tmp_path / "remove.json").read_text())
+    assert result["finetune"]["steps"] == 2 and result["finetune"]["learning_rate"] == 1e-3
+    assert [r["finetune_steps"] for r in result["rows"]] == [2, 2]
+    assert result["baseline_finetuned"] == result["rows"][0]["finetuned"]
+    assert result["rows"][0]["score"] == result["baseline"]
+    assert (tmp_path / "remove.csv").read_text().splitlines()[0] == \
+        "layers,part,score,finetune_steps,finetuned"
+
+
+def test_replace_with_finetuning_trains_the_approximator(tiny_classifier, glue_dir,
+                                                         tmp_path, analyze):
+    common = ["--model", tiny_classifier, "--data-dir", glue_dir, "--output-dir", tmp_path,
+              "--max-eval-examples", 40, "--max-train-examples", 32, "--batch-size", 8,
+              "--no-progress"]
+    assert analyze("replace", *common, "--part", "ffn", "--layers", "0,1",
+                   "--approximator", "linear_cosine", "--approximator-epochs", 1,
+                   "--epochs", 1) == (0, "")
+    result = json.loads((tmp_path / "replace.json").read_text())
+    assert result["finetune"]["steps"] == 4                     # 1 epoch of 32 / 8
+    assert [(r["layers"], r["approximator"]) for r in result["rows"]] == [
+        ("", "linear_cosine"), ("0", "linear_cosine"), ("1", "linear_cosine")]
+    assert all("finetuned" in r for r in result["rows"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["remove", "--part", "ffn", "--finetune-steps", "0"],
+     "bortkit: error: --finetune-steps: must be a positive integer, got 0"),
+    (["remove", "--part", "ffn", "--epochs", "-1"],
+     "bortkit: error: --epochs: must be > 0, got -1.0"),
+    (["replace", "--part", "ffn", "--approximator", "mlp_cosine", "--approximator-epochs", "0"],
+     "bortkit: error: --approximator-epochs: must be >= 1 to train --approximator "
+     "mlp_cosine, got 0"),
+])
+def test_cli_bad_finetune_options_one_line(tiny_classifier, glue_dir, tmp_path, args, message,
+                                           analyze):
+    out = tmp_path / "out"
+    status, err = analyze(*args, "--model", tiny_classifier, "--data-dir", glue_dir,
+                          "--output-dir", out)
+    assert status == 2 and err.strip() == message
+    assert not out.exists()
+
+
+def test_reference_approximators_fit_on_cosine_loss():
+    """The reference's Dense (truncated-normal init, std 0.02, |w| <= 0.04) trained by Adam
+    on 1 - cos recovers a linear map's directions; its Dense + ReLU gives no negative
+    output."""
+    from bortkit.analyze.approximators import CosineFit
+    rng = np.random.RandomState(0)
+    x = rng.randn(4096, 8).astype(np.float32)
+    y = (x @ rng.randn(8, 8) + 0.5).astype(np.float32)
+    linear = CosineFit(8, 8, learning_rate=1e-2, seed=0)
+    w = linear.model.dense.weight.data().asnumpy()
+    assert np.abs(w).max() <= 0.04 and 0.012 < w.std() < 0.02
+    before = nonlinearity(y, linear.model.predict(x))
+    losses = [linear.step(x[i:i + 256], y[i:i + 256]) for _ in range(20)
+              for i in range(0, 4096, 256)]
+    after = nonlinearity(y, linear.model.predict(x))
+    assert losses[-1] < losses[0] and after < 0.01 < before
+    relu = CosineFit(8, 8, relu=True, seed=0)
+    for i in range(0, 4096, 256):
+        relu.step(x[i:i + 256], y[i:i + 256])
+    assert relu.model.predict(x).min() >= 0.0

@@ -31,6 +31,8 @@ def _module(path: Path, root: Path = REPO) -> str:
 
 def _unit(module: str) -> str:
     parts = module.split(".")
+    if parts[1:] == ["__main__"]:  # the `bortkit` console script: a facade over the commands
+        return FACADE
     return parts[1] if len(parts) > 1 else parts[0]
 
 
@@ -188,3 +190,44 @@ def test_no_private_reads_of_other_libraries():
                 continue
             wrong.append(f"{path.relative_to(REPO)}:{node.lineno}: {ast.unparse(node)}")
     assert not wrong, "\n".join(wrong)
+
+
+# A run's life (claim, lock, resume check, training state) is bortkit.train.Run's, over
+# bortkit/rundir.py's claims and bortkit/io.py's atomic writes: no trainer or writer may use
+# these pieces below Run itself, or read a run's files by name.
+RUN_INTERNALS = ("save_training_state", "load_training_state", "check_resume(", "RunDir(",
+                 "lock_path(", "O_EXCL", "TRAINING_STATE", "OPTIMIZER_STATES", '"state.json"',
+                 "'state.json'", "def _this_run", "RESUME_FIELDS", "stored_state(")
+RUN_OWNERS = ("bortkit/train/", "bortkit/rundir.py", "bortkit/io.py")
+# Every trainer builds a Run; every writer of a whole folder claims it with writing().
+TRAINERS = {"bortkit/finetune/trainer.py": "Run(", "bortkit/multitask/trainer.py": "Run(",
+            "bortkit/prune/args.py": "Run(", "bortkit/distill/plan.py": "Run(",
+            "bortkit/agora/loop.py": "Run(", "bortkit/export/core.py": "writing("}
+
+
+def _run_internals(root: Path) -> list[str]:
+    found = []
+    for path in sorted((root / "bortkit").rglob("*.py")):
+        where = path.relative_to(root).as_posix()
+        if where.startswith(RUN_OWNERS):
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found += [f"{where}:{number}: {name}" for name in RUN_INTERNALS if name in line]
+    return found
+
+
+def test_no_trainer_or_writer_has_its_own_run_lifecycle():
+    """How issue 24 checked "no own claim, lock, resume or state code": every use of the
+    pieces under :class:`bortkit.train.Run` outside bortkit/train, rundir.py and io.py."""
+    assert not _run_internals(REPO), "\n".join(_run_internals(REPO))
+    for where, call in TRAINERS.items():
+        assert call in (REPO / where).read_text(encoding="utf-8"), (where, call)
+
+
+def test_the_lifecycle_check_catches_a_private_resume(tmp_path):
+    planted = tmp_path / "bortkit" / "prune" / "run.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text('state = json.loads((out / "state.json").read_text())\n'
+                       "check_resume(state['args'], args, out)\n")
+    assert _run_internals(tmp_path) == ['bortkit/prune/run.py:1: "state.json"',
+                                        "bortkit/prune/run.py:2: check_resume("]

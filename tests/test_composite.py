@@ -101,6 +101,16 @@ def reference(block, cfg, x, mask):
     probs = np.exp(scores - scores.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     context = np.einsum("bhij,bjhd->bihd", probs, v).reshape(B, T, U)
+    if "convolution" in terms:   # depthwise over the values, padded values zeroed
+        weight = value(block.convolution.weight)                       # (U, 1, R)
+        masked = v.reshape(B, T, U) * mask[:, :, None]
+        for c in range(U):
+            for i in range(T):
+                for r in range(R):
+                    j = i + r - K
+                    if 0 <= j < T:
+                        context[:, i, c] += weight[c, 0, r] * masked[:, j, c]
+        context = context + value(block.convolution.bias)
     return dense(context, block.output), probs
 
 
@@ -119,7 +129,8 @@ def run_block(cfg):
 
 
 @pytest.mark.parametrize("attention", ["qk", "convfixed", "convq", "convk",
-                                       "qk_convfixed_convq_convk"])
+                                       "qk_convfixed_convq_convk", "convolution",
+                                       "qk_convolution", "qk_convfixed_convq_convk_convolution"])
 def test_each_score_term_matches_numpy(attention):
     run_block(config(attention=attention))
 
@@ -219,8 +230,8 @@ def test_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.parametrize("changes,message", [
     ({"attention": "qk_convx"},
-     "attention must be 'dot_product' or score terms qk, convfixed, convq, convk joined by '_' "
-     "in that order (e.g. 'qk_convfixed_convq_convk'); got 'qk_convx'"),
+     "attention must be 'dot_product' or the terms qk, convfixed, convq, convk, convolution "
+     "joined by '_' in that order (e.g. 'qk_convfixed_convq_convk'); got 'qk_convx'"),
     ({"attention": "qk_convfixed_convq_convk 8"},
      "got 'qk_convfixed_convq_convk 8' (give the kernel width as relative_positions_each_dir)"),
     ({"attention": "convk_qk"}, "in that order"),
@@ -259,3 +270,46 @@ def test_hugging_face_export_refuses_composite_attention(tmp_path):
     with pytest.raises(ConfigError, match="has attention 'qk_convfixed'"):
         export_huggingface(model, tmp_path / "hf")
     assert not (tmp_path / "hf").exists()
+
+
+def test_convolution_term_is_a_fixed_depthwise_convolution_of_the_values():
+    """With the scores' weights uniform (no score term), a one-hot kernel at offset +1 and no
+    bias, the term adds v_{i+1} to each output: a fixed (input-independent) convolution
+    over the values, zero past the last real token."""
+    from bortkit.model.blocks import ATTENTION_BLOCKS
+    cfg = config(attention="convolution")
+    block = built(ATTENTION_BLOCKS[cfg.attention](cfg, prefix="attention_"))
+    kernel = np.zeros((U, 1, R))
+    kernel[:, 0, K + 1] = 1.0
+    block.convolution.weight.set_data(mx.nd.array(kernel))
+    block.convolution.bias.set_data(mx.nd.zeros(U))
+    x = np.random.RandomState(4).normal(size=(T, B, U))
+    mask = np.ones((B, T))
+    mask[0, 7:] = 0
+    with_term = block(mx.nd.array(x), mx.nd.array(mask))[0].asnumpy()
+    block.convolution.weight.set_data(mx.nd.zeros((U, 1, R)))
+    without = block(mx.nd.array(x), mx.nd.array(mask))[0].asnumpy()
+    v = x @ value(block.value.weight).T + value(block.value.bias)      # (T, B, U)
+    shifted = np.zeros_like(v)
+    shifted[:-1] = v[1:]
+    shifted[6:, 0] = 0.0                                               # padding of row 0
+    expected = without + shifted @ value(block.output.weight).T
+    np.testing.assert_allclose(with_term, expected, atol=1e-4)
+    assert cfg.attention in __import__("bortkit.config").config.ATTENTIONS
+
+
+def test_convolution_term_parameters_and_flops_are_counted():
+    from bortkit import count_params
+    from bortkit.accounting import flops_per_sequence
+    from bortkit.model import BertNetwork
+
+    def built_size(cfg):
+        net = BertNetwork(cfg, prefix="bert_")
+        net.initialize()
+        return sum(int(np.prod(p.shape)) for p in net.collect_params().values())
+
+    with_term, without = config(attention="qk_convolution"), config(attention="qk")
+    extra = 2 * (U * R + U)                              # 2 layers: (U, 1, R) kernel + bias
+    assert built_size(with_term) - built_size(without) == extra
+    assert count_params(with_term) - count_params(without) == extra
+    assert flops_per_sequence(with_term, T) - flops_per_sequence(without, T) == 2 * 2 * T * U * R

@@ -241,7 +241,7 @@ def test_resume_after_sigkill_is_bit_for_bit(corpus, tmp_path):
     killed = run_trainer(cli_args(corpus, tmp_path / "killed", *flags, "--stop-at-step", "5"))
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     state = json.loads((tmp_path / "killed/checkpoint/state.json").read_text())
-    assert state["step"] == 4 and not (tmp_path / "killed/final").exists()
+    assert state["run"]["step"] == 4 and not (tmp_path / "killed/final").exists()
 
     resumed = run_trainer(cli_args(corpus, tmp_path / "killed", *flags, "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -283,10 +283,9 @@ def test_two_horovod_workers_match_one_worker_with_twice_the_batch(corpus, tmp_p
 
 
 def in_process(corpus, output: Path, *extra: str) -> dict:
-    from bortkit.distill.__main__ import build_parser
+    from bortkit.distill.__main__ import parse_arguments
     from bortkit.distill.trainer import train
-    namespace = build_parser().parse_args(cli_args(corpus, output, *extra))
-    return train(PretrainingArguments(**vars(namespace)))
+    return train(parse_arguments(cli_args(corpus, output, *extra)))
 
 
 def test_accumulation_matches_a_larger_batch(corpus, tmp_path):
@@ -506,3 +505,39 @@ def test_composite_student_distils_and_adapter_student_is_refused(corpus, tmp_pa
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"bortkit: error: {adapters}: the student has pals adapters")
     assert not (tmp_path / "a").exists()
+
+
+def test_release_kd_term_is_about_1e5_of_the_correct_one_at_borts_vocabulary():
+    """The reason --kd-mode and --loss-preset exist: at V = 50,265 the release's term
+    (double softmax, vocabulary mean) is ~1e-5 of T^2 KL, so Bort's 0.1 MLM + 0.5 KD
+    trained on MLM in effect."""
+    from bortkit.distill.losses import distillation_loss
+    rng = np.random.RandomState(0)
+    teacher, student = (mx.nd.array(rng.normal(0, 3, (4, 50265))) for _ in range(2))
+    weights, inv = mx.nd.ones((4,)), mx.nd.array([0.25])
+    correct, release = (float(distillation_loss(mx.nd, student, teacher, weights, inv, 2.0,
+                                                mode).asscalar())
+                        for mode in ("correct", "bort"))
+    assert 0.5e-5 < release / correct < 2e-5
+
+
+def test_loss_preset_sets_the_release_loss_and_refuses_a_quiet_mix(capsys):
+    from bortkit.distill.weights import LossWeights, apply_loss_preset, describe
+    none = {"mlm_weight": None, "kd_weight": None, "temperature": None, "kd_mode": None}
+    assert apply_loss_preset(None, none) == {"mlm_weight": 0.1, "kd_weight": 0.5,
+                                             "temperature": 2.0, "kd_mode": "correct"}
+    assert apply_loss_preset("bort-release", none)["kd_mode"] == "bort"
+    assert apply_loss_preset(None, {**none, "kd_mode": "bort"})["kd_mode"] == "bort"
+    assert apply_loss_preset("bort-release", {**none, "kd_mode": "bort"})["kd_mode"] == "bort"
+    with pytest.raises(ConfigError, match=r"^--kd-mode correct contradicts --loss-preset "
+                                          r"bort-release \(kd-mode bort\); give one or the "
+                                          r"other$"):
+        apply_loss_preset("bort-release", {**none, "kd_mode": "correct"})
+    text = describe(LossWeights(kd_mode="bort"), teacher=True)
+    assert text.startswith("0.1·MLM + 0.5·KD[bort, T=2]; KD mode bort: the released Bort")
+    assert "in effect 0.1 MLM alone" in text
+    assert "--loss-preset bort-release" in describe(LossWeights(), teacher=True)
+    from bortkit.distill.__main__ import build_parser
+    help_text = " ".join(build_parser().format_help().split())
+    assert "--loss-preset {bort,bort-release}" in help_text
+    assert "about 1e-5 of the correct term" in help_text

@@ -279,3 +279,43 @@ def test_unknown_quantization_is_refused(tiny_model):
     with pytest.raises(ConfigError) as err:
         bortkit.from_pretrained(tiny_model, quantize="int4", calibration=["a sentence"])
     assert str(err.value) == "quantize must be one of int8, got 'int4'"
+
+
+def test_exports_carry_the_tokenizer_length_and_a_model_card(finetuned_sst2, tiny_model,
+                                                             tmp_path):
+    """best/, the Hugging Face and the ONNX export: README.md whose metadata block
+    huggingface_hub reads (base model, task, labels, metrics, command, version) and a
+    tokenizer_config.json with model_max_length, so that transformers' pipeline with
+    truncation=True classifies a 3,000-word text as bortkit does."""
+    import json
+    transformers = pytest.importorskip("transformers")
+    from huggingface_hub import ModelCard
+    best = finetuned_sst2 / "best"
+    result = json.loads((finetuned_sst2 / "result.json").read_text())
+    labels = json.loads((best / "config.json").read_text())["_head"]["labels"]
+    hf = export(best, tmp_path / "hf", format="huggingface")
+    onnx_dir = export(best, tmp_path / "onnx", format="onnx")
+    for where, library in ((best, "bortkit"), (hf, "transformers"), (onnx_dir, "onnx")):
+        card = ModelCard.load(where / "README.md")
+        assert card.data.base_model == str(tiny_model) and card.data.library_name == library
+        assert card.data.pipeline_tag == "text-classification"
+        got = {r.metric_type: r.metric_value for r in card.data.eval_results}
+        assert got == {k: v for k, v in result["best"].items() if k != "main"}
+        assert {r.dataset_name for r in card.data.eval_results} == {"SST-2"}
+        ours = card.data.to_dict()["bortkit"]
+        assert ours["labels"] == labels and ours["task"] == "SST-2"
+        assert ours["version"] == bortkit.__version__ and ours["max_length"] == 40
+        assert ours["made_by"] and ours["created"]  # the command line and the time
+        if where == best:
+            assert ours["trainer"] == "bortkit.finetune" and ours["step"] == result["best_step"]
+    for where in (hf, onnx_dir):
+        assert json.loads((where / "tokenizer_config.json").read_text())[
+            "model_max_length"] == 40  # the length the head was trained with
+    long_text = " ".join(["a gripping , funny and moving film"] * 430)
+    assert len(long_text.split()) > 3000
+    theirs = transformers.pipeline("text-classification", model=str(hf), device="cpu")
+    expected = bortkit.pipeline(best)(long_text)
+    got = theirs(long_text, truncation=True)
+    assert [g["label"] for g in got] == [e["label"] for e in expected]
+    np.testing.assert_allclose(got[0]["score"], expected[0]["score"], atol=1e-5)
+    assert bortkit.pipeline(onnx_dir)(long_text)[0]["label"] == expected[0]["label"]

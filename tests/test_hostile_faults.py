@@ -134,3 +134,61 @@ def test_second_writer_to_a_held_folder_is_refused(tmp_path):
     with claim(out, overwrite=True, create=False):
         assert lock_path(out).read_text().strip() == str(os.getpid())
     assert not lock_path(out).exists()
+
+
+# Writes one output again and again, removing it after each whole write, so that a SIGKILL
+# lands while it is being written: ``export`` (an ONNX directory) or ``int8`` (a saved int8
+# model). With "once" it writes it a single time: the next run after the kill.
+WRITER = r"""
+import shutil, sys
+from pathlib import Path
+kind, model, out, mode = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+if kind == "int8":
+    import bortkit
+    quantized = bortkit.from_pretrained(model, quantize="int8",
+                                        calibration=["a fine film", "a dull film"] * 8)
+    write = quantized.save
+else:
+    from bortkit.export.core import export
+    write = lambda target: export(model, target, format="onnx")
+while True:
+    write(out)
+    print("written", flush=True)
+    if mode == "once":
+        break
+    shutil.rmtree(out)
+"""
+
+
+@pytest.mark.parametrize("kind", ["export", "int8"])
+def test_killed_export_and_int8_save_leave_nothing_after_the_next_run(tmp_path, tiny_model,
+                                                                     kind):
+    """SIGKILL while an export or an int8 save writes its folder: the staging copy stays
+    beside the output until the next write of that output, which removes it (its process is
+    gone) and leaves exactly one whole output."""
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", WRITER, kind, str(tiny_model), str(out),
+                              "loop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=ENV)
+    staging = lambda: [p for p in tmp_path.iterdir() if STAGING in p.name]  # noqa: E731
+    try:
+        assert child.stdout.readline().strip() == "written", child.stderr.read()[-2000:]
+        deadline = time.time() + 120
+        while not staging() and time.time() < deadline:  # SIGKILL mid-write
+            pass
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert staging(), "the kill did not land during a write"
+    again = subprocess.run([sys.executable, "-c", WRITER, kind, str(tiny_model), str(out),
+                            "once"], capture_output=True, text=True, env=ENV, timeout=300)
+    assert again.returncode == 0 and again.stdout.strip() == "written", again.stderr[-2000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], list(tmp_path.iterdir())
+    assert not _leftovers(tmp_path)
+    if kind == "int8":
+        import bortkit
+        assert bortkit.from_pretrained(out).record["thresholds"]
+    else:
+        from bortkit.inference import OnnxModel
+        assert "last_hidden_state" in OnnxModel(out).run([[101, 2023, 102]])

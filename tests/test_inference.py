@@ -67,7 +67,7 @@ def test_pipeline_logits_equal_a_numpy_head(finetuned_sst2):
     best = finetuned_sst2 / "best"
     model = bortkit.from_pretrained(best)
     tensors = read_state(best).tensors
-    texts = ["A gripping, funny film.", "Dull.", "", "not bad at all , rather good " * 9]
+    texts = ["A gripping, funny film.", "Dull.", "ok", "not bad at all , rather good " * 9]
     batch = model.tokenizer.batch(texts, max_length=40)
     pooled = model.encode(batch["input_ids"], batch["token_type_ids"],
                           batch["attention_mask"]).pooler_output
@@ -94,14 +94,14 @@ def test_pipeline_honours_mean_pooling_and_regression(tiny_model, tmp_path):
     assert model.head == head
     pairs = [("A man plays a guitar.", "Someone plays music."), ("Short.", "word " * 40)]
     got = bortkit.pipeline(model)(pairs)
-    assert list(got[0]) == ["value"]
+    assert [p["label"] for p in got] == ["LABEL_0", "LABEL_0"]  # transformers' regression
     batch = model.tokenizer.batch([a for a, _ in pairs], [b for _, b in pairs], max_length=24)
     states = model.encode(batch["input_ids"], batch["token_type_ids"],
                           batch["attention_mask"]).last_hidden_state
     mask = batch["attention_mask"][:, :, None]
     mean = (states * mask).sum(axis=1) / mask.sum(axis=1)
     expected = mean @ state_head(tmp_path / "sts")["head.out.weight"].T + 2.5
-    np.testing.assert_allclose([g["value"] for g in got], expected[:, 0], atol=1e-5)
+    np.testing.assert_allclose([g["score"] for g in got], expected[:, 0], atol=1e-5)
     cls_vector = states[:, 0] @ state_head(tmp_path / "sts")["head.out.weight"].T + 2.5
     assert not np.allclose(cls_vector[:, 0], expected[:, 0], atol=1e-3)
 
@@ -112,9 +112,10 @@ def state_head(path):
 
 def test_pipeline_bad_inputs(finetuned_sst2, tiny_model):
     classify = bortkit.pipeline(finetuned_sst2 / "best")
-    with pytest.raises(DataError, match=r"inputs must be a list of strings or of string pairs, "
-                                        r"got str"):
-        classify("one sentence")
+    assert classify("one sentence") == classify(["one sentence"])
+    with pytest.raises(DataError, match=r"inputs must be a string or a list of strings or of "
+                                        r"string pairs, got int"):
+        classify(3)
     with pytest.raises(DataError, match=r"inputs\[1\] must be a string or a pair of strings, "
                                         r"got 3"):
         classify(["fine", 3])
@@ -128,8 +129,7 @@ def test_pipeline_bad_inputs(finetuned_sst2, tiny_model):
 def test_embed_and_pipeline_bad_arguments(finetuned_sst2, tiny_model):
     from bortkit.errors import ConfigError
     model = bortkit.from_pretrained(tiny_model)
-    with pytest.raises(DataError, match="^texts must be a list of strings, got a single string$"):
-        model.embed("one sentence")
+    np.testing.assert_array_equal(model.embed("one sentence"), model.embed(["one sentence"])[0])
     with pytest.raises(DataError, match="^text must be a string, got int$"):
         model.embed(["fine", 3])
     with pytest.raises(ConfigError, match=r"^batch_size must be a positive integer, got 0$"):
@@ -167,3 +167,42 @@ def test_embedding_declaration_survives_save_and_export(tmp_path, shared_dir):
     np.testing.assert_allclose(theirs, expected, atol=1e-5)
     np.testing.assert_allclose(bortkit.from_pretrained(tmp_path / "hf").embed(texts), expected,
                                atol=1e-5)
+
+
+def test_embed_takes_sentence_transformers_encode_arguments(tmp_path, minilm_dir):
+    """encode's arguments, defaults and results, against SentenceTransformer.encode itself:
+    all-MiniLM-L6-v2 as shipped (its Normalize module) and without its Normalize module
+    (then normalize_embeddings decides)."""
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["A man is eating food.", "", "A cheetah is running behind its prey. " * 30,
+             "Two men pushed carts through the woods.", "x"]
+    raw = tmp_path / "raw"  # the same weights, modules.json without Normalize
+    raw.mkdir()
+    for item in minilm_dir.iterdir():
+        if item.name != "modules.json":
+            (raw / item.name).symlink_to(item)
+    modules = json.loads((minilm_dir / "modules.json").read_text())
+    (raw / "modules.json").write_text(json.dumps([m for m in modules
+                                                  if not m["type"].endswith("Normalize")]))
+    for path in (minilm_dir, raw):
+        theirs, ours = st.SentenceTransformer(str(path), device="cpu"), \
+            bortkit.from_pretrained(path)
+        for normalize in (False, True):
+            kwargs = dict(batch_size=2, normalize_embeddings=normalize, show_progress_bar=False)
+            expected = theirs.encode(texts, convert_to_numpy=True, **kwargs)
+            got = ours.embed(texts, convert_to_numpy=True, **kwargs)
+            assert got.dtype == np.float32 and got.shape == expected.shape == (5, 384)
+            # to 1e-6 of each vector's length (the raw vectors' lengths are ~10)
+            scale = np.linalg.norm(expected, axis=1, keepdims=True)
+            np.testing.assert_allclose(got / scale, expected / scale, atol=1e-6, rtol=0)
+            norms = np.linalg.norm(got, axis=1)
+            assert np.allclose(norms, 1, atol=1e-5) == (normalize or path == minilm_dir)
+        # defaults: batch_size 32, no extra normalisation, numpy out
+        expected = theirs.encode(texts)
+        scale = np.linalg.norm(expected, axis=1, keepdims=True)
+        np.testing.assert_allclose(ours.embed(texts) / scale, expected / scale, atol=1e-6)
+        one = ours.embed(texts[0])
+        assert one.shape == (384,) == theirs.encode(texts[0]).shape
+        as_list = ours.embed(texts, convert_to_numpy=False)
+        assert isinstance(as_list, list) and len(as_list) == 5 and as_list[0].shape == (384,)
+        np.testing.assert_array_equal(np.stack(as_list), ours.embed(texts))

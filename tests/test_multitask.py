@@ -158,7 +158,7 @@ def test_shared_model_exports_to_hugging_face(capsys, tiny_model, glue_dir, tmp_
     (["--sample", "uniform"], "bortkit: error: --sample must be one of proportional, sqrt, "
                               "anneal, round_robin (or prop, rr), got 'uniform'"),
     (["--adapter", "lora"], "bortkit: error: --adapter must be one of none, pals, low_rank, "
-                            "houlsby, lhuc, top, got 'lora'"),
+                            "houlsby, lhuc, top, top_layer, got 'lora'"),
     (["--adapter", "none", "--freeze-base"], "bortkit: error: --freeze-base trains only "
                                               "adapters, LayerNorms and heads; with --adapter "
                                               "none there are no adapters to train"),

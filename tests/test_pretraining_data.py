@@ -552,3 +552,31 @@ def test_peak_memory_stays_flat_as_the_corpus_grows(tmp_path):
     small, large = json.loads(result.read_text())["runs"]
     assert large["examples"] > 3 * small["examples"]
     assert large["peak_rss_mb"] < 1.5 * small["peak_rss_mb"]
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("../victim/shard-00000.npz", "shards[0].file must be a name inside the data folder, got "
+                                  "'../victim/shard-00000.npz'"),
+    ("/abs/shard-00000.npz", "shards[0].file must be a name inside the data folder"),
+    (None, "shards[0] must be an object with 'file' and 'num_examples'"),
+])
+def test_convert_shards_never_leaves_its_folder(data_dir, tmp_path, name, problem):
+    """Issue 26: a meta.json naming a shard outside its folder was followed and the file
+    there deleted after the conversion; a meta.json without "file" was a KeyError."""
+    copy = tmp_path / "old"
+    _write_v1_copy(data_dir, copy, compressed=False)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    shutil.copy(copy / "shard-00000.npz", victim / "shard-00000.npz")
+    meta = json.loads((copy / "meta.json").read_text())
+    if name is None:
+        del meta["shards"][0]["file"]
+    else:
+        meta["shards"][0]["file"] = name
+    (copy / "meta.json").write_text(json.dumps(meta))
+    before = sorted(p.name for p in copy.iterdir())
+    with pytest.raises(DataError) as err:
+        convert_main([str(copy)])
+    assert str(err.value).startswith(f"{copy / 'meta.json'}: {problem}")
+    assert (victim / "shard-00000.npz").exists() and sorted(p.name for p in copy.iterdir()) \
+        == before

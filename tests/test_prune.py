@@ -19,8 +19,11 @@ from bortkit.model import BertNetwork
 from bortkit.prune.compact import compact, merges
 from bortkit.prune.factorize import attach_gates, factorize_state, svd_factors
 from bortkit.prune.hard_concrete import HardConcreteMask
+from bortkit.prune.args import LAMBDA_TRAVEL, MASK_TRAVEL, PruneArgs
 from bortkit.prune.lagrangian import (Ascent, LagrangianSparsity, NoamSchedule,
-                                      expected_sparsity, gate_sparsity)
+                                      dense_sparsity, expected_sparsity, factorised_target,
+                                      gate_sparsity)
+from bortkit.prune.trainer import target_miss
 
 L, R = -0.1, 1.1
 
@@ -239,6 +242,79 @@ def test_expected_and_gate_sparsity_against_numpy():
     assert gate_sparsity(gated) == pytest.approx(1 - realised / total)
 
 
+def test_dense_sparsity_counts_the_compacted_dense_weights():
+    """1 - sum min(k (in + out), in out) / sum in out; the dense target's factorised
+    equivalent keeps the same factor weights."""
+    _, _, gated = _gated(_dense_state())
+    rng = np.random.RandomState(3)
+    for block in gated.values():   # a few components on, the rest off
+        la = np.where(rng.rand(block.rank) < 0.3, 3.0, -5.0).astype(np.float32)
+        block.mask.log_alpha.set_data(mx.nd.array(la))
+    kept = dense = factors = 0
+    for block in gated.values():
+        on = int((block.mask.log_alpha.data().asnumpy() > 0).sum())
+        width = block.in_units + block.units
+        kept += min(on * width, block.in_units * block.units)
+        dense += block.in_units * block.units
+        factors += block.rank * width
+    assert dense_sparsity(gated) == pytest.approx(1 - kept / dense)
+    # CONFIG's shapes: 16x16 (factorised 2x) and 16x40 (1.4x); the factorised reading is
+    # higher than the dense one for the same gates.
+    assert gate_sparsity(gated) > dense_sparsity(gated)
+    t = factorised_target(0.6, gated)
+    assert (1 - t) * factors == pytest.approx(0.4 * dense)
+
+
+def test_default_schedules_scale_with_the_run():
+    for steps in (160, 400, 1000):
+        s = PruneArgs("", "", "", "", max_steps=steps).schedules()
+        assert s["target_warmup_steps"] == steps // 2
+        assert s["schedule_warmup_steps"] == steps // 8
+        for key, travel in (("mask_learning_rate", MASK_TRAVEL),
+                            ("lambda_learning_rate", LAMBDA_TRAVEL)):
+            rates = NoamSchedule(s[key], s["schedule_warmup_steps"])
+            assert sum(rates(i) for i in range(1, steps + 1)) == pytest.approx(travel)
+    given = PruneArgs("", "", "", "", mask_learning_rate=0.01, target_warmup_steps=0,
+                      schedule_warmup_steps=7).schedules()
+    assert (given["mask_learning_rate"], given["target_warmup_steps"],
+            given["schedule_warmup_steps"]) == (0.01, 0, 7)
+
+
+def test_a_missed_target_is_a_warning_in_the_targets_reading():
+    args = PruneArgs("", "", "", "", target_sparsity=0.6, tolerance=0.02)
+    assert target_miss({"dense_sparsity": 0.61, "sparsity": 0.74}, args) is None
+    warning = target_miss({"dense_sparsity": 0.45, "sparsity": 0.63}, args)
+    assert warning.startswith("warning: the kept model's dense sparsity is 0.450, 0.150 "
+                              "short of the target 0.6 (tolerance 0.02)")
+    args.sparsity_of = "factorised"
+    assert target_miss({"dense_sparsity": 0.45, "sparsity": 0.61}, args) is None
+    assert "beyond the target" in target_miss({"dense_sparsity": 0.6, "sparsity": 0.7}, args)
+
+
+def test_kept_model_is_the_best_at_target_else_the_closest_to_it():
+    """The evaluations of bench/prune_defaults.py's first run (dense target 0.6): it passed
+    the target between two evaluations and overshot; the one nearest 0.6 is kept, not the
+    overshooting one with a better dev metric."""
+    from bortkit.prune.trainer import is_at_target, keeps
+    args = PruneArgs("", "", "", "", target_sparsity=0.6, tolerance=0.02)
+    kept = None
+    for step, dense, main in ((100, 0.101, 0.790), (200, 0.541, 0.815), (250, 0.631, 0.802),
+                              (300, 0.681, 0.813), (350, 0.711, 0.806)):
+        scores = {"step": step, "dense_sparsity": dense, "sparsity": dense + 0.1,
+                  "main": main}
+        scores["at_target"] = is_at_target(scores, args)
+        assert not scores["at_target"]
+        kept = scores if keeps(scores, kept, args) else kept
+    assert kept["step"] == 250
+    at = {"step": 400, "dense_sparsity": 0.61, "sparsity": 0.7, "main": 0.70}
+    at["at_target"] = is_at_target(at, args)
+    assert at["at_target"] and keeps(at, kept, args)        # at the target beats closeness
+    better = {**at, "step": 450, "dense_sparsity": 0.59, "main": 0.75}
+    worse = {**at, "step": 500, "main": 0.65}
+    assert keeps(better, at, args) and not keeps(worse, better, args)
+    assert not keeps(kept, better, args)
+
+
 def test_low_rank_config_round_trips_and_counts(tmp_path):
     config = CONFIG.replace(low_rank={"encoder.1.ffn.ffn_2": 4, "encoder.0.attention.key": 3})
     assert list(config.low_rank) == ["encoder.0.attention.key", "encoder.1.ffn.ffn_2"]
@@ -267,8 +343,19 @@ def test_target_sparsity_outside_the_open_interval_is_one_line(tmp_path, tiny_mo
     code, err = _run_cli(capsys, "--task", "SST-2", "--model", tiny_model, "--data-dir",
                          glue_dir, "--target-sparsity", value, "--output-dir", out)
     assert code == 2
-    assert err.strip() == (f"bortkit: error: --target-sparsity: must be in (0, 1), "
+    assert err.strip() == (f"bortkit: error: --target-sparsity must be a number in (0, 1), "
                            f"got {float(value)!r}")
+    assert not out.exists()
+
+
+def test_unknown_sparsity_reading_is_one_line(tmp_path, tiny_model, glue_dir, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        from bortkit.prune.__main__ import main
+        main(["--task", "SST-2", "--model", str(tiny_model), "--data-dir", str(glue_dir),
+              "--sparsity-of", "params", "--output-dir", str(out)])
+    assert exit_info.value.code == 2
+    assert "--sparsity-of: invalid choice: 'params'" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -317,11 +404,11 @@ def test_resumed_pruning_run_equals_an_uninterrupted_one(tmp_path, tiny_classifi
     assert _run_cli(capsys, *common, "--max-steps", "4", "--output-dir", tmp_path / "a")[0] == 0
     assert _run_cli(capsys, *common, "--max-steps", "2", "--output-dir", tmp_path / "b")[0] == 0
     code, err = _run_cli(capsys, *common, "--max-steps", "2", "--output-dir", tmp_path / "b")
-    assert code == 2 and "already holds a pruning run; pass --resume" in err
+    assert code == 2 and "holds a finished run (result.json)" in err
     assert _run_cli(capsys, *common, "--max-steps", "4", "--output-dir", tmp_path / "b",
                     "--resume")[0] == 0
-    a = read_state(tmp_path / "a" / "checkpoint" / "model").tensors
-    b = read_state(tmp_path / "b" / "checkpoint" / "model").tensors
+    a = read_state(tmp_path / "a" / "checkpoint").tensors
+    b = read_state(tmp_path / "b" / "checkpoint").tensors
     gates = [k for k in a if k.endswith("mask.log_alpha")]
     assert gates and all(np.array_equal(a[k], b[k]) for k in gates)
     final = [json.loads((tmp_path / run / "result.json").read_text())["evaluations"][-1]

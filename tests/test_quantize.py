@@ -211,3 +211,36 @@ def test_an_unknown_dense_kernel_is_one_line(tiny_model):
     with pytest.raises(ConfigError) as err:
         quantize_int8(read_state(tiny_model), ["a sentence"], dense="avx2")
     assert str(err.value) == "dense must be one of fused, onednn, got 'avx2'"
+
+
+def _record(**changes):
+    from bortkit.quantize.core import FFN_ACTIVATION_RANGE, FP32_PRODUCTS, RECORD_FORMAT
+    return {"format": RECORD_FORMAT, "mxnet": mx.__version__, "calibration": "naive",
+            "calibration_sentences": 16, "calibration_length": 12,
+            "granularity": "channel-wise", "fp32_products": list(FP32_PRODUCTS),
+            "ffn_activation_range": FFN_ACTIVATION_RANGE, "dense": "onednn",
+            "thresholds": {"a": [-1.5, 2.0], "b": [0, 7]}, **changes}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"mxnet": "1.8.0"}, f"calibrated with MXNet '1.8.0', this is MXNet {mx.__version__}"),
+    ({"thresholds": {"a": [float("nan"), 1.0]}}, "threshold of a must be [min, max]"),
+    ({"thresholds": {"a": [1.0]}}, "threshold of a must be [min, max]"),
+    ({"thresholds": {"a": "abc"}}, "threshold of a must be [min, max]"),
+    ({"thresholds": {"a": [2.0, 1.0]}}, "threshold of a must be [min, max]"),
+    ({"thresholds": {"a": [0, 0]}}, "threshold of a must be [min, max]"),
+    ({"thresholds": {"a": [-1e38, 1e38]}}, "within +/-100000, got [-1e+38, 1e+38]"),
+    ({"extra": True}, "unknown key(s) extra"),
+    ({"calibration_length": 0}, "calibration_length must be a positive integer, got 0"),
+])
+def test_int8_records_have_one_schema(tmp_path, changes, message):
+    """Issue 26: NaN, [1.0] and "abc" were tracebacks; min > max, [0, 0], +/-1e38 and another
+    MXNet version were accepted and changed the outputs."""
+    from bortkit.quantize.core import check_record
+    where = tmp_path / RECORD
+    assert check_record(_record(), where) == ("onednn", {"a": (-1.5, 2.0), "b": (0.0, 7.0)})
+    with pytest.raises(CheckpointError) as err:
+        check_record(_record(**changes), where)
+    text = str(err.value)
+    assert text.startswith(f"{where}: ") and message in text and "\n" not in text
+    assert text.endswith("; quantize again with calibration text")

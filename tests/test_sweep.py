@@ -313,21 +313,27 @@ def test_two_workers_started_at_once_share_exactly_n_trials(tiny_model, glue_dir
         assert result["best"]["main"] == t.value and result["steps"] == 4
 
 
+def kill_mid_trial(command, run_dir: Path, step: int) -> int:
+    """Start a worker, SIGKILL it once its trial's checkpoint (in ``run_dir``) is at
+    ``step`` or later; the step of the checkpoint it leaves."""
+    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run_dir / "checkpoint" / "state.json"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if state.exists() and json.loads(state.read_text())["run"]["step"] >= step:
+            break
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    return json.loads(state.read_text())["run"]["step"]
+
+
 @pytest.mark.slow
 def test_sigkilled_worker_trial_is_rerun_from_its_checkpoint(tiny_model, glue_dir, tmp_path):
     command = sweep_command(tiny_model, glue_dir, tmp_path, "crash", 2, "--pruner", "none",
                             "--set", "max_steps=40", "--set", "eval_every=4",
                             "--set", "batch_size=8", "--set", "max_train_examples=64")
-    worker = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = tmp_path / "trials" / "trial-0000" / "checkpoint" / "state.json"
-    deadline = time.time() + 240
-    while time.time() < deadline:  # kill mid-trial, once a checkpoint past step 8 exists
-        if state.exists() and json.loads(state.read_text())["run"]["step"] >= 8:
-            break
-        time.sleep(0.1)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    killed_at = json.loads(state.read_text())["run"]["step"]
+    killed_at = kill_mid_trial(command, tmp_path / "trials" / "trial-0000", 8)
     assert 8 <= killed_at < 40
     assert load(tmp_path, "crash").trials[0].state == optuna.trial.TrialState.RUNNING
 

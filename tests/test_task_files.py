@@ -114,3 +114,66 @@ def test_bad_dev_labels_json_and_types(tmp_path):
         file_task(tmp_path / "missing.csv", text_column="text", label_column="label")
     with pytest.raises(BortkitError, match=r"has no test file; it was given: train, dev"):
         task.read(None, "test")
+
+
+@pytest.mark.parametrize("name, content", [
+    ("x.csv", "text,label\na,1\nb,1.0\nc,0\nd,0.0\ne,01\nf,1e0\n"),
+    ("x.tsv", "text\tlabel\na\t1\nb\t1.0\nc\t0\nd\t-0\ne\t01\nf\t1E0\n"),
+    ("x.jsonl", '{"text": "a", "label": 1}\n{"text": "b", "label": 1.0}\n'
+                '{"text": "c", "label": 0}\n{"text": "d", "label": "0.0"}\n'
+                '{"text": "e", "label": "01"}\n{"text": "f", "label": 1e0}\n'),
+])
+def test_numeric_labels_are_read_in_one_spelling(tmp_path, name, content):
+    """Issue 26: 1, 1.0, 01 and 1e0 are one class in CSV, TSV and JSON lines (before, the
+    labels 1 and 1.0 were two classes); a dev file's spelling maps to the same class."""
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    dev = tmp_path / "dev.csv"
+    dev.write_text("text,label\nx,1.00\ny,+0\n", encoding="utf-8")
+    task = file_task(path, dev, text_column="text", label_column="label")
+    assert task.labels == ("0", "1") and task.num_labels == 2
+    assert [e.label for e in task.read(None, "train")] == [1, 1, 0, 0, 1, 1]
+    assert [e.label for e in task.read(None, "dev")] == [1, 0]
+
+
+def test_labels_that_are_not_all_numbers_stay_strings(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("text,label\na,1\nb,1.0\nc,nan\nd,cat\n", encoding="utf-8")
+    task = file_task(path, text_column="text", label_column="label")
+    assert task.labels == ("1", "1.0", "cat", "nan")
+
+
+@pytest.mark.parametrize("label, task_type", [
+    ("nan", None), ("inf", None), ("-Infinity", None), ("1e400", None),
+    ("nan", "classification"), ("1e400", "regression"), ("-inf", "regression"),
+])
+def test_labels_that_are_not_finite_are_one_line(tmp_path, label, task_type):
+    """Before: a traceback without --task-type (int(nan), int(inf))."""
+    path = tmp_path / "x.csv"
+    path.write_text(f"text,label\na,0\nb,{label}\n", encoding="utf-8")
+    with pytest.raises(DataError) as err:
+        task = file_task(path, text_column="text", label_column="label", task_type=task_type)
+        task.read(None, "train")
+    assert str(err.value) == f"{path}:3: label {label!r} is not a finite number"
+
+
+def test_a_json_integer_of_5000_digits_and_cr_only_endings_are_one_line(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"text": "a", "label": 0}\n{"text": "b", "label": ' + "1" * 5000 + "}\n")
+    with pytest.raises(DataError) as err:
+        file_task(path, text_column="text", label_column="label")
+    assert str(err.value) == f"{path}:2: not readable JSON: a number with more than 4300 digits"
+    path = tmp_path / "x.csv"
+    path.write_bytes(b"text,label\ra,0\rb,1\r")
+    with pytest.raises(DataError) as err:
+        file_task(path, text_column="text", label_column="label")
+    assert str(err.value).startswith(f"{path}:1: carriage return (CR) without a line feed at "
+                                     "column 11: lines must end in \\n or \\r\\n")
+    assert "universal-newline" not in str(err.value)
+
+
+def test_glue_reads_a_numeric_label_in_any_spelling(tmp_path):
+    folder = tmp_path / "SST-2"
+    folder.mkdir()
+    (folder / "train.tsv").write_text("sentence\tlabel\na fine film\t1.0\na dull one\t0\n")
+    assert [e.label for e in get_task("SST-2").read(tmp_path, "train")] == [1, 0]

@@ -151,3 +151,79 @@ def test_one_horovod_rule(monkeypatch):
     assert (single.rank, single.size, single.is_root) == (0, 1, True)
     assert single.share({"a": 1}, "x") == {"a": 1}
     np.testing.assert_array_equal(single.sum([1.5, 2], "s"), [1.5, 2.0])
+
+
+def test_run_keeps_every_group_and_refuses_other_inputs_on_resume(tmp_path):
+    """bortkit.train.Run: one checkpoint holds the model, two optimizers' states and a group's
+    parameters outside the model (as pruning's Lagrange multipliers); --resume restores them
+    exactly, refuses other settings or another input file, and needs a checkpoint."""
+    from bortkit.checkpoint import named_parameters
+    from bortkit.config import ModelConfig
+    from bortkit.errors import ConfigError
+    from bortkit.model import BertNetwork
+    from bortkit.train import Run, RunState
+
+    config = ModelConfig(num_layers=1, num_heads=2, units=8, ffn_units=16, vocab_size=40,
+                         max_length=16)
+    data = tmp_path / "train.txt"
+    data.write_text("some rows\n")
+    settings = {"learning_rate": 0.01, "seed": 0, "max_steps": 4}
+
+    def build():
+        mx.random.seed(0)
+        model = BertNetwork(config, prefix="bert_")
+        model.initialize(mx.init.Normal(0.02))
+        weights = {k: p for k, p in named_parameters(model).items() if p.grad_req != "null"}
+        outside = gluon.ParameterDict(prefix="lagrangian_")
+        outside.get("lambda", shape=(1,), init=mx.init.Constant(0.5))
+        outside.initialize()
+        lam = {"lambda": outside.get("lambda")}
+        groups = [ParamGroup(weights, make_trainer(weights, "adamw", 0.01), name="weights"),
+                  ParamGroup(lam, make_trainer(lam, "adamw", 0.1), name="lambdas")]
+        ids = mx.nd.array([[1, 5, 7, 2]])
+
+        def loss_fn(_):
+            sequence, pooled = model(ids, mx.nd.zeros_like(ids), mx.nd.ones_like(ids))[:2]
+            size = (sequence ** 2).mean() + (pooled ** 2).mean()
+            return (size * lam["lambda"].data() ** 2).reshape((1,))
+        step = TrainStep(groups, Workers(distributed=False), seed=0)
+        return model, groups, lambda n: step(loss_fn, [None], n)
+
+    def values(model, groups):
+        return {**{k: p.data().asnumpy() for k, p in named_parameters(model).items()},
+                "lambda": groups[1].params["lambda"].data().asnumpy()}
+
+    out = tmp_path / "run"
+    model, groups, step = build()
+    with Run(out, settings, ["learning_rate", "seed"], inputs={"--train": data}) as run:
+        state = run.begin(model, groups)
+        for n in (1, 2):
+            step(n)
+        state.step = 2
+        run.save(model, config, groups, state)
+        step(3)
+        expected = values(model, groups)
+    assert sorted(p.name for p in (out / "checkpoint").glob("*.states")) == \
+        ["optimizer-lambdas.states", "optimizer-weights.states"]
+    assert (out / "checkpoint" / "lambdas.params").is_file()
+
+    model, groups, step = build()  # fresh values: everything must come from the checkpoint
+    with Run(out, {**settings, "max_steps": 9}, ["learning_rate", "seed"],
+             inputs={"--train": data}, resume=True) as run:
+        state = run.begin(model, groups, RunState)
+        assert state.step == 2
+        step(3)
+    got = values(model, groups)
+    assert got.keys() == expected.keys()
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+    with pytest.raises(ConfigError, match=r"--learning-rate 0.01 -> 0.02"):
+        Run(out, {**settings, "learning_rate": 0.02}, ["learning_rate", "seed"],
+            inputs={"--train": data}, resume=True)
+    data.write_text("other rows\n")
+    with pytest.raises(ConfigError, match=r"input files differ .*--train .*other content"):
+        Run(out, settings, ["learning_rate", "seed"], inputs={"--train": data}, resume=True)
+    with pytest.raises(ConfigError, match=r"--resume: no checkpoint to resume from"):
+        Run(tmp_path / "empty", settings, ["seed"], resume=True)
+    assert not (tmp_path / "empty").exists()

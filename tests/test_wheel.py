@@ -122,3 +122,50 @@ def test_a_few_fine_tuning_steps(wheel_env, tiny_model, glue_dir):
     result_file, = (outside / "ft-out").rglob("result.json")  # SST-2/seed-0/result.json
     result = json.loads(result_file.read_text())
     assert 0.0 <= result["best"]["accuracy"] <= 1.0
+
+
+def test_console_script_from_the_wheel(wheel_env):
+    """The wheel installs a `bortkit` script: --help, --version and a command's --help, none
+    of which loads MXNet."""
+    import bortkit
+    python, env, outside = wheel_env
+    script = python.parent / "bortkit"
+    assert script.is_file()
+    top = _run([str(script), "--help"], outside, env)
+    assert top.stdout.startswith("usage: bortkit") and "  finetune " in top.stdout
+    assert _run([str(script), "--version"], outside, env).stdout == \
+        f"bortkit {bortkit.__version__}\n"
+    finetune = _run([str(script), "finetune", "--help"], outside, env)
+    assert "usage: python -m bortkit.finetune" in finetune.stdout and "--task" in finetune.stdout
+    check = _run([str(python), "-c", "import sys\nfrom bortkit.__main__ import main\n"
+                  "try:\n    main(['finetune', '--help'])\nexcept SystemExit:\n    pass\n"
+                  "print('mxnet' in sys.modules, file=sys.stderr)"], outside, env)
+    assert check.stderr.strip() == "False"
+    assert _run([str(python), "-m", "bortkit", "--version"], outside, env).stdout == \
+        f"bortkit {bortkit.__version__}\n"
+
+
+def test_bundled_spaces_by_name_from_the_wheel(wheel_env):
+    """--space small-student (a sweep space) and --space attention-space (a search space)
+    name files inside the installed package, read from a folder without them."""
+    python, env, outside = wheel_env
+    proc = _run([str(python), "-c", "import search\n"
+                 "from bortkit.sweep.space import load_space\n"
+                 "space = load_space('small-student')\n"
+                 "print(space.source, sorted(space.names()))\n"
+                 "s = search.SearchSpace.from_yaml('attention-space')\n"
+                 "print(s.path, len(s))"], outside, env)
+    venv = python.parent.parent
+    (sweep_path, *names), (search_path, points) = (line.split(maxsplit=1)[0:1] +
+                                                    line.split(maxsplit=1)[1:]
+                                                    for line in proc.stdout.splitlines())
+    assert Path(sweep_path).is_relative_to(venv) and sweep_path.endswith("small-student.yaml")
+    assert "learning_rate" in names[0]
+    assert Path(search_path).is_relative_to(venv) and int(points) > 0
+    bad = subprocess.run([str(python), "-m", "bortkit.sweep", "--task", "SST-2", "--model", "m",
+                          "--data-dir", "d", "--space", "no-such-space", "--output-dir", "o",
+                          "--study", "s", "--n-trials", "1"],
+                         cwd=outside, env=env, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "bundled spaces by name: bort, small-student" in bad.stderr, \
+        bad.stderr[-2000:]
+    assert not (outside / "o").exists()

@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
 from ..finetune.task_options import add_task_options, drop_task_options, task_choice
-from ..finetune.space import apply_overrides, load_space, parse_assignments, parse_space
+from ..finetune.space import (apply_overrides, load_space, parse_assignments, parse_space,
+                             yaml_value)
 from ..options import add_shared, defaults_of
 from .loop import EVAL_SOURCES, Agora, AgoraArgs
 
@@ -60,16 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished or started run in --output-dir (default: refuse)")
-    add_shared(p, d, ["progress"])
+    add_shared(p, d, ["progress", "report_to"])
     p.add_argument("--progress", action="store_true", default=argparse.SUPPRESS,
                    help=argparse.SUPPRESS)  # the old spelling: bars are on by default now
     return p
 
 
 def parse_theta(text: str) -> dict:
-    import yaml
     pairs = parse_assignments(part for part in text.split(",") if part.strip())
-    space = parse_space({k: yaml.safe_load(v) for k, v in pairs.items()}, "--theta")
+    space = parse_space({k: yaml_value(v, f"--theta {k}") for k, v in pairs.items()},
+                        "--theta")
     if space.params:
         raise ConfigError(f"--theta takes fixed values, got choices for "
                           f"{', '.join(space.params)}")

@@ -57,16 +57,15 @@ from ..finetune.args import FINETUNE_PARAMS
 from ..finetune.data import subsample
 from ..io import atomic_directory, atomic_write, write_json
 from ..metrics import task_scores
-from ..options import check, check_choice, check_range
+from ..options import check, check_choice, check_range, check_report_to
 from ..tasks import Example
 from ..tasks.files import load_task
-from ..train import JsonlLog, check_resume, claim
-from ..train.names import OPTIMIZER_STATES, TRAINING_STATE
+from ..train import JsonlLog, Run, checkpoint_step
+from ..train.run import AGORA_PROGRESS as STATE, RESUME_ONLY_FILES
 from ..train.retention import link_or_copy
 from .generate import make_generator
 from .teacher import CheckpointClassifier
 
-STATE = "agora_state.json"
 EVAL_SOURCES = ("train", "dev")
 # The settings of a run a sweep may vary (AgoraArgs fields), with their types.
 AGORA_PARAMS: dict[str, type] = {
@@ -101,9 +100,11 @@ class AgoraArgs:
     resume: bool = False
     overwrite: bool = False           # replace a finished run in output_dir
     progress: bool = True             # progress bars of the fine-tuning runs
+    report_to: str = "none"           # "tensorboard": the log's numbers in OUT/tensorboard/
     files: Optional[dict] = None      # the user's files (bortkit.tasks.files.file_task kwargs)
 
     def validate(self) -> None:
+        check_report_to(self.report_to)
         if not self.thetas:
             raise ConfigError("Agora needs at least one hyperparameter setting θ")
         for theta in self.thetas:
@@ -161,12 +162,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(labels)), labels].mean())
 
 
-def _resume_step(checkpoint: Optional[str]) -> int:
-    """The step a fine-tuning run saved in ``checkpoint`` had reached (None: 0)."""
-    return 0 if checkpoint is None else \
-        json.loads((Path(checkpoint) / TRAINING_STATE).read_text())["run"]["step"]
-
-
 def keep_class_shares(new: list, reference: list, rng: np.random.RandomState) -> list:
     """The largest random subset of ``new`` whose labels have the class shares of
     ``reference``: errors of a model stuck on one class are all of the other class, and
@@ -177,7 +172,10 @@ def keep_class_shares(new: list, reference: list, rng: np.random.RandomState) ->
     keep = []
     for c, n in zip(classes, counts):
         members = np.flatnonzero(labels == c)
-        keep += rng.choice(members, int(total * n / counts.sum()), replace=False).tolist()
+        # the rounding guard: for the class that binds, total * share is its count exactly,
+        # which floating point may give as 0.99999...
+        size = min(len(members), int(np.floor(total * n / counts.sum() + 1e-9)))
+        keep += rng.choice(members, size, replace=False).tolist()
     return [new[i] for i in sorted(keep)]
 
 
@@ -202,8 +200,12 @@ class Agora:
         self.generator = generator or make_generator(args.generator)
         self.on_round = on_round
         self.thetas = [{"seed": args.seed, **theta} for theta in args.thetas]
-        self.run_dir = claim(self.out, finished=("result.json",), started=(STATE,),
-                             resume=args.resume, overwrite=args.overwrite)
+        inputs = {f"--{split}" if args.files else f"--data-dir {split}":
+                  self.task.path(args.data_dir, split) for split in ("train", "dev")}
+        self.lifecycle = Run(self.out, {**self._settings(), "report_to": args.report_to},
+                             list(self._settings()),
+                             resume=args.resume, overwrite=args.overwrite, inputs=inputs,
+                             progress=STATE)
 
     # ------------------------------------------------------------------ data
     def _split(self) -> tuple[list[Example], list[Example], list[Example]]:
@@ -253,7 +255,7 @@ class Agora:
         from ..train import LinearSchedule
         if (run_dir / "result.json").exists():  # finished before a crash
             return json.loads((run_dir / "result.json").read_text())
-        begin = _resume_step(start)
+        begin = checkpoint_step(start)
         if start is not None and not (run_dir / "checkpoint").exists():
             with atomic_directory(run_dir / "checkpoint") as tmp:
                 shutil.copytree(start, tmp, dirs_exist_ok=True, copy_function=link_or_copy)
@@ -305,24 +307,20 @@ class Agora:
                 "errors": [], "history": [], "stopped": False}
 
     def _load_state(self) -> dict:
-        path = self.out / STATE
-        if path.exists():  # the claim refused it unless --resume (or --overwrite removed it)
-            state = json.loads(path.read_text())
-            if "trained" not in state:
-                raise ConfigError("this Agora run was written by an older bortkit (each round "
-                                  "restarted training); start it again in a new --output-dir",
-                                  path=self.out)
-            check_resume(state.get("args", {}), self._settings(), self.out)
-            return state
-        if self.args.resume:
-            raise ConfigError("--resume: no Agora run to resume here (run without --resume "
-                              "to start)", path=self.out)
-        return {**self._initial_state(), "args": self._settings()}
+        """The progress of the run being resumed (checked by the Run), or a fresh one."""
+        state = self.lifecycle.saved
+        if state is None:
+            return self._initial_state()
+        if "trained" not in state:
+            raise ConfigError("this Agora run was written by an older bortkit (each round "
+                              "restarted training); start it again in a new --output-dir",
+                              path=self.out)
+        return {k: v for k, v in state.items() if k not in ("args", "inputs")}
 
     def _settings(self) -> dict:
         """What a resumed run must share with the run it continues."""
         return {k: v for k, v in asdict(self.args).items()
-                if k not in ("resume", "overwrite", "progress", "output_dir")}
+                if k not in ("resume", "overwrite", "progress", "output_dir", "report_to")}
 
     def _train_candidates(self, state: dict, steps: int, train: list) -> dict:
         """Every surviving θ goes on ``steps`` steps on ``train``; returns the E scores of
@@ -396,7 +394,7 @@ class Agora:
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
         self._check_models()
-        with self.run_dir:
+        with self.lifecycle:
             return self._run()
 
     def _check_models(self) -> None:
@@ -416,15 +414,16 @@ class Agora:
         self.d, self.e, self.report = self._split()
         write_json(self.out / "split.json", {"train": [ex.guid for ex in self.d],
                                              "evaluation": [ex.guid for ex in self.e]})
-        log = JsonlLog(self.out / "log.jsonl")
-        if state["round"] == 1 and state["attempt"] == 0 and not state["history"]:
-            log.write("start", args=asdict(self.args), train_examples=len(self.d),
-                      eval_examples=len(self.e))
+        log = self.lifecycle.log
+        if not self.lifecycle.resuming:
+            self.lifecycle.start(train_examples=len(self.d), eval_examples=len(self.e))
+        else:
+            log.write("resume", round=state["round"], attempt=state["attempt"])
         self.generator.fit(self.d)
         while state["round"] <= self.args.num_rounds and not state["stopped"]:
             if not self._round(state, log):
                 break
-            write_json(self.out / STATE, state)
+            self.lifecycle.save_progress(state)
             self._drop_replaced_weights(state)
         return self._finish(state, log)
 
@@ -445,7 +444,7 @@ class Agora:
         winner = max(state["alive"], key=lambda i: (last["scores"].get(str(i), -math.inf), -i))
         with atomic_directory(self.out / "best") as tmp:  # the weights, not the optimizer
             shutil.copytree(state["models"][str(winner)], tmp, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(OPTIMIZER_STATES, TRAINING_STATE))
+                            ignore=shutil.ignore_patterns(*RESUME_ONLY_FILES))
         logits = CheckpointClassifier(self.out / "best", self.task).logits(self.report)
         scores = {k: float(v) for k, v in task_scores(self.task, logits, self.report).items()}
         generated = sum(1 for p in state["generated"] for _ in open(p, encoding="utf-8"))
@@ -457,6 +456,4 @@ class Agora:
                   "eval_examples": len(self.e), "report_examples": len(self.report),
                   "generated_examples": generated,
                   "stopped_early": state["stopped"]}
-        write_json(self.out / "result.json", result)
-        log.write("done", winner=winner, dev=scores, steps=state["spent"])
-        return result
+        return self.lifecycle.finish(result, winner=winner, dev=scores, steps=state["spent"])

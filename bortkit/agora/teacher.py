@@ -3,13 +3,4 @@ np.ndarray`` of class ids; by default a fine-tuned checkpoint,
 :class:`~bortkit.finetune.CheckpointClassifier`."""
 from __future__ import annotations
 
-from typing import Protocol, Sequence
-
-import numpy as np
-
 from ..finetune.predict import CheckpointClassifier  # noqa: F401  (the default teacher)
-from ..tasks import Example
-
-
-class Teacher(Protocol):
-    def label(self, examples: Sequence[Example]) -> np.ndarray: ...

@@ -2,8 +2,9 @@
 
 - :func:`measure_nonlinearity`: fit linear (and MLP) approximators of each part of each layer
   on training tokens, report ``1 - cos`` on dev tokens;
-- :func:`replace_parts`, :func:`remove_parts`: dev score with parts replaced by their linear
-  approximator or removed, one layer at a time or cumulatively (evaluation only);
+- :func:`replace_parts`, :func:`remove_parts`: dev score with parts replaced by an
+  approximator or removed, one layer at a time or cumulatively, evaluation only and, with
+  a :class:`~bortkit.analyze.retrain.Retrainer`, after fine-tuning (the reference's way);
 - :func:`swap_layers`, :func:`shuffle_layers`: dev score with layer orders changed, with or
   without skip connections (evaluation only);
 - :func:`freeze_parts`: fine-tuning with parts frozen (``bortkit.finetune``).
@@ -13,19 +14,21 @@ from __future__ import annotations
 import itertools
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import mxnet as mx
 import numpy as np
 from tqdm import tqdm
 
-from ..checkpoint import classifier_from_state, read_state
+from ..checkpoint import TaskHead, classifier_from_state, read_state
 from ..errors import CheckpointError
-from ..finetune.data import Features, eval_batches, featurize, make_batch, subsample
+from ..finetune.data import (Features, epoch_batches, eval_batches, featurize, make_batch,
+                             subsample)
 from ..metrics import task_scores
 from ..tasks import Task, get_task
 from ..tokenizers import load_tokenizer
-from .approximators import (LinearApproximator, fit_mlp, nonlinearity, one_minus_cosine,
+from .approximators import (CosineFit, LinearApproximator, fit_mlp, one_minus_cosine,
                             real_tokens)
 from .taps import PARTS, Edits, run_network
 
@@ -53,20 +56,22 @@ class Subject:
 def load_subject(path: os.PathLike | str, task: str, max_length: Optional[int] = None,
                  need_head: bool = True) -> Subject:
     state = read_state(path)
-    head = state.meta.get("_head")
-    if need_head and not head:
+    head = TaskHead.from_meta(state.meta, Path(path))
+    if need_head and head is None:
         raise CheckpointError("no task head in this checkpoint (config.json has no _head); "
                               "fine-tune it first with python -m bortkit.finetune", path=path)
     task_ = get_task(task)
-    if head and head["task"] != task_.name:
-        raise CheckpointError(f"checkpoint was fine-tuned on {head['task']}, not {task_.name}",
+    if head is not None and head.task != task_.name:
+        raise CheckpointError(f"checkpoint was fine-tuned on {head.task}, not {task_.name}",
                               path=path)
     if state.tokenizer_dir is None:
         raise CheckpointError("checkpoint has no tokenizer files", path=path)
-    pooling = head.get("pooling", "cls") if head else "cls"
+    length = max_length or (head.max_length if head is not None else 128)
+    state.config.check_sequence_length(length, path=path)  # before any work
+    pooling = head.pooling if head is not None else "cls"
     classifier, _ = classifier_from_state(state, task_.num_labels, pooling)
-    length = max_length or (head or {}).get("max_length", 128)
-    return Subject(classifier, task_, load_tokenizer(state.tokenizer_dir), length, bool(head))
+    return Subject(classifier, task_, load_tokenizer(state.tokenizer_dir), length,
+                   head is not None)
 
 
 @dataclass
@@ -105,28 +110,56 @@ def evaluate(subject: Subject, split: Split, edits: Optional[Edits] = None,
 
 
 # --------------------------------------------------------------------------- non-linearity
+APPROXIMATORS = {  # name -> what it is (a column of the non-linearity table)
+    "linear": "least squares, closed form",
+    "mlp": "least squares + a ReLU correction trained on 1 - cos (Adam)",
+    "linear_cosine": "the reference's Dense, trained from scratch on 1 - cos (Adam)",
+    "mlp_cosine": "the reference's Dense + ReLU, trained from scratch on 1 - cos (Adam)",
+}
+
+
 def fit_approximators(subject: Subject, train: Split, parts: Sequence[str],
                       layers: Sequence[int], mlp_hidden: int = 0, mlp_tokens: int = 4000,
                       mlp_epochs: int = 10, batch_size: int = 64, seed: int = 0,
-                      progress: bool = False) -> dict:
-    """{(layer, part): {"linear": LinearApproximator, "mlp": MLPApproximator or None}} fitted
-    on the real tokens of ``train`` (the MLP on its first ``mlp_tokens`` tokens)."""
+                      progress: bool = False, cosine_epochs: int = 0,
+                      cosine_learning_rate: float = 1e-3, kinds: Sequence[str] = ()) -> dict:
+    """{(layer, part): {name: approximator or None for each of APPROXIMATORS}} fitted on the
+    real tokens of ``train``: the least-squares map in one pass, the MLP correction on the
+    first ``mlp_tokens`` tokens (when ``mlp_hidden``), and, for ``cosine_epochs`` epochs of
+    ``batch_size``-sequence batches, the reference's approximators named in ``kinds``
+    (``linear_cosine``, ``mlp_cosine``) with one Adam step per batch."""
     units = subject.network.config.units
-    linear = {(l, p): LinearApproximator(units, units) for l in layers for p in parts}
-    kept = {key: ([], []) for key in linear}
+    keys = [(l, p) for l in layers for p in parts]
+    linear = {key: LinearApproximator(units, units) for key in keys}
+    cosine = {(key, kind): CosineFit(units, units, relu=kind == "mlp_cosine",
+                                     learning_rate=cosine_learning_rate, seed=seed)
+              for key in keys for kind in kinds if cosine_epochs}
+    kept = {key: ([], []) for key in keys}
     stored = 0
-    for _, batch, (ids, types, mask) in _batches(train, batch_size, progress, "fit"):
-        _, _, taps = run_network(subject.network, ids, types, mask, collect_taps=True)
-        for (layer, part), approximator in linear.items():
-            x = real_tokens(taps[layer][PARTS[part][0]], batch.attention_mask)
-            y = real_tokens(taps[layer][PARTS[part][1]], batch.attention_mask)
-            approximator.update(x, y)
-            if mlp_hidden and stored < mlp_tokens:
-                room = mlp_tokens - stored
-                kept[(layer, part)][0].append(x[:room])
-                kept[(layer, part)][1].append(y[:room])
-        if mlp_hidden and stored < mlp_tokens:
-            stored += int(batch.attention_mask.sum())
+    for epoch in range(max(1, cosine_epochs)):
+        order = epoch_batches(train.features, batch_size, seed, epoch)
+        for index in tqdm(order, desc=f"fit, epoch {epoch + 1}", disable=not progress,
+                          leave=False):
+            batch = make_batch(train.features, index)
+            ids, types, mask = (mx.nd.array(a) for a in (batch.input_ids, batch.token_type_ids,
+                                                        batch.attention_mask))
+            _, _, taps = run_network(subject.network, ids, types, mask, collect_taps=True)
+            for key in keys:
+                layer, part = key
+                x = real_tokens(taps[layer][PARTS[part][0]], batch.attention_mask)
+                y = real_tokens(taps[layer][PARTS[part][1]], batch.attention_mask)
+                for kind in kinds:
+                    if (key, kind) in cosine:
+                        cosine[(key, kind)].step(x, y)
+                if epoch:
+                    continue
+                linear[key].update(x, y)
+                if mlp_hidden and stored < mlp_tokens:
+                    room = mlp_tokens - stored
+                    kept[key][0].append(x[:room])
+                    kept[key][1].append(y[:room])
+            if not epoch and mlp_hidden and stored < mlp_tokens:
+                stored += int(batch.attention_mask.sum())
     fitted = {}
     for key, approximator in tqdm(linear.items(), desc="solve", disable=not progress,
                                   leave=False):
@@ -135,16 +168,20 @@ def fit_approximators(subject: Subject, train: Split, parts: Sequence[str],
         if mlp_hidden:
             x, y = (np.concatenate(rows) for rows in kept.pop(key))
             mlp = fit_mlp(x, y, mlp_hidden, approximator, epochs=mlp_epochs, seed=seed)
-        fitted[key] = {"linear": approximator, "mlp": mlp}
+        fitted[key] = {"linear": approximator, "mlp": mlp,
+                       **{kind: cosine[(key, kind)].model if (key, kind) in cosine else None
+                          for kind in ("linear_cosine", "mlp_cosine")}}
     return fitted
 
 
 def measure_nonlinearity(subject: Subject, dev: Split, fitted: dict, batch_size: int = 64,
                          progress: bool = False) -> list[dict]:
-    """Rows per (layer, part): ``linear`` = mean 1 - cos(y, f_linear(x)) over dev's real
-    tokens (the degree of non-linearity), ``mlp`` the same for the MLP, ``change`` = mean
-    1 - cos(y, x) (how far the part moves its input)."""
-    sums = {key: np.zeros(3) for key in fitted}
+    """Rows per (layer, part): for each approximator of APPROXIMATORS (None where not
+    fitted), the mean 1 - cos(y, f(x)) over dev's real tokens (``linear``: the degree of
+    non-linearity with the closed form; ``linear_cosine``: with the reference's Adam fit);
+    ``change`` = mean 1 - cos(y, x) (how far the part moves its input)."""
+    names = list(APPROXIMATORS)
+    sums = {key: np.zeros(len(names) + 1) for key in fitted}
     tokens = 0
     for _, batch, (ids, types, mask) in _batches(dev, batch_size, progress, "measure"):
         _, _, taps = run_network(subject.network, ids, types, mask, collect_taps=True)
@@ -153,12 +190,12 @@ def measure_nonlinearity(subject: Subject, dev: Split, fitted: dict, batch_size:
             x = real_tokens(taps[layer][source], batch.attention_mask)
             y = real_tokens(taps[layer][target], batch.attention_mask)
             sums[(layer, part)] += [
-                one_minus_cosine(y, fit["linear"].predict(x)).sum(),
-                one_minus_cosine(y, fit["mlp"].predict(x)).sum() if fit["mlp"] else np.nan,
-                one_minus_cosine(y, x).sum()]
+                one_minus_cosine(y, fit[n].predict(x)).sum() if fit.get(n) is not None
+                else np.nan for n in names] + [one_minus_cosine(y, x).sum()]
         tokens += int(batch.attention_mask.sum())
-    return [{"layer": layer, "part": part, "linear": s[0] / tokens,
-             "mlp": None if np.isnan(s[1]) else s[1] / tokens, "change": s[2] / tokens,
+    return [{"layer": layer, "part": part,
+             **{n: None if np.isnan(v) else v / tokens for n, v in zip(names, s)},
+             "change": s[-1] / tokens,
              "train_tokens": fitted[(layer, part)]["linear"].tokens, "dev_tokens": tokens}
             for (layer, part), s in sums.items()]
 
@@ -174,26 +211,62 @@ def layer_sets(layers: Sequence[int], cumulative: Optional[str]) -> list[list[in
 
 def replace_parts(subject: Subject, dev: Split, fitted: dict, part: str,
                   sets: Sequence[Sequence[int]], kind: str = "linear", batch_size: int = 64,
-                  progress: bool = False) -> list[dict]:
-    """Dev score with ``part`` of each layer in a set replaced by its approximator."""
-    rows = [{"layers": "", "part": part, "approximator": kind,
-             "score": evaluate(subject, dev, None, batch_size)}]
+                  progress: bool = False, retrainer=None) -> list[dict]:
+    """Dev score with ``part`` of each layer in a set replaced by its approximator
+    (``score``: evaluation only), and with a :class:`~bortkit.analyze.retrain.Retrainer`
+    also after fine-tuning the edited model with its approximators (``finetuned``; the
+    first row fine-tunes the unedited model for the same steps)."""
+    def row(layers, edits, blocks):
+        if retrainer is not None:
+            retrainer.restore()
+        out = {"layers": _join(layers), "part": part, "approximator": kind,
+               "score": evaluate(subject, dev, edits, batch_size)}
+        if retrainer is not None:
+            saved = {id(b): {k: p.data().copy() for k, p in b.collect_params().items()}
+                     for b in blocks.values()}
+            out["finetune_steps"] = retrainer.run(edits or Edits(),
+                                                  {(l, part) for l in layers}, blocks)
+            out["finetuned"] = evaluate(subject, dev, edits, batch_size)
+            for b in blocks.values():  # the next set starts from the fitted approximator
+                for k, p in b.collect_params().items():
+                    p.set_data(saved[id(b)][k])
+        return out
+
+    rows = [row([], None, {})]
     for layers in tqdm(sets, desc="replace", disable=not progress, leave=False):
-        edits = Edits(replace={(l, part): fitted[(l, part)][kind] for l in layers})
-        rows.append({"layers": _join(layers), "part": part, "approximator": kind,
-                     "score": evaluate(subject, dev, edits, batch_size)})
+        blocks = {f"approximator.{l}.{part}": _trainable(fitted[(l, part)][kind])
+                  for l in layers} if retrainer is not None else {}
+        edits = Edits(replace={(l, part): blocks.get(f"approximator.{l}.{part}",
+                                                     fitted[(l, part)][kind])
+                               for l in layers})
+        rows.append(row(layers, edits, blocks))
     return rows
+
+
+def _trainable(approximator):
+    """A Gluon block computing what ``approximator`` computes (the closed form as a Dense)."""
+    return approximator.as_block() if isinstance(approximator, LinearApproximator) \
+        else approximator
 
 
 def remove_parts(subject: Subject, dev: Split, part: str, sets: Sequence[Sequence[int]],
-                 batch_size: int = 64, progress: bool = False) -> list[dict]:
-    """Dev score with ``part`` of each layer in a set removed."""
-    rows = [{"layers": "", "part": part, "score": evaluate(subject, dev, None, batch_size)}]
-    for layers in tqdm(sets, desc="remove", disable=not progress, leave=False):
+                 batch_size: int = 64, progress: bool = False, retrainer=None) -> list[dict]:
+    """Dev score with ``part`` of each layer in a set removed (``score``: evaluation only),
+    and with a :class:`~bortkit.analyze.retrain.Retrainer` also after fine-tuning what is
+    left (``finetuned``; the first row fine-tunes the unedited model for the same steps)."""
+    def row(layers):
         edits = Edits(remove=frozenset((l, part) for l in layers))
-        rows.append({"layers": _join(layers), "part": part,
-                     "score": evaluate(subject, dev, edits, batch_size)})
-    return rows
+        if retrainer is not None:
+            retrainer.restore()
+        out = {"layers": _join(layers), "part": part,
+               "score": evaluate(subject, dev, edits, batch_size)}
+        if retrainer is not None:
+            out["finetune_steps"] = retrainer.run(edits, set(edits.remove), {})
+            out["finetuned"] = evaluate(subject, dev, edits, batch_size)
+        return out
+
+    return [row([])] + [row(layers) for layers in tqdm(sets, desc="remove",
+                                                        disable=not progress, leave=False)]
 
 
 # --------------------------------------------------------------------------- commutativity

@@ -34,7 +34,8 @@ def _figure():
 
 def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
     """Per-layer curves of 1 - cos for each part, sub-layers (left) and residual blocks
-    (right): linear approximator solid, MLP dashed, 1 - cos(y, x) dotted."""
+    (right): least-squares linear solid, its MLP correction dashed, the reference's Adam-fit
+    linear dash-dotted and Dense + ReLU dotted with triangles, 1 - cos(y, x) dotted."""
     plt = _figure()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -47,9 +48,12 @@ def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
             layers = [r["layer"] for r in mine]
             ax.plot(layers, [r["linear"] for r in mine], "o-", color=color,
                     label=f"{part}: linear")
-            if all(r["mlp"] is not None for r in mine):
-                ax.plot(layers, [r["mlp"] for r in mine], "x--", color=color,
-                        label=f"{part}: linear + MLP")
+            for column, style, label in (("mlp", "x--", "linear + MLP"),
+                                         ("linear_cosine", "s-.", "linear, Adam on 1 - cos"),
+                                         ("mlp_cosine", "^:", "Dense + ReLU, Adam")):
+                if all(r.get(column) is not None for r in mine):
+                    ax.plot(layers, [r[column] for r in mine], style, color=color,
+                            alpha=0.8, label=f"{part}: {label}", markersize=4)
             if name != "sub-layers":
                 ax.plot(layers, [r["change"] for r in mine], ":", color=color, alpha=0.6,
                         label=f"{part}: 1 - cos(y, x)")
@@ -92,8 +96,11 @@ def plot_swap(rows: Sequence[dict], num_layers: int, path: Path, title: str) -> 
 
 
 def plot_scores(rows: Sequence[dict], x: str, path: Path, title: str, xlabel: str,
-                baseline: Optional[float] = None, scatter: bool = False) -> Path:
-    """Dev score against ``x`` (a column), as points or bars, with the unedited baseline."""
+                baseline: Optional[float] = None, scatter: bool = False,
+                also: Optional[tuple] = None) -> Path:
+    """Dev score against ``x`` (a column), as points or bars, with the unedited baseline;
+    ``also`` = (column, its baseline) adds a second bar per row (the score after
+    fine-tuning beside the evaluation-only one)."""
     plt = _figure()
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = [str(r[x]) for r in rows]
@@ -101,12 +108,21 @@ def plot_scores(rows: Sequence[dict], x: str, path: Path, title: str, xlabel: st
     if scatter:
         ax.scatter([r[x] for r in rows], scores, alpha=0.6)
     else:
-        ax.bar(range(len(rows)), scores)
+        width = 0.4 if also else 0.8
+        where = np.arange(len(rows)) - (width / 2 if also else 0)
+        ax.bar(where, scores, width, label="evaluation only" if also else None)
+        if also:
+            ax.bar(where + width, [r[also[0]] for r in rows], width,
+                   label=f"after fine-tuning ({also[0]})", color="tab:orange")
         ax.set_xticks(range(len(rows)))
         ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
     if baseline is not None:
         ax.axhline(baseline, color="k", linestyle=":", label=f"unedited {baseline:.4f}")
-        ax.legend()
+    if also:
+        ax.axhline(also[1], color="tab:orange", linestyle="--",
+                   label=f"unedited, fine-tuned {also[1]:.4f}")
+    if baseline is not None or also:
+        ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("dev score (fraction)")
     ax.set_title(title)

@@ -26,7 +26,7 @@ import numpy as np
 from .. import __version__
 from ..config import ModelConfig, from_dict, load_config
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_directory, atomic_write, write_json
+from ..io import STAGING, atomic_directory, atomic_write, write_json
 from .heads import (EmbeddingSpec, TaskHead, read_json, sentence_transformers_embedding,
                     sentence_transformers_files)
 from .names import gluonnlp_names, huggingface_head_names, huggingface_names
@@ -238,7 +238,7 @@ def read_state(path: os.PathLike | str, config: Optional[ModelConfig] = None) ->
         raise CheckpointError("checkpoint not found (expected a path, minilm or an installed "
                               "model package's name)", path=path)
     if path.is_file() and path.suffix == ".params":
-        return _read_gluonnlp(path, config)
+        return check_finite(_read_gluonnlp(path, config))
     if path.is_file() and path.suffix == ".safetensors":
         path = path.parent
     if path.is_file():
@@ -247,9 +247,21 @@ def read_state(path: os.PathLike | str, config: Optional[ModelConfig] = None) ->
     if not (path / CONFIG).exists():
         raise CheckpointError(f"no {CONFIG} in checkpoint directory", path=path)
     data = _read_json(path / CONFIG)
-    if _is_huggingface(data):
-        return _read_huggingface(path, data)
-    return _read_bortkit(path, data)
+    state = _read_huggingface(path, data) if _is_huggingface(data) else \
+        _read_bortkit(path, data)
+    return check_finite(state)
+
+
+def check_finite(state: State) -> State:
+    """Refuse weights holding NaN or infinity (a diverged run's save, a corrupted file): a
+    model built from them answers NaN for every input."""
+    for name, value in state.tensors.items():
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            bad = int(value.size - np.isfinite(value).sum())
+            raise CheckpointError(f"tensor {name} holds {bad} NaN or infinite value(s) of "
+                                  f"{value.size}: the weights are corrupt or come from a "
+                                  f"diverged run", path=state.weights_path)
+    return state
 
 
 # --------------------------------------------------------------------------- into MXNet
@@ -355,8 +367,11 @@ _WRITTEN_BY_SAVE = ("_format", "_bortkit_version")
 
 def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelConfig = None,
                     tokenizer=None, source: Optional[os.PathLike | str] = None,
-                    meta: Optional[dict] = None, seed: Optional[int] = None) -> Path:
-    """Write a bortkit checkpoint directory atomically.
+                    meta: Optional[dict] = None, seed: Optional[int] = None,
+                    card: Optional[dict] = None) -> Path:
+    """Write a bortkit checkpoint directory atomically, with its model card (``README.md``,
+    :mod:`bortkit.checkpoint.card`); ``card`` (``base_model``, ``metrics``) replaces the
+    ``"_card"`` entry of ``meta``.
 
     ``block_or_model`` is a :class:`~bortkit.model.Model` (saved with its task head and the
     ``_head``/``_embedding`` declarations it was loaded with) or any Gluon block containing
@@ -375,14 +390,81 @@ def save_pretrained(block_or_model, directory: os.PathLike | str, config: ModelC
     config = config or block_or_model.config
     source = source or getattr(block_or_model, "source", None)
     tensors = {name: p.data().asnumpy() for name, p in named_parameters(block).items()}
+    from .card import card_meta, write_card
+    meta = {**(meta or {}), **(card_meta(**card) if card is not None else {})}
     directory = Path(directory)
+    record = provenance(seed=seed, source=str(source) if source else None)
     with atomic_directory(directory) as tmp:
         _write_weights(tmp / WEIGHTS, tensors, "bortkit")
         write_json(tmp / CONFIG, {**config.to_dict(), "_format": "bortkit",
-                                  "_bortkit_version": __version__, **(meta or {})})
-        write_json(tmp / PROVENANCE, provenance(seed=seed, source=str(source) if source else None))
+                                  "_bortkit_version": __version__, **meta})
+        write_json(tmp / PROVENANCE, record)
         _copy_tokenizer(source, tmp, tokenizer)
+        write_card(tmp, meta, record, "bortkit", card_name(directory))
     return directory
+
+
+def card_name(directory: Path) -> str:
+    """The model card's title: the folder's name (with its parent's for ``best/``), also
+    when ``directory`` is a staging folder."""
+    directory = Path(directory).resolve()
+    name = directory.name.split(STAGING)[0].lstrip(".") or directory.name
+    return f"{directory.parent.name}/{name}" if name in ("best", "checkpoint") else name
+
+
+def set_model_max_length(directory: Path, length: int) -> None:
+    """Write ``model_max_length`` into ``directory``'s ``tokenizer_config.json`` (made when
+    missing): the length ``transformers``' tokenizers truncate to with ``truncation=True``."""
+    path = Path(directory) / "tokenizer_config.json"
+    data = _read_json(path) if path.is_file() else {}
+    write_json(path, {**data, "model_max_length": int(length)})
+
+
+def export_max_length(config: ModelConfig, head_length: Optional[int] = None,
+                      embedding_length: Optional[int] = None) -> int:
+    """The length an export's tokenizer declares: the length the head was trained with,
+    else the declared embedding length, else the model's positions."""
+    positions = config.max_length - config.position_offset
+    return min(head_length or embedding_length or positions, positions)
+
+
+#: Every name a checkpoint or export directory may hold (``--overwrite`` replaces only a
+#: folder of these: it never deletes a file bortkit did not write).
+WRITTEN_NAMES = (CONFIG, WEIGHTS, PROVENANCE, "model.onnx", "int8.json", "modules.json",
+                 "sentence_bert_config.json", "1_Pooling", "2_Normalize",
+                 "README.md") + TOKENIZER_FILES  # README.md: the model card (card.py)
+
+
+def check_output_dir(output_dir: os.PathLike | str, source: os.PathLike | str,
+                     overwrite: bool = False, option: str = "--output-dir") -> Path:
+    """Refuse, before any work, an output folder that would destroy something: the source
+    checkpoint's folder, a folder inside it or holding it (replacing it would delete the
+    source), a file, an existing folder without ``overwrite``, and with ``overwrite`` a
+    folder holding anything but what bortkit writes there (:data:`WRITTEN_NAMES`)."""
+    out = Path(output_dir)
+    src = Path(source)
+    src = (src if src.is_dir() else src.parent).resolve()
+    target = out.resolve()
+    if target == src or src in target.parents or target in src.parents:
+        where = "is" if target == src else ("is inside" if src in target.parents
+                                            else "holds")
+        raise ConfigError(f"{option}: {out} {where} the model's folder {src}; an output "
+                          f"must be apart from its source (replacing it would delete the "
+                          f"model); choose another folder")
+    if out.exists() and not out.is_dir():
+        raise ConfigError("output directory is a file", path=out)
+    if out.exists() and not overwrite:
+        raise ConfigError("output directory already exists (pass --overwrite to replace it)",
+                          path=out)
+    if out.exists():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in WRITTEN_NAMES)
+        if foreign:
+            raise ConfigError(f"--overwrite replaces only a folder bortkit wrote; it holds "
+                              f"{foreign[0]!r}" + (f" and {len(foreign) - 1} more"
+                                                  if len(foreign) > 1 else "") +
+                              ", which bortkit did not write; move it or choose another "
+                              "folder", path=out)
+    return out
 
 
 def huggingface_layout_problem(config: ModelConfig) -> Optional[str]:
@@ -429,8 +511,9 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
     if config.low_rank and not merge_low_rank:
         raise ConfigError(f"low_rank: {len(config.low_rank)} matrices are stored as two "
                           "factors, which a Hugging Face BertConfig cannot express; pass "
-                          "merge_low_rank=True to export them multiplied back into full "
-                          "matrices (same outputs, dense size)")
+                          "--merge-low-rank (merge_low_rank=True in Python) to export them "
+                          "multiplied back into full matrices (same outputs, dense size), "
+                          "or export with --format onnx, which keeps the factors")
     problem = huggingface_layout_problem(config)
     if problem:
         raise ConfigError(problem)
@@ -469,10 +552,20 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
         hf_config.update(architectures=[kind], add_pooling_layer=config.use_pooler,
                          **head.to_huggingface())
     directory = Path(directory)
+    from .card import write_card
     with atomic_directory(directory) as tmp:
         _write_weights(tmp / WEIGHTS, hf_tensors, "pt")
         write_json(tmp / CONFIG, hf_config)
         _copy_tokenizer(getattr(model, "source", None), tmp, tokenizer)
+        set_model_max_length(tmp, export_max_length(
+            config, head.max_length if head is not None else None,
+            getattr(model.embedding, "max_length", None)))
+        meta = {k: v for k, v in model.meta.items() if k != "_head"}
+        if head is not None:
+            meta.update(head.to_meta())
+        source = getattr(model, "source", None)
+        write_card(tmp, meta, provenance(source=str(source) if source else None),
+                   "huggingface", card_name(directory))
         if "_embedding" in model.meta and head is None:  # a declared sentence embedding
             for name, content in sentence_transformers_files(model.embedding,
                                                              config.units).items():

@@ -25,13 +25,39 @@ import numpy as np
 from ..errors import BortkitError, DataError, run_cli
 from ..io import write_json
 from .corpus import PathLike
-from .shards import ARRAYS, FORMAT, FORMAT_V1, META_NAME, SHARD_NAME, read_meta, write_shard
+from .shards import (ARRAYS, FORMAT, FORMAT_V1, META_NAME, SHARD_NAME, read_meta,
+                     shard_entries, write_shard)
 
-__all__ = ["convert_shards"]
+__all__ = ["convert_shards", "conversion_plan"]
 
 
 def convert_shards(directory: PathLike) -> bool:
     """Convert ``directory`` in place; False if it was already in the current format."""
+    plan = conversion_plan(directory)
+    if plan is None:
+        return False
+    directory, meta, entries = Path(directory), *plan
+    path = directory / META_NAME
+    shards = []
+    for index, (name, size) in enumerate(entries):
+        arrays = _read_npz(directory / name, size, meta["max_seq_length"])
+        target = directory / SHARD_NAME.format(index)
+        if target.exists():  # left by an interrupted conversion
+            shutil.rmtree(target)
+        write_shard(target, arrays)
+        shards.append({"directory": target.name, "num_examples": size})
+    old_files = [directory / name for name, _ in entries]
+    write_json(path, {**meta, "format": FORMAT, "shards": shards})
+    read_meta(directory)
+    for old in old_files:
+        old.unlink()
+    return True
+
+
+def conversion_plan(directory: PathLike) -> Optional[tuple]:
+    """Every check of a conversion, with nothing written: ``(meta, [(shard file name,
+    examples)])`` of an old-format folder, None when it is already in the current format.
+    The shard names must be plain names inside ``directory`` and the files must exist."""
     directory = Path(directory)
     path = directory / META_NAME
     try:
@@ -44,25 +70,15 @@ def convert_shards(directory: PathLike) -> bool:
     found = meta.get("format") if isinstance(meta, dict) else None
     if found == FORMAT:
         read_meta(directory)  # check it
-        return False
+        return None
     if found != FORMAT_V1:
         raise DataError(f"format must be {FORMAT_V1!r} (or already {FORMAT!r}), got "
                         f"{found!r}", path=path)
-    shards = []
-    for index, shard in enumerate(meta.get("shards", [])):
-        source = directory / shard["file"]
-        arrays = _read_npz(source, shard["num_examples"], meta["max_seq_length"])
-        target = directory / SHARD_NAME.format(index)
-        if target.exists():  # left by an interrupted conversion
-            shutil.rmtree(target)
-        write_shard(target, arrays)
-        shards.append({"directory": target.name, "num_examples": shard["num_examples"]})
-    old_files = [directory / shard["file"] for shard in meta["shards"]]
-    write_json(path, {**meta, "format": FORMAT, "shards": shards})
-    read_meta(directory)
-    for old in old_files:
-        old.unlink()
-    return True
+    entries = shard_entries(meta, "file", path)
+    for name, _ in entries:
+        if not (directory / name).is_file():
+            raise DataError("shard file does not exist", path=directory / name)
+    return meta, entries
 
 
 def _read_npz(path: Path, num_examples: int, max_seq_length: int) -> Dict[str, np.ndarray]:
@@ -97,8 +113,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for directory in args.directories:
         if not Path(directory).is_dir():
             raise BortkitError("pretraining data directory does not exist", path=directory)
+    for directory in args.directories:  # every folder checked before any is touched
+        conversion_plan(directory)
+    from ..rundir import claim
     for directory in args.directories:
-        done = convert_shards(directory)
+        with claim(directory, create=False, option="the data folder"):  # one converter
+            done = convert_shards(directory)
         print(f"{directory}: {'converted to' if done else 'already in'} {FORMAT}",
               file=sys.stderr)
     return 0

@@ -30,7 +30,7 @@ from .corpus import PathLike
 from .packing import PretrainingExample
 
 __all__ = ["FORMAT", "FORMAT_V1", "META_NAME", "TOKENIZER_DIR", "ARRAYS", "ShardWriter",
-           "write_shard", "open_shard", "read_meta", "tokenizer_meta", "tokenizer_fingerprint"]
+           "write_shard", "open_shard", "read_meta", "shard_entries", "tokenizer_meta", "tokenizer_fingerprint"]
 
 FORMAT = "bortkit-pretraining-v2"
 FORMAT_V1 = "bortkit-pretraining-v1"   # one .npz per shard; see convert_shards
@@ -127,7 +127,7 @@ def read_meta(directory: PathLike) -> Dict[str, Any]:
                         "did not finish", path=directory)
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except ValueError as err:  # not JSON, not UTF-8, an integer of 5,000 digits
         raise DataError(f"not valid JSON: {err}", path=path) from None
     found = meta.get("format") if isinstance(meta, dict) else None
     if found == FORMAT_V1:
@@ -139,10 +139,39 @@ def read_meta(directory: PathLike) -> Dict[str, Any]:
     for key in ("max_seq_length", "num_examples", "shards", "tokenizer"):
         if key not in meta:
             raise DataError(f"missing key {key!r}", path=path)
-    counts = [shard.get("num_examples", -1) for shard in meta["shards"]]
-    if sum(counts) != meta["num_examples"] or min(counts, default=0) < 1:
+    counts = [size for _, size in shard_entries(meta, "directory", path)]
+    if sum(counts) != meta["num_examples"]:
         raise DataError("shard sizes do not add up to num_examples", path=path)
     return meta
+
+
+def shard_entries(meta: Mapping[str, Any], key: str, path: Path) -> List[tuple]:
+    """``[(name, num_examples)]`` of ``meta["shards"]``, checked (``path``: the meta.json):
+    each entry names its shard by ``key`` (``"directory"``; ``"file"`` in the old format)
+    as a plain name inside the data folder, never a path that leads out of it."""
+    def fail(problem: str):
+        raise DataError(problem, path=path)
+
+    for name in ("max_seq_length", "num_examples"):
+        value = meta.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            fail(f"{name} must be a positive integer, got {value!r}")
+    shards = meta.get("shards")
+    if not isinstance(shards, list) or not shards:
+        fail(f"shards must be a non-empty list, got {shards!r}")
+    entries = []
+    for index, shard in enumerate(shards):
+        if not isinstance(shard, dict) or key not in shard:
+            fail(f"shards[{index}] must be an object with {key!r} and 'num_examples', got "
+                 f"{shard!r}")
+        name, size = shard[key], shard.get("num_examples")
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name \
+                or "\\" in name:
+            fail(f"shards[{index}].{key} must be a name inside the data folder, got {name!r}")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            fail(f"shards[{index}].num_examples must be a positive integer, got {size!r}")
+        entries.append((name, size))
+    return entries
 
 
 def open_shard(directory: Path, num_examples: int, max_seq_length: int

@@ -8,6 +8,18 @@
 SHARDS are directories made by ``python -m bortkit.data.create_pretraining_data``;
 ``scripts/run_pretraining_distillation.sh`` converts raw text and launches the workers.
 Without --teacher the student is trained with the plain masked-LM loss.
+
+The loss is Bort's: 0.1 MLM + 0.5 KD at T = 2. By default the KD term is the correct one
+(--kd-mode correct: T^2 KL summed over the vocabulary), a loss the released Bort never
+trained with: the release's term (--kd-mode bort: a double softmax and a vocabulary mean)
+is about 1e-5 of it at a vocabulary of 50,265, so the release trained on 0.1 MLM in effect.
+--loss-preset bort-release reproduces the release's loss. The run's log (its "start"
+event and the first line on stderr) names the KD mode.
+
+Where this differs from Bort's pretraining (its setting in brackets): the default student
+is bort-mini, a scaled-down shape [--student-config bort]; --max-steps 1000 [2,000,000];
+the teacher is any checkpoint [RoBERTa-large]; the learning rate (1e-4, 1% warm-up, linear
+decay) and the weight decay are Bort's.
 """
 from __future__ import annotations
 
@@ -20,7 +32,7 @@ from ..errors import run_cli
 from ..options import add_shared
 from ..train import OPTIMIZERS
 from .plan import TEACHER_MLM_SCOPES, PretrainingArguments
-from .weights import KD_MODES
+from .weights import KD_MODE_MEANINGS, KD_MODES, LOSS_PRESET_MEANINGS, LOSS_PRESETS
 
 DEFAULTS = PretrainingArguments(train="", output_dir="")
 
@@ -49,12 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--dropout", type=float, help="override the student's dropout rates")
 
     loss = parser.add_argument_group("loss (defaults: Bort's pretraining script)")
-    loss.add_argument("--mlm-weight", type=float, default=d.mlm_weight)
-    loss.add_argument("--kd-weight", type=float, default=d.kd_weight)
-    loss.add_argument("--temperature", type=float, default=d.temperature)
-    loss.add_argument("--kd-mode", choices=KD_MODES, default=d.kd_mode,
-                      help="correct: T^2 KL summed over the vocabulary; bort: the released "
-                           "code's double softmax and vocabulary mean")
+    loss.add_argument("--loss-preset", choices=list(LOSS_PRESETS),
+                      help="; ".join(f"{k}: {v}" for k, v in LOSS_PRESET_MEANINGS.items())
+                           + ". Sets the four options below (an explicit different value "
+                             "is an error)")
+    loss.add_argument("--mlm-weight", type=float,
+                      help=f"(default {d.mlm_weight}, Bort's)")
+    loss.add_argument("--kd-weight", type=float, help=f"(default {d.kd_weight}, Bort's)")
+    loss.add_argument("--temperature", type=float, help=f"(default {d.temperature}, Bort's)")
+    loss.add_argument("--kd-mode", choices=KD_MODES,
+                      help=f"(default {d.kd_mode}) " + "; ".join(
+                          f"{k}: {v}" for k, v in KD_MODE_MEANINGS.items()))
     loss.add_argument("--hidden-weight", type=float, default=d.hidden_weight,
                       help="hidden-state MSE between mapped layers (0 = off)")
     loss.add_argument("--attention-weight", type=float, default=d.attention_weight,
@@ -90,23 +107,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue from output-dir/checkpoint (bit-for-bit on CPU)")
     run.add_argument("--overwrite", action="store_true",
                      help="replace a finished or started run in output-dir (default: refuse)")
-    add_shared(run, d, ["progress"])
+    add_shared(run, d, ["progress", "report_to"])
     run.add_argument("--check-only", action="store_true",
                      help="validate data, models and output directory, then exit")
     run.add_argument("--stop-at-step", type=int, help=argparse.SUPPRESS)  # debug: SIGKILL
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_arguments(argv: Optional[Sequence[str]] = None) -> PretrainingArguments:
+    """The command line as :class:`PretrainingArguments`, ``--loss-preset`` resolved into
+    the four loss settings (a contradicting explicit one is a one-line error)."""
     namespace = build_parser().parse_args(argv)
+    if namespace.teacher in ("none", ""):
+        namespace.teacher = None
+    from .weights import apply_loss_preset
+    loss = ("mlm_weight", "kd_weight", "temperature", "kd_mode")
+    values = vars(namespace)
+    values.update(apply_loss_preset(values.pop("loss_preset"), {k: values[k] for k in loss}))
+    return PretrainingArguments(**values)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_arguments(argv)
     # MXNet notices for inputs and parameters a graph ignores (token types, a pooler)
     warnings.filterwarnings("ignore", message="The .*-th input to HybridBlock is not used")
     warnings.filterwarnings("ignore", message="Parameter .* is not used by any computation")
-    if namespace.teacher in ("none", ""):
-        namespace.teacher = None
     from .trainer import train
-    train(PretrainingArguments(**vars(namespace)))
-    if namespace.check_only:
+    train(args)
+    if args.check_only:
         print("bortkit: configuration checked", file=sys.stderr)
     return 0
 

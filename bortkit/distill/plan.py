@@ -1,7 +1,7 @@
 """Arguments of a pretraining run and their checking: data, student, teacher, resume."""
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -9,9 +9,8 @@ from typing import Optional
 from ..checkpoint import read_state
 from ..config import ModelConfig, configs_dir, load_config
 from ..errors import BortkitError, CheckpointError, ConfigError, DataError
-from ..options import check_choice, check_range
-from ..train import OPTIMIZERS, Workers
-from ..train import RunDir, check_resume, claim
+from ..options import check_choice, check_range, check_report_to
+from ..train import OPTIMIZERS, Run, Workers
 from .weights import LossWeights, parse_layer_map, uniform_layer_map
 
 EVAL_SEED = 0            # held-out masks are the same whatever the training seed
@@ -79,11 +78,13 @@ class PretrainingArguments:
     resume: bool = False
     overwrite: bool = False                    # replace a finished or started run
     progress: bool = True
+    report_to: str = "none"           # "tensorboard": the log's numbers in OUT/tensorboard/
     check_only: bool = False                   # validate everything, write nothing, exit
     stop_at_step: Optional[int] = None         # debug: SIGKILL itself during this step
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for values no run can use."""
+        check_report_to(self.report_to)
         for name in ("batch_size", "accumulate", "max_steps", "max_predictions", "log_every"):
             check_range(name, getattr(self, name), 1, integer=True)
         for name in ("eval_every", "eval_batches", "checkpoint_every", "teacher_mlm_steps",
@@ -140,9 +141,8 @@ class Plan:
     teacher_state: Optional[object]    # checkpoint State of the teacher
     adapt_teacher: bool                # train the teacher as a masked LM before distilling
     layer_map: list
-    resume_state: Optional[dict]
     output_dir: Path
-    run_dir: RunDir                    # the claim on output_dir (entered when work starts)
+    run: Run                           # the run's life in output_dir (entered when work starts)
 
 
 def _open_dataset(path: Optional[str], flag: str, args: PretrainingArguments, workers: Workers,
@@ -208,21 +208,10 @@ def _check_lengths(config: ModelConfig, length: int, who: str, path) -> None:
                           f"most {config.max_length - config.position_offset}", path=path)
 
 
-def resume_record(args: PretrainingArguments, workers: Workers, config: ModelConfig) -> dict:
-    record = {key: getattr(args, key) for key in RESUME_KEYS if hasattr(args, key)}
-    record["global_batch_size"] = args.batch_size * workers.size
-    record["student"] = config.to_dict()
-    return record
-
-
-def stored_state(checkpoint: Path) -> Optional[dict]:
-    for directory in (checkpoint, checkpoint.with_name(checkpoint.name + ".old")):
-        if (directory / "state.json").is_file():
-            try:
-                return json.loads((directory / "state.json").read_text())
-            except json.JSONDecodeError as err:
-                raise CheckpointError(f"corrupt state.json ({err})", path=directory) from None
-    return None
+def run_settings(args: PretrainingArguments, workers: Workers, config: ModelConfig) -> dict:
+    """What a run records: its arguments, the global batch and the student's config."""
+    return {**dataclasses.asdict(args), "global_batch_size": args.batch_size * workers.size,
+            "student": config.to_dict()}
 
 
 def plan_run(args: PretrainingArguments, workers: Workers) -> Plan:
@@ -271,18 +260,11 @@ def plan_run(args: PretrainingArguments, workers: Workers) -> Plan:
                          uniform_layer_map(config.num_layers, tconfig.num_layers))
 
     output = Path(args.output_dir)
-    run_dir = claim(output, finished=(FINAL,), started=(CHECKPOINT, TEACHER),
-                    resume=args.resume, overwrite=args.overwrite, enabled=workers.is_root)
-    stored = stored_state(output / CHECKPOINT) if args.resume else None
-    if args.resume and stored is None and not (output / FINAL).exists():
-        raise ConfigError("--resume: no checkpoint to resume from (run without --resume to "
-                          "start)", path=output)
-    if stored is not None:
-        check_resume(stored.get("resume", {}), resume_record(args, workers, config),
-                     output / CHECKPOINT, RESUME_KEYS)
+    run = Run(output, run_settings(args, workers, config), RESUME_KEYS, resume=args.resume,
+              overwrite=args.overwrite, enabled=workers.is_root, finished=(FINAL,),
+              started=(CHECKPOINT, TEACHER))
     return Plan(args=args, train_data=train, eval_data=evaluation, student_config=config,
                 teacher_state=teacher_state, adapt_teacher=adapt,
-                layer_map=layer_map, resume_state=stored, output_dir=output,
-                run_dir=run_dir)
+                layer_map=layer_map, output_dir=output, run=run)
 
 

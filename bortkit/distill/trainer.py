@@ -19,8 +19,8 @@ tokens, so 2 workers x b sequences and 1 worker x 2b give the same losses and gr
 """
 from __future__ import annotations
 
-import dataclasses
 import os
+from dataclasses import dataclass
 import signal
 import time
 from typing import Optional
@@ -31,14 +31,21 @@ from mxnet import autograd
 
 from ..checkpoint import named_parameters, read_state, save_pretrained
 from ..checkpoint.core import assign
-from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
-                     TrainStep, Workers, load_training_state, make_trainer, plot_curves,
-                     read_jsonl, save_training_state, say, seed_everything)
+from ..train import (LinearSchedule, Loop, Messages, ParamGroup, Progress, StepResult,
+                     TrainStep, Workers, make_trainer, plot_curves, seed_everything)
 from .losses import DistillationObjective, describe, masked_lm_loss
 from .models import MaskedLMWithInternals, as_outputs, batch_arrays, build_masked_lm, token_types
-from .plan import (CHECKPOINT, FINAL, LOG, OBJECTIVE, TEACHER, Plan, PretrainingArguments,
-                   plan_run, resume_record)
+from .plan import FINAL, OBJECTIVE, TEACHER, Plan, PretrainingArguments, plan_run
 from .teacher import inverse_counts, train_masked_lm
+
+
+@dataclass
+class DistillState:
+    """Where a pretraining run is (``checkpoint/state.json``'s ``run``)."""
+
+    step: int = 0
+    data_position: int = 0           # micro-batches read
+    world_size: int = 1              # workers that read them
 
 
 class PretrainingRun:
@@ -48,7 +55,9 @@ class PretrainingRun:
         self.plan, self.args, self.workers = plan, plan.args, workers
         self.ctx = ctx or mx.cpu()
         self.out = plan.output_dir
-        self.log = JsonlLog(self.out / LOG, enabled=workers.is_root)
+        self.log = plan.run.log  # opened when the run was entered
+        # evaluations always, per-step lines when there is no bar (--no-progress)
+        self.messages = Messages(workers.is_root, bar_shown=self.args.progress)
         self.weights = self.args.loss_weights()
         teacher = plan.teacher_state is not None
         self.use_hidden = teacher and self.weights.hidden > 0
@@ -200,19 +209,12 @@ class PretrainingRun:
         self.plan.adapt_teacher = False
 
     # ------------------------------------------------------------------ main loop
-    def _say(self, message: str, always: bool = False) -> None:
-        """A line on rank 0's stderr: evaluations always, steps when there is no bar."""
-        if self.workers.is_root and (always or not self.args.progress):
-            say(message)
-
-    def _resume(self) -> int:
-        if self.plan.resume_state is None:
-            return 0
-        extras = self._extra_blocks()
-        state = load_training_state(self.out / CHECKPOINT, self.student, self.trainer,
-                                    extra_blocks=extras)
-        self.log.write("resume", step=state["step"], data_position=state["data_position"])
-        return int(state["step"])
+    def _resume(self, **start_fields) -> int:
+        """The step to go on from: the checkpoint's (restored by the run), or 0 (a ``start``
+        record with ``start_fields``)."""
+        state = self.plan.run.begin(self.student, [self.group], DistillState,
+                                    self._extra_blocks(), **start_fields)
+        return int(state.step)
 
     def _extra_blocks(self) -> Optional[dict]:
         """The loss block goes into checkpoints when it has learned projections."""
@@ -221,13 +223,10 @@ class PretrainingRun:
     def _save_checkpoint(self, step: int) -> None:
         if not self.workers.is_root:
             return
-        state = {"step": step, "data_position": step * self.args.accumulate,
-                 "seed": self.args.seed, "world_size": self.workers.size,
-                 "resume": resume_record(self.args, self.workers, self.plan.student_config)}
-        extras = self._extra_blocks()
-        save_training_state(self.out / CHECKPOINT, self.student,
-                            self.plan.student_config, self.trainer, state,
-                            source=self.plan.train_data.tokenizer_dir, extra_blocks=extras)
+        self.plan.run.save(self.student, self.plan.student_config, [self.group],
+                           DistillState(step, step * self.args.accumulate, self.workers.size),
+                           source=self.plan.train_data.tokenizer_dir,
+                           extra_blocks=self._extra_blocks())
         self.log.write("checkpoint", step=step)
 
     def eval_results(self, step: int) -> dict:
@@ -235,24 +234,23 @@ class PretrainingRun:
             return {}
         result = self.evaluate(self.student)
         self.log.write("eval", step=step, **result)
-        self._say(f"held-out at step {step}: MLM loss {result['mlm_loss']:.4f}, accuracy "
-                  f"{result['mlm_accuracy']:.4f}", always=True)
+        self.messages.say(f"held-out at step {step}: MLM loss {result['mlm_loss']:.4f}, "
+                          f"accuracy {result['mlm_accuracy']:.4f}", always=True)
         return result
 
     def run(self) -> dict:
         args, workers = self.args, self.workers
-        start = self._resume()
-        self.log.write("start", step=start, workers=workers.size, objective=describe(
-            self.weights, self.teacher is not None, self.plan.layer_map),
-            student=self.plan.student_config.to_dict(), args=dataclasses.asdict(args))
+        objective = describe(self.weights, self.teacher is not None, self.plan.layer_map)
+        start = self._resume(workers=workers.size, objective=objective)
+        self.messages.say(f"objective: {objective}", always=True)
         teacher_eval = None
         if self.teacher is not None and self.plan.adapt_teacher:
             self.adapt_teacher()
         if self.teacher is not None and self.plan.eval_data is not None and args.baseline_eval:
             teacher_eval = self.evaluate(self.teacher)
             self.log.write("teacher_eval", step=start, **teacher_eval)
-            self._say(f"teacher held-out: MLM loss {teacher_eval['mlm_loss']:.4f}, accuracy "
-                      f"{teacher_eval['mlm_accuracy']:.4f}", always=True)
+            self.messages.say(f"teacher held-out: MLM loss {teacher_eval['mlm_loss']:.4f}, "
+                              f"accuracy {teacher_eval['mlm_accuracy']:.4f}", always=True)
         if start == 0 and args.baseline_eval:
             self.eval_results(0)
         self._tokens, self._window = 0.0, (None, time.perf_counter())
@@ -280,9 +278,9 @@ class PretrainingRun:
         rate, lr = self._tokens / max(elapsed, 1e-9), result.learning_rates[0]
         self.log.write("train", step=result.step, lr=lr, grad_norm=result.grad_norm(),
                        tokens_per_second=rate, **record)
-        self._say(f"step {result.step}/{args.max_steps}: loss {record['loss']:.4f} "
-                  f"(mlm {record['mlm']:.4f}, kd {record['kd']:.4f}), lr {lr:.2e}, "
-                  f"{rate:,.0f} tokens/s")
+        self.messages.say(f"step {result.step}/{args.max_steps}: loss {record['loss']:.4f} "
+                          f"(mlm {record['mlm']:.4f}, kd {record['kd']:.4f}), lr {lr:.2e}, "
+                          f"{rate:,.0f} tokens/s")
         self._tokens, self._window = 0.0, (None, time.perf_counter())
         return {"loss": f"{record['loss']:.3f}"}
 
@@ -297,7 +295,7 @@ class PretrainingRun:
                                                        self.weights, self.teacher is not None,
                                                        self.plan.layer_map)}})
         if self.workers.is_root:
-            records = _latest_per_step(read_jsonl(self.out / LOG))
+            records = _latest_per_step(self.plan.run.records())
             plot_curves(records, self.out / "loss_curve.png",
                         series=(("train", "loss"), ("train", "mlm"), ("eval", "mlm_loss")),
                         title="pretraining: train loss and held-out MLM loss")
@@ -305,7 +303,7 @@ class PretrainingRun:
             write_json(self.out / "results.json", results)
             self.log.write("done", **results)
             where = f"; the student is in {self.out / FINAL}" if self.args.save_weights else ""
-            self._say(f"done: {step} steps{where}", always=True)
+            self.messages.say(f"done: {step} steps{where}", always=True)
         return results
 
 
@@ -327,5 +325,5 @@ def train(args: PretrainingArguments, workers: Optional[Workers] = None) -> dict
     plan = plan_run(args, workers)
     if args.check_only:
         return {"checked": True}
-    with plan.run_dir:
+    with plan.run:
         return PretrainingRun(plan, workers).run()

@@ -10,6 +10,46 @@ from ..errors import ConfigError
 
 KD_MODES = ("correct", "bort")
 
+#: What each KD mode computes and what it means for Bort's weights (0.1 MLM, 0.5 KD, T = 2).
+KD_MODE_MEANINGS = {
+    "correct": "T^2 KL(teacher || student) summed over the vocabulary (Hinton et al.); with "
+               "Bort's weights this is a loss the release never trained with",
+    "bort": "the released Bort code's term: a second softmax on the student's probabilities "
+            "and a mean over the vocabulary, about 1e-5 of the correct term at Bort's "
+            "vocabulary of 50,265, so 0.1 MLM + 0.5 KD is in effect 0.1 MLM alone",
+}
+
+#: Loss presets (--loss-preset): mlm_weight, kd_weight, temperature, kd_mode.
+LOSS_PRESETS = {
+    "bort": {"mlm_weight": 0.1, "kd_weight": 0.5, "temperature": 2.0, "kd_mode": "correct"},
+    "bort-release": {"mlm_weight": 0.1, "kd_weight": 0.5, "temperature": 2.0,
+                     "kd_mode": "bort"},
+}
+LOSS_PRESET_MEANINGS = {
+    "bort": "Bort's weights with the correct KD term (the default)",
+    "bort-release": "Bort's weights with the release's KD term: the loss the released model "
+                    "was trained with",
+}
+
+
+def apply_loss_preset(preset: Optional[str], given: dict) -> dict:
+    """The four loss settings of ``preset`` (None: the defaults, Bort's weights with the
+    correct term), with ``given`` (the ones set on the command line, None when not) checked
+    against it: a preset and a different explicit value is an error, not a quiet mix."""
+    if preset is not None and preset not in LOSS_PRESETS:
+        raise ConfigError(f"--loss-preset must be one of {', '.join(LOSS_PRESETS)}, "
+                          f"got {preset!r}")
+    values = dict(LOSS_PRESETS[preset or "bort"])
+    for name, value in given.items():
+        if value is None:
+            continue
+        if preset is not None and value != values[name]:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} contradicts --loss-preset "
+                              f"{preset} ({name.replace('_', '-')} {values[name]}); give one "
+                              f"or the other")
+        values[name] = value
+    return values
+
 
 # --------------------------------------------------------------------------- layer maps
 def uniform_layer_map(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
@@ -70,7 +110,7 @@ class LossWeights:
 
 def describe(weights: LossWeights, teacher: bool,
              layer_map: Optional[Sequence[tuple[int, int]]] = None) -> str:
-    """One line saying what is optimised, for logs."""
+    """One line saying what is optimised and what its KD mode means, for logs."""
     if not teacher:
         return "masked-LM cross entropy (no teacher)"
     parts = [f"{weights.mlm:g}·MLM",
@@ -82,4 +122,8 @@ def describe(weights: LossWeights, teacher: bool,
     text = " + ".join(parts)
     if layer_map and (weights.hidden > 0 or weights.attention > 0):
         text += " with layers " + ",".join(f"{s}:{t}" for s, t in layer_map)
+    if weights.kd > 0:
+        text += f"; KD mode {weights.kd_mode}: {KD_MODE_MEANINGS[weights.kd_mode]}"
+        if weights.kd_mode == "correct":
+            text += " (--loss-preset bort-release: the release's loss)"
     return text

@@ -28,7 +28,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         "(ONNX Runtime dynamic int8)")
     p.add_argument("--output-dir", required=True, help="directory to write")
     p.add_argument("--no-head", dest="include_head", action="store_false",
-                   help="huggingface: export the encoder alone, without the task head")
+                   help="export the encoder alone, without the task head")
+    p.add_argument("--merge-low-rank", action="store_true",
+                   help="huggingface: multiply the factors of a FLOP-compacted (low-rank) "
+                        "model back into full matrices (ONNX keeps the factors)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing, non-empty --output-dir")
     return p.parse_args(argv)
@@ -38,7 +41,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     from .core import export
     out = export(args.model, args.output_dir, format=args.format, quantize=args.quantize,
-                 overwrite=args.overwrite, include_head=args.include_head)
+                 overwrite=args.overwrite, include_head=args.include_head,
+                 merge_low_rank=args.merge_low_rank)
     print(f"wrote {out} ({args.format}" + (f", {args.quantize})" if args.quantize else ")"))
     return 0
 

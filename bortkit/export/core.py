@@ -8,8 +8,9 @@ An exported directory holds::
     provenance.json  bortkit version, command line, source checkpoint, time
     tokenizer files  copied from the checkpoint
 
-It is written under a temporary name and renamed into place; an existing non-empty
-``output_dir`` is never overwritten.
+It is written under a temporary name and renamed into place. An existing ``output_dir`` is
+replaced only with ``--overwrite``, and only when it holds nothing but files bortkit writes;
+the model's own folder (or one inside it, or holding it) is never an output.
 """
 from __future__ import annotations
 
@@ -18,17 +19,19 @@ import tempfile
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 
 from ..checkpoint import read_state
-from ..checkpoint.core import CONFIG, PROVENANCE, TOKENIZER_FILES, provenance
-from ..errors import BortkitError, CheckpointError, ConfigError
+from ..checkpoint.card import write_card
+from ..checkpoint.core import (CONFIG, PROVENANCE, TOKENIZER_FILES, card_name, check_output_dir,
+                               export_max_length, provenance, set_model_max_length)
+from ..errors import CheckpointError, ConfigError
+from ..inference import ONNX_FILE, OnnxModel, session  # noqa: F401  (re-exported)
 from ..io import atomic_directory, write_json
+from ..rundir import writing
 from ..resolve import resolve_model_path
 
 FORMATS = ("huggingface", "onnx")
 QUANTIZATIONS = ("int8",)
-ONNX_FILE = "model.onnx"
 
 
 def check_options(model: os.PathLike | str, output_dir: os.PathLike | str,
@@ -42,14 +45,10 @@ def check_options(model: os.PathLike | str, output_dir: os.PathLike | str,
                           f"got {quantize!r}")
     if quantize is not None and format != "onnx":
         raise ConfigError(f"--quantize applies to --format onnx, not {format}")
-    if not Path(resolve_model_path(model)).exists():
+    source = Path(resolve_model_path(model))
+    if not source.exists():
         raise CheckpointError("checkpoint not found", path=model)
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("output directory is a file", path=out)
-    if out.exists() and not overwrite:
-        raise ConfigError("output directory already exists (pass --overwrite to replace it)",
-                          path=out)
+    check_output_dir(output_dir, source, overwrite)  # never the source, never foreign files
     if format != "onnx":
         return
     try:
@@ -100,19 +99,33 @@ def quantize_dynamic_int8(source: Path, target: Path,
 
 def export(model: os.PathLike | str, output_dir: os.PathLike | str, format: str = "onnx",
            quantize: Optional[str] = None, overwrite: bool = False,
-           include_head: bool = True) -> Path:
+           include_head: bool = True, merge_low_rank: bool = False) -> Path:
     """Write ``model`` (a bortkit, Hugging Face or GluonNLP checkpoint, with its task head
-    when it has one) as an ONNX directory, or as a Hugging Face directory that
-    ``transformers`` loads (:func:`bortkit.checkpoint.export_huggingface`); returns
-    ``output_dir``."""
+    when it has one, without it when ``include_head`` is false) as an ONNX directory, or as
+    a Hugging Face directory that ``transformers`` loads
+    (:func:`bortkit.checkpoint.export_huggingface`; ``merge_low_rank`` multiplies factored
+    matrices back); returns ``output_dir``. A model the format cannot hold whole (adapters,
+    a multi-task model's heads) is refused in one line, never exported in part."""
     check_options(model, output_dir, format, quantize, overwrite)
     if format == "huggingface":
         from ..checkpoint import export_huggingface, from_pretrained
-        export_huggingface(from_pretrained(model), output_dir, include_head=include_head)
+        loaded = from_pretrained(model)
+        if "_multitask" in loaded.meta and include_head:
+            raise ConfigError("a multi-task model has one head per task, which a Hugging Face "
+                              "directory does not hold; pass --no-head to export the shared "
+                              "encoder alone", path=model)
+        with writing(output_dir, overwrite=overwrite):  # one writer per folder
+            export_huggingface(loaded, output_dir, include_head=include_head,
+                               merge_low_rank=merge_low_rank)
         return Path(output_dir)
     import onnx
-    from .graph import build_graph
+    from .graph import build_graph, onnx_layout_problem
     state = read_state(model)
+    problem = onnx_layout_problem(state.config, state.meta, include_head)
+    if problem:
+        raise ConfigError(problem, path=model)
+    if not include_head:  # the encoder alone: its outputs, and no head in config.json
+        state.meta = {k: v for k, v in state.meta.items() if k not in ("_head", "_multitask")}
     head = state.meta.get("_head")
     graph = build_graph(state, head)
     onnx_info = {"opset": graph.opset_import[0].version, "quantize": quantize,
@@ -121,7 +134,7 @@ def export(model: os.PathLike | str, output_dir: os.PathLike | str, format: str 
     if quantize is not None:
         onnx_info["fp32_products"] = list(INT8_FP32_PRODUCTS)
     directory = Path(output_dir)
-    with atomic_directory(directory) as tmp:
+    with writing(directory, overwrite=overwrite), atomic_directory(directory) as tmp:
         if quantize is None:
             onnx.save(graph, str(tmp / ONNX_FILE))
         else:
@@ -131,57 +144,14 @@ def export(model: os.PathLike | str, output_dir: os.PathLike | str, format: str 
                 quantize_dynamic_int8(fp32, tmp / ONNX_FILE)
         write_json(tmp / CONFIG, {**state.config.to_dict(), "_format": "bortkit-onnx",
                                   **state.meta, "_onnx": onnx_info})
-        write_json(tmp / PROVENANCE, provenance(source=str(model)))
+        record = provenance(source=str(model))
+        write_json(tmp / PROVENANCE, record)
         if state.tokenizer_dir is not None:
             for name in TOKENIZER_FILES:
                 if (state.tokenizer_dir / name).is_file():
                     (tmp / name).write_bytes((state.tokenizer_dir / name).read_bytes())
+            set_model_max_length(tmp, export_max_length(
+                state.config, (head or {}).get("max_length"),
+                (state.meta.get("_embedding") or {}).get("max_length")))
+        write_card(tmp, state.meta, record, "onnx", card_name(directory))
     return directory
-
-
-class OnnxModel:
-    """An exported directory under ONNX Runtime: numpy (B, T) arrays in, outputs by name.
-
-    ``threads`` sets the intra-op pool; its threads never spin while idle, so a session
-    shares the cores fairly with other work (and benchmarks stay honest).
-    """
-
-    def __init__(self, directory: os.PathLike | str, threads: Optional[int] = None):
-        import json
-        directory = Path(directory)
-        path = directory / ONNX_FILE
-        if not path.is_file():
-            raise CheckpointError(f"no {ONNX_FILE}: not an exported ONNX directory",
-                                  path=directory)
-        self.meta = json.loads((directory / CONFIG).read_text(encoding="utf-8"))
-        self.session = session(path, threads)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def run(self, input_ids, token_type_ids=None, attention_mask=None) -> dict:
-        ids = np.asarray(input_ids, dtype=np.int64)
-        feeds = {"input_ids": ids,
-                 "token_type_ids": np.zeros_like(ids) if token_type_ids is None
-                 else np.asarray(token_type_ids, np.int64),
-                 "attention_mask": np.ones_like(ids) if attention_mask is None
-                 else np.asarray(attention_mask, np.int64)}
-        outputs = self.session.run(None, {k: feeds[k] for k in self.input_names})
-        return dict(zip(self.output_names, outputs))
-
-
-def session(path: os.PathLike | str, threads: Optional[int] = None):
-    """An ONNX Runtime CPU session with all graph optimizations, ``threads`` intra-op
-    threads (default: ORT's choice) and no spinning of idle threads."""
-    import onnxruntime as ort
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as err:  # ORT raises its own exception types for unreadable models
-        raise BortkitError(f"ONNX Runtime cannot load the model ({str(err).splitlines()[0]})",
-                           path=path) from None

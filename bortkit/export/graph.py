@@ -62,8 +62,17 @@ class GraphBuilder:
         return names[0] if outputs == 1 else names
 
     def dense(self, x: str, prefix: str, bias: bool = True) -> str:
-        """x @ W.T (+ b) for a Gluon Dense stored (out, in); the MatMul is named ``prefix``."""
-        y = self.node("MatMul", [x, self.weight(f"{prefix}.weight", transposed)], name=prefix)
+        """x @ W.T (+ b) for a Gluon Dense stored (out, in); the MatMul is named ``prefix``.
+        A matrix stored as two factors (``low_rank``) is two MatMuls, ``prefix.down`` (r, in)
+        then ``prefix`` (out, r), as :class:`~bortkit.model.blocks.LowRankDense` computes."""
+        if f"{prefix}.down.weight" in self.tensors:
+            x = self.node("MatMul", [x, self.weight(f"{prefix}.down.weight", transposed)],
+                          name=f"{prefix}.down")
+            y = self.node("MatMul", [x, self.weight(f"{prefix}.up.weight", transposed)],
+                          name=prefix)
+        else:
+            y = self.node("MatMul", [x, self.weight(f"{prefix}.weight", transposed)],
+                          name=prefix)
         return self.node("Add", [y, self.weight(f"{prefix}.bias")]) if bias else y
 
 
@@ -74,6 +83,30 @@ def transposed(w: np.ndarray) -> np.ndarray:
 def qkv_weight(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Gluon (U, U) query/key/value weights -> ORT Attention's (U, 3U) [Q | K | V]."""
     return np.concatenate([q.T, k.T, v.T], axis=1)
+
+
+def full_weight(tensors: dict, prefix: str) -> np.ndarray:
+    """The (out, in) weight of a matrix, its two factors multiplied back when it has them
+    (ORT's Attention takes one (U, 3U) weight)."""
+    if f"{prefix}.down.weight" in tensors:
+        return tensors[f"{prefix}.up.weight"] @ tensors[f"{prefix}.down.weight"]
+    return tensors[f"{prefix}.weight"]
+
+
+def onnx_layout_problem(config, meta: dict, include_head: bool = True):
+    """Why the ONNX graph cannot hold a checkpoint faithfully (None: it can), so the export
+    refuses it instead of dropping parts: per-task adapters, composite attention and the
+    heads of a multi-task model have no nodes here."""
+    if config.adapter != "none":
+        return (f"adapter {config.adapter!r} ({config.num_tasks} task(s)) has no ONNX graph: "
+                f"the export would drop the adapters and the per-task heads")
+    if config.attention != "dot_product":
+        return f"ONNX export supports attention 'dot_product', not {config.attention!r}"
+    if "_multitask" in meta and include_head:
+        tasks = ", ".join(meta["_multitask"].get("tasks", ())) or "several tasks"
+        return (f"a multi-task model ({tasks}) has one head per task, which one ONNX graph "
+                f"does not hold; pass --no-head to export the shared encoder alone")
+    return None
 
 
 def _embeddings(g: GraphBuilder, config) -> str:
@@ -105,7 +138,7 @@ def _attention(g: GraphBuilder, x: str, mask: str, prefix: str, config) -> str:
     t = g.tensors
     name = f"{prefix}.qkv"
     g.initializers[f"{name}.weight"] = qkv_weight(
-        *(t[f"{prefix}.{p}.weight"] for p in ("query", "key", "value")))
+        *(full_weight(t, f"{prefix}.{p}") for p in ("query", "key", "value")))
     g.initializers[f"{name}.bias"] = np.concatenate(
         [t[f"{prefix}.{p}.bias"] for p in ("query", "key", "value")])
     return g.node("Attention", [x, f"{name}.weight", f"{name}.bias", mask], domain=MS_DOMAIN,
@@ -179,10 +212,13 @@ def build_graph(state: State, head: dict | None = None):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     config = state.config
-    if config.attention != "dot_product":
-        raise ConfigError(f"ONNX export supports attention 'dot_product', not "
-                          f"{config.attention!r}", path=state.weights_path)
-    g = GraphBuilder(state.tensors)
+    problem = onnx_layout_problem(config, state.meta, include_head=head is not None)
+    if problem:
+        raise ConfigError(problem, path=state.weights_path)
+    tensors = dict(state.tensors)
+    for matrix in config.low_rank or {}:  # a factored matrix's bias is its up factor's
+        tensors[f"{matrix}.bias"] = tensors[f"{matrix}.up.bias"]
+    g = GraphBuilder(tensors)
     int_input = lambda name: helper.make_tensor_value_info(  # noqa: E731
         name, TensorProto.INT64, ["batch", "length"])
     inputs = [int_input("input_ids")]

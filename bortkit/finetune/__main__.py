@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "none (no --resume); best/ is always kept")
     p.add_argument("--overwrite", action="store_true",
                    help="replace finished runs in --output-dir (default: refuse)")
-    add_shared(p, d, ["progress"])
+    add_shared(p, d, ["progress", "report_to"])
     p.add_argument("--distributed", action="store_true",
                    help="Horovod data parallelism; launch with horovodrun -np N")
     return p
@@ -108,30 +108,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options.update(data_dir=data_dir, files=files)
     FinetuneArgs(task=name, seed=seeds[0], output_dir=args.output_dir,
                  **options).validate()  # every option, before any data is read
+    from ..tasks.files import load_task
     if files is not None:
-        from ..tasks.files import load_task
         tasks = [load_task(name, files).name]  # reads --train: bad rows stop here
     else:
         tasks = resolve_tasks(name, data_dir)
-    from ..train import claim
-    from .trainer import CHECKPOINT, RESULT, Finetuner
-    for task in tasks:  # every run's folder, before the first one trains
-        for seed in seeds:
-            claim(out / task / f"seed-{seed}", finished=(RESULT,), started=(CHECKPOINT,),
-                  resume=args.resume, overwrite=args.overwrite)
+    from .trainer import Finetuner, open_run
+    runs = [FinetuneArgs(task=task, seed=seed, output_dir=str(out / task / f"seed-{seed}"),
+                         **options) for task in tasks for seed in seeds]
+    read = {task: load_task(task, files) for task in tasks}
+    for run in runs:  # every run's folder and resume, before the first one trains
+        open_run(run, read[run.task])
     results = []
     writer = True
-    for task in tasks:
-        for seed in seeds:
-            run = FinetuneArgs(task=task, seed=seed, output_dir=str(out / task / f"seed-{seed}"),
-                               **options)
-            finetuner = Finetuner(run)
-            result = finetuner.run()
-            writer = finetuner.is_writer  # under Horovod only rank 0 reports
-            results.append(result)
-            if writer:
-                print(f"{task} seed {seed}: " + ", ".join(
-                    f"{k} {v:.4f}" for k, v in result["best"].items()))
+    for run in runs:
+        finetuner = Finetuner(run)
+        result = finetuner.run()
+        writer = finetuner.is_writer  # under Horovod only rank 0 reports
+        results.append(result)
+        if writer:
+            print(f"{run.task} seed {run.seed}: " + ", ".join(
+                f"{k} {v:.4f}" for k, v in result["best"].items()))
     if not writer:
         return 0
     summary = summarize(results)

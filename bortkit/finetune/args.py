@@ -8,67 +8,68 @@ from dataclasses import dataclass
 from typing import Optional
 
 from ..errors import ConfigError
-from ..options import check, check_choice, check_range
+from ..options import (Interval, OneOf, arg, check, check_fields, check_report_to,
+                       resume_keys, sweep_params)
 from ..train.names import OPTIMIZERS
 
 POOLINGS = ("cls", "mean")
 
 
+POSITIVE_INT, COUNT = Interval(1, integer=True), Interval(0, integer=True)
+LIMIT = Interval(1, integer=True, optional=True)  # None: no limit
+
+
 @dataclass
 class FinetuneArgs:
-    """Knobs of one fine-tuning run. Defaults follow BERT's GLUE recipe."""
+    """Knobs of one fine-tuning run. Defaults follow BERT's GLUE recipe. Each field declares
+    its check (:func:`bortkit.options.check_fields`) and whether a resumed run must keep it
+    (:data:`RESUME_KEYS`: the run's length, evaluation points and bookkeeping may change)."""
 
-    task: str                         # a GLUE/SuperGLUE name, or the name of the files' task
-    model: str
-    data_dir: Optional[str]           # None for a task read from the user's files
-    output_dir: str
-    learning_rate: float = 5e-5
-    batch_size: int = 32
-    epochs: float = 3.0
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int = 128
-    seed: int = 0
-    accumulate: int = 1
-    optimizer: str = "bertadam"
-    max_grad_norm: float = 1.0        # 0 = no clipping
-    eval_every: int = 0               # optimizer steps between evaluations; 0 = every epoch
-    early_stopping: int = 0           # evaluations without improvement before stopping; 0 = off
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None
-    eval_batch_size: int = 64
-    predict: bool = False
-    resume: bool = False
-    overwrite: bool = False           # replace a finished run in output_dir
-    tokenizer: Optional[str] = None
-    progress: bool = True
-    max_steps: Optional[int] = None   # optimizer steps of the run; overrides epochs when set
-    distributed: bool = False         # Horovod data parallelism (launch with horovodrun)
-    pooling: str = "cls"              # sentence vector: "cls" ([CLS]/pooler) or "mean" of tokens
-    files: Optional[dict] = None      # the user's files: bortkit.tasks.files.file_task kwargs
-    save_total_limit: int = 1         # training checkpoints kept (checkpoint-STEP/ when > 1;
-                                      # 0: none, the run cannot resume); best/ is always kept
+    task: str = arg()                 # a GLUE/SuperGLUE name, or the name of the files' task
+    model: str = arg()
+    data_dir: Optional[str] = arg(resume=False)  # None for a task read from the user's files
+    output_dir: str = arg(resume=False)
+    learning_rate: float = arg(5e-5, Interval(0, low_open=True), sweep=True)
+    batch_size: int = arg(32, POSITIVE_INT, sweep=True)
+    epochs: float = arg(3.0, Interval(0, low_open=True), resume=False, sweep=True)
+    warmup_ratio: float = arg(0.1, Interval(0, 1), sweep=True)
+    weight_decay: float = arg(0.01, Interval(0), sweep=True)
+    max_length: int = arg(128, Interval(8, integer=True), sweep=True)
+    seed: int = arg(0, COUNT, sweep=True)
+    accumulate: int = arg(1, POSITIVE_INT, sweep=True)
+    optimizer: str = arg("bertadam", OneOf(OPTIMIZERS), sweep=True)
+    max_grad_norm: float = arg(1.0, Interval(0), sweep=True)  # 0 = no clipping
+    # optimizer steps between evaluations; 0 = every epoch
+    eval_every: int = arg(0, COUNT, resume=False, sweep=True)
+    # evaluations without improvement before stopping; 0 = off
+    early_stopping: int = arg(0, COUNT, resume=False, sweep=True)
+    max_train_examples: Optional[int] = arg(None, LIMIT, sweep=True)
+    max_eval_examples: Optional[int] = arg(None, LIMIT, sweep=True)
+    eval_batch_size: int = arg(64, POSITIVE_INT, resume=False, sweep=True)
+    predict: bool = arg(False, resume=False)
+    resume: bool = arg(False, resume=False)
+    overwrite: bool = arg(False, resume=False)  # replace a finished run in output_dir
+    tokenizer: Optional[str] = arg(None)
+    progress: bool = arg(True, resume=False)
+    # optimizer steps of the run; overrides epochs when set
+    max_steps: Optional[int] = arg(None, LIMIT, resume=False, sweep=True)
+    # Horovod data parallelism (launch with horovodrun)
+    distributed: bool = arg(False, resume=False)
+    # sentence vector: "cls" ([CLS]/pooler) or "mean" of tokens
+    pooling: str = arg("cls", OneOf(POOLINGS))
+    # the user's files (bortkit.tasks.files.file_task kwargs): compared on resume by their
+    # content and columns (bortkit.finetune.trainer.run_settings), not by their paths
+    files: Optional[dict] = arg(None, resume=False)
+    # training checkpoints kept (checkpoint-STEP/ when > 1; 0: none, the run cannot
+    # resume); best/ is always kept
+    save_total_limit: int = arg(1, COUNT, resume=False)
+    # "tensorboard": the log's numbers in OUT/tensorboard/
+    report_to: str = arg("none", resume=False)
 
     def validate(self) -> None:
-        check_range("learning_rate", self.learning_rate, 0, low_open=True)
-        check_range("batch_size", self.batch_size, 1, integer=True)
-        check_range("epochs", self.epochs, 0, low_open=True)
-        check_range("max_length", self.max_length, 8, integer=True)
-        check_range("accumulate", self.accumulate, 1, integer=True)
-        check_range("eval_every", self.eval_every, 0, integer=True)
-        check_range("early_stopping", self.early_stopping, 0, integer=True)
-        check_range("warmup_ratio", self.warmup_ratio, 0, 1)
-        check_range("weight_decay", self.weight_decay, 0)
-        check_range("max_grad_norm", self.max_grad_norm, 0)
-        check_range("max_steps", self.max_steps, 1, integer=True, optional=True)
-        check_range("eval_batch_size", self.eval_batch_size, 1, integer=True)
-        check_range("seed", self.seed, 0, integer=True)
-        for name in ("max_train_examples", "max_eval_examples"):
-            check_range(name, getattr(self, name), 1, integer=True, optional=True)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("pooling", self.pooling, POOLINGS)
         check("task", self.task, isinstance(self.task, str), "a task name")
-        check_range("save_total_limit", self.save_total_limit, 0, integer=True)
+        check_fields(self)
+        check_report_to(self.report_to)
         if self.resume and self.save_total_limit == 0:
             raise ConfigError("--resume needs a training checkpoint, and --save-total-limit 0 "
                               "keeps none; give --save-total-limit 1 or more")
@@ -76,12 +77,11 @@ class FinetuneArgs:
             raise ConfigError("a GLUE/SuperGLUE --task needs --data-dir")
 
 
+# The settings a resumed run must share with the run that wrote its checkpoint; "columns"
+# are the user's files' columns (the files themselves are compared by content).
+RESUME_KEYS = (*resume_keys(FinetuneArgs), "columns")
+
+
 # The settings a trial of a sweep, or a setting θ of Agora, may vary or fix, with their
 # types. The rest (task, model, paths, resume...) belongs to whoever runs the trial.
-FINETUNE_PARAMS: dict[str, type] = {
-    "learning_rate": float, "batch_size": int, "epochs": float, "max_steps": int,
-    "warmup_ratio": float, "weight_decay": float, "max_length": int, "seed": int,
-    "accumulate": int, "optimizer": str, "max_grad_norm": float, "eval_every": int,
-    "early_stopping": int, "max_train_examples": int, "max_eval_examples": int,
-    "eval_batch_size": int,
-}
+FINETUNE_PARAMS: dict[str, type] = sweep_params(FinetuneArgs)

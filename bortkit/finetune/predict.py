@@ -9,11 +9,12 @@ Any object with ``label(examples) -> np.ndarray`` of class ids can be Agora's te
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from ..checkpoint import classifier_from_state, read_state
+from ..checkpoint import TaskHead, classifier_from_state, read_state
 from ..errors import CheckpointError
 from ..tasks import Example, Task
 from ..tasks.files import FileTask
@@ -27,16 +28,26 @@ def batch_inputs(batch: TaskBatch) -> list:
                                      batch.attention_mask)]
 
 
-def predict_logits(net, num_labels: int, features: Features, batch_size: int = 64) -> np.ndarray:
+def predict_logits(net, num_labels: int, features: Features, batch_size: int = 64,
+                   task_id: Optional[int] = None) -> np.ndarray:
     """(N, num_labels) outputs of ``net`` for ``features``, in their order (length-bucketed
-    batches of at most ``batch_size``)."""
+    batches of at most ``batch_size``); ``task_id``: the head of a multi-task model."""
     from ..model import classifier_logits  # the one place a task head runs for predictions
+    run = net if task_id is None else (lambda *inputs: net(*inputs, task_id))
     rows = np.zeros((len(features), num_labels), np.float32)
     for index in eval_batches(features, batch_size):
         batch = make_batch(features, index)
-        rows[index] = classifier_logits(net, batch.input_ids, batch.token_type_ids,
+        rows[index] = classifier_logits(run, batch.input_ids, batch.token_type_ids,
                                         batch.attention_mask)
     return rows
+
+
+def predict_task(net, task: Task, features: Features, batch_size: int = 64,
+                 task_id: Optional[int] = None) -> np.ndarray:
+    """What :func:`bortkit.metrics.task_scores` takes for ``task``: logits (N, C), or
+    scores (N,) for a regression task. Every trainer's evaluation goes through here."""
+    rows = predict_logits(net, task.num_labels, features, batch_size, task_id)
+    return rows[:, 0] if task.kind == "regression" else rows
 
 
 class CheckpointClassifier:
@@ -46,24 +57,24 @@ class CheckpointClassifier:
                  batch_size: int = 64):
         from ..tokenizers import load_tokenizer
         state = read_state(path)
-        head = state.meta.get("_head")
-        if not head:
+        head = TaskHead.from_meta(state.meta, Path(path))
+        if head is None:
             raise CheckpointError("no task head in this checkpoint (config.json has no _head); "
                                   "fine-tune it first with python -m bortkit.finetune", path=path)
         if isinstance(task, FileTask):  # the user's files: the label set is what must match
-            if (head.get("kind"), tuple(head.get("labels", ()))) != (task.kind, task.labels):
-                raise CheckpointError(f"checkpoint's head predicts {head.get('kind')} labels "
-                                      f"({', '.join(head.get('labels', ()))}), the task's are "
+            if (head.kind, head.labels) != (task.kind, tuple(task.labels)):
+                raise CheckpointError(f"checkpoint's head predicts {head.kind} labels "
+                                      f"({', '.join(head.labels)}), the task's are "
                                       f"{task.kind} ({', '.join(task.labels)})", path=path)
-        elif head["task"] != task.name:
-            raise CheckpointError(f"checkpoint was fine-tuned on {head['task']}, not {task.name}",
+        elif head.task != task.name:
+            raise CheckpointError(f"checkpoint was fine-tuned on {head.task}, not {task.name}",
                                   path=path)
         if state.tokenizer_dir is None:
             raise CheckpointError("checkpoint has no tokenizer files", path=path)
         self.task, self.batch_size = task, batch_size
-        self.max_length = max_length or head.get("max_length", 128)
+        self.max_length = max_length or head.max_length
         self.tokenizer = load_tokenizer(state.tokenizer_dir)
-        self.net, _ = classifier_from_state(state, task.num_labels, head.get("pooling", "cls"))
+        self.net, _ = classifier_from_state(state, task.num_labels, head.pooling)
         self.net.hybridize(static_alloc=True)
 
     def logits(self, examples: Sequence[Example]) -> np.ndarray:

@@ -229,25 +229,35 @@ def parse_space(data: Any, path: Optional[os.PathLike | str] = None,
     return HyperparameterSpace(params, fixed, source)
 
 
+def bundled_spaces() -> dict:
+    """Name -> file of the sweep spaces shipped with bortkit (``bort``, ``small-student``:
+    ``bortkit/resources/configs/sweeps/NAME.yaml``, in the wheel too)."""
+    from ..config import configs_dir
+    return {p.stem: p for p in sorted((configs_dir() / "sweeps").glob("*.yaml"))}
+
+
+def bundled_space(path: os.PathLike | str) -> Path:
+    """``path`` itself, or the bundled space of that name when no such file exists."""
+    path = Path(path)
+    named = bundled_spaces().get(str(path))
+    return named if named is not None and not path.exists() else path
+
+
 def load_space(path: Optional[os.PathLike | str] = None,
                table: Mapping[str, type] = FINETUNE_PARAMS) -> HyperparameterSpace:
     """The space in the YAML file at ``path``; the Bort README grid when ``path`` is None."""
     if path is None:
         return parse_space(BORT_README_SPACE, check_values=False)  # valid by construction
     import yaml
-    path = Path(path)
+    from search.yamlfile import load_yaml
+    path = bundled_space(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"cannot read search space ({err.__class__.__name__}: "
-                          f"{getattr(err, 'strerror', None) or err})", path=path) from None
-    try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        raise ConfigError(f"not valid YAML: {getattr(err, 'problem', None) or err}", path=path,
-                          line=mark.line + 1 if mark else None) from None
+                          f"{getattr(err, 'strerror', None) or err}; bundled spaces by name: "
+                          f"{', '.join(bundled_spaces())})", path=path) from None
+    data, root = load_yaml(text, path, "the search space", error=ConfigError)
     lines = {}
     if isinstance(root, yaml.MappingNode):
         lines = {key.value: key.start_mark.line + 1 for key, _ in root.value}
@@ -259,13 +269,19 @@ def apply_overrides(space: HyperparameterSpace, overrides: Mapping[str, str],
     """Fix parameters from ``--set NAME=VALUE`` (values read as YAML scalars or lists)."""
     if not overrides:
         return space
-    import yaml
-    extra = parse_space({name: yaml.safe_load(text) for name, text in overrides.items()},
-                        "--set", table=table)
+    extra = parse_space({name: yaml_value(text, f"--set {name}")
+                         for name, text in overrides.items()}, "--set", table=table)
     params = {n: p for n, p in space.params.items() if n not in overrides}
     return HyperparameterSpace({**params, **extra.params},
                                {**{n: v for n, v in space.fixed.items() if n not in overrides},
                                 **extra.fixed}, space.source)
+
+
+def yaml_value(text: str, option: str):
+    """One command-line value read as YAML (``1e-4``, ``[8, 16]``), through the one bounded
+    YAML reader (:func:`search.yamlfile.load_yaml`)."""
+    from search.yamlfile import load_yaml
+    return load_yaml(text, what=option, error=ConfigError)[0]
 
 
 def parse_assignments(items) -> dict[str, str]:

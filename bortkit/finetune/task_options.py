@@ -67,7 +67,11 @@ def task_choice(args: argparse.Namespace) -> tuple[str, Optional[str], Optional[
              "text_column": args.text_column or "text",
              "label_column": args.label_column or "label",
              "text_pair_column": args.text_pair_column, "task_type": args.task_type}
-    return Path(args.train).stem, None, files
+    name = Path(args.train).stem
+    if name in ("", ".", ".."):  # the run's folder is named after the task
+        raise ConfigError(f"--train: the file name {Path(args.train).name!r} gives no task "
+                          f"name (its stem is {name!r}); rename the file, e.g. train.csv")
+    return name, None, files
 
 
 def drop_task_options(options: dict) -> dict:

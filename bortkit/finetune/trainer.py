@@ -20,9 +20,8 @@ all ranks see, so that every rank can resume from the same checkpoint.
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -30,40 +29,35 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ..checkpoint import classifier_from_state, read_state, save_pretrained
+from ..checkpoint import TaskHead, classifier_from_state, read_state
 from ..checkpoint.core import assign
-from ..errors import BortkitError, CheckpointError, ConfigError
-from ..io import write_json
+from ..errors import BortkitError, ConfigError
 from ..metrics import task_scores
 from ..tasks import Example, Task, write_predictions
 from ..tasks.files import load_task
 from ..tokenizers import load_tokenizer
-from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
-                     TrainStep, Workers, load_training_state, make_trainer, plot_curves,
-                     check_resume, claim, read_jsonl, save_training_state,
-                     seed_everything)
-from ..train.retention import keep_snapshot
-from .args import FINETUNE_PARAMS, FinetuneArgs
+from ..train import (LinearSchedule, Loop, ParamGroup, Progress, Run, RunState, StepResult,
+                     TrainStep, Workers, make_trainer, plot_curves, seed_everything)
+from ..train.run import CHECKPOINT, RESULT  # noqa: F401  (the run folder's names)
+from .args import RESUME_KEYS, FinetuneArgs
 from .data import Features, epoch_batches, featurize, make_batch, subsample
-from .predict import batch_inputs, predict_logits
+from .predict import batch_inputs, predict_task
 
 
-CHECKPOINT, RESULT = "checkpoint", "result.json"
-# Settings a resumed run must share with the run that wrote its checkpoint. The run's length
-# and evaluation points may change (Agora extends a run round by round); the evaluation
-# batch size changes no result.
-RESUME_KEYS = ("task", "model", "pooling", "tokenizer",
-               *(k for k in FINETUNE_PARAMS if k not in ("max_steps", "epochs", "eval_every",
-                                                         "early_stopping", "eval_batch_size")))
+def run_settings(args: FinetuneArgs) -> dict:
+    """What a run records: its arguments, and the columns read from the user's files."""
+    columns = {k: v for k, v in (args.files or {}).items() if k not in ("train", "dev")}
+    return {**asdict(args), "columns": columns or None}
 
 
-@dataclass
-class RunState:
-    step: int = 0
-    best_score: float = -math.inf
-    best_step: int = 0
-    evaluations: list = field(default_factory=list)
-    bad_evaluations: int = 0
+def open_run(args: FinetuneArgs, task: Task, enabled: bool = True,
+             read_files: bool = True) -> Run:
+    """The :class:`Run` of fine-tuning ``args`` (checked now: folder, resume settings and,
+    when the run reads its train/dev files itself, their content)."""
+    inputs = {f"--{split}": task.path(args.data_dir, split) for split in ("train", "dev")} \
+        if read_files else {}
+    return Run(args.output_dir, run_settings(args), RESUME_KEYS, resume=args.resume,
+               overwrite=args.overwrite, inputs=inputs, enabled=enabled)
 
 
 class Finetuner:
@@ -103,10 +97,8 @@ class Finetuner:
         self.state.config.check_sequence_length(args.max_length, path=args.model)
         if args.predict:  # the test file must be there before training, not after it
             self.task.path(args.data_dir, "test")
-        self.run_dir = claim(self.out, finished=(RESULT,), started=(CHECKPOINT,),
-                             resume=args.resume, overwrite=args.overwrite,
-                             enabled=self.is_writer)
-        self.saved = self._saved_settings() if args.resume else None
+        self.lifecycle = open_run(args, self.task, self.is_writer,
+                            read_files=train_examples is None and dev_examples is None)
         tok_path = args.tokenizer or self.state.tokenizer_dir
         if tok_path is None:
             raise BortkitError("checkpoint has no tokenizer files; pass --tokenizer",
@@ -119,21 +111,6 @@ class Finetuner:
         self._build_model(schedule)
 
     # ------------------------------------------------------------------ setup
-    def _saved_settings(self) -> Optional[dict]:
-        """The settings the checkpoint being resumed was made with (None: no checkpoint);
-        refuses a resume with other settings, listing every difference."""
-        for directory in (self.out / CHECKPOINT, self.out / (CHECKPOINT + ".old")):
-            path = directory / "state.json"
-            if path.is_file():
-                try:
-                    saved = json.loads(path.read_text())
-                except json.JSONDecodeError as err:
-                    raise CheckpointError(f"corrupt state.json ({err})", path=path) from None
-                check_resume(saved.get("args", {}), asdict(self.args), self.out, RESUME_KEYS)
-                return saved
-        raise ConfigError("--resume: no checkpoint to resume from (run without --resume to "
-                          "start)", path=self.out)
-
     def _load_data(self, train=None, dev=None) -> None:
         a = self.args
         if train is None:
@@ -179,9 +156,7 @@ class Finetuner:
 
     def predict(self, features: Features) -> np.ndarray:
         """Logits (N, C) or scores (N,) in the order of ``features``."""
-        rows = predict_logits(self.net, self.task.num_labels, features,
-                              self.args.eval_batch_size)
-        return rows[:, 0] if self.task.kind == "regression" else rows
+        return predict_task(self.net, self.task, features, self.args.eval_batch_size)
 
     def evaluate(self) -> dict:
         scores = task_scores(self.task, self.predict(self.dev), self.dev_examples)
@@ -212,11 +187,11 @@ class Finetuner:
         return self.loss_fn(self._forward(batch), labels).mean() / count
 
     def _head_meta(self) -> dict:
-        return {"_head": {"task": self.task.name, "kind": self.task.kind,
-                          "num_labels": self.task.num_labels, "labels": list(self.task.labels),
-                          "max_length": self.args.max_length, "pooling": self.args.pooling}}
+        return TaskHead(kind=self.task.kind, labels=tuple(self.task.labels),
+                        pooling=self.args.pooling, max_length=self.args.max_length,
+                        task=self.task.name).to_meta()
 
-    def _evaluation(self, step: int, run: RunState, log: JsonlLog) -> dict:
+    def _evaluation(self, step: int, run: RunState) -> dict:
         """Evaluate on dev, keep the best weights; the scores."""
         scores = self.evaluate()
         main = scores["main"]
@@ -224,48 +199,38 @@ class Finetuner:
         improved = main > run.best_score
         if improved:
             run.best_score, run.best_step, run.bad_evaluations = main, step, 0
-            if self.is_writer:
-                save_pretrained(self.net, self.out / "best", config=self.config,
-                                tokenizer=self.tokenizer, meta=self._head_meta(),
-                                seed=self.args.seed)
+            self.lifecycle.save_best(self.net, self.config, tokenizer=self.tokenizer,
+                               meta=self._head_meta(),
+                               card={"base_model": self.args.model, "metrics": scores,
+                                     "step": step, "trainer": "bortkit.finetune"})
         else:
             run.bad_evaluations += 1
-        log.write("eval", step=step, improved=improved, **scores)
+        self.lifecycle.log.write("eval", step=step, improved=improved, **scores)
         return scores
 
     def _checkpoint(self, run: RunState) -> None:
-        if self.is_writer and self.args.save_total_limit > 0:
-            state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
-            save_training_state(self.out / CHECKPOINT, self.net, self.config,
-                                self.trainer, state, tokenizer=self.tokenizer,
-                                meta=self._head_meta())
-            keep_snapshot(self.out, run.step, self.args.save_total_limit)
+        self.lifecycle.save(self.net, self.config, [self.group], run, tokenizer=self.tokenizer,
+                      meta=self._head_meta(), keep=self.args.save_total_limit)
 
-    def _on_step(self, result: StepResult, run: RunState, log: JsonlLog) -> dict:
+    def _on_step(self, result: StepResult, run: RunState) -> dict:
         run.step = result.step
         loss = result.loss
         epoch = (result.step - 1) // self.steps_per_epoch
         if run.step % 10 == 0 or run.step == 1:
-            log.write("train", step=run.step, epoch=epoch, loss=loss,
+            self.lifecycle.log.write("train", step=run.step, epoch=epoch, loss=loss,
                       lr=result.learning_rates[0])
         return {"loss": f"{loss:.4f}", "epoch": epoch}
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
-        with self.run_dir:
+        with self.lifecycle:
             return self._run()
 
     def _run(self) -> dict:
         a = self.args
-        log = JsonlLog(self.out / "log.jsonl", enabled=self.is_writer)
-        run = RunState()
-        if self.saved is not None:
-            saved = load_training_state(self.out / CHECKPOINT, self.net, self.trainer)
-            run = RunState(**saved["run"])
-            log.write("resume", step=run.step)
-        else:
-            log.write("start", args=asdict(a), train_examples=len(self.train),
-                      dev_examples=len(self.dev), total_steps=self.total_steps)
+        run = self.lifecycle.begin(self.net, [self.group], RunState,
+                             train_examples=len(self.train), dev_examples=len(self.dev),
+                             total_steps=self.total_steps)
         early = lambda step, scores: bool(a.early_stopping) and \
             run.bad_evaluations >= a.early_stopping  # noqa: E731
         stop = [early] + ([self.on_evaluation] if self.on_evaluation is not None else [])
@@ -274,16 +239,16 @@ class Finetuner:
                       leave=False) as progress:
             done = Loop(TrainStep([self.group], self.workers, seed=a.seed), self._loss,
                         self._micro_batches(run.step), self.total_steps, run.step,
-                        on_step=lambda result: self._on_step(result, run, log),
-                        evaluate=lambda step: self._evaluation(step, run, log),
+                        on_step=lambda result: self._on_step(result, run),
+                        evaluate=lambda step: self._evaluation(step, run),
                         eval_every=self.eval_every,
                         checkpoint=lambda step: self._checkpoint(run),
                         checkpoint_every=self.eval_every, stop=stop, progress=progress,
                         evaluated_step=run.evaluations[-1]["step"] if run.evaluations
                         else None).run()
-        return self._finish(run, log, done.stopped)
+        return self._finish(run, done.stopped)
 
-    def _finish(self, run: RunState, log: JsonlLog, stopped: bool) -> dict:
+    def _finish(self, run: RunState, stopped: bool) -> dict:
         best = max(run.evaluations, key=lambda e: e["main"])
         result = {"task": self.task.name, "seed": self.args.seed, "model": self.args.model,
                   "steps": run.step, "total_steps": self.total_steps,
@@ -295,13 +260,12 @@ class Finetuner:
             return result
         if self.args.predict:
             result["submission"] = str(self.predict_test())
-        write_json(self.out / RESULT, result)
-        log.write("done", best_step=run.best_step, best=result["best"])
-        records = _this_run(read_jsonl(self.out / "log.jsonl"))
-        plot_curves(records, self.out / "learning_curve.png",
-                    series=(("train", "loss"), ("eval", "main")),
-                    title=f"{self.task.name} seed {self.args.seed}")
-        return result
+        return self.lifecycle.finish(
+            result, lambda records: plot_curves(
+                records, self.out / "learning_curve.png",
+                series=(("train", "loss"), ("eval", "main")),
+                title=f"{self.task.name} seed {self.args.seed}"),
+            best_step=run.best_step, best=result["best"])
 
     def predict_test(self) -> Path:
         """Write the server's submission file for the test split from the best checkpoint."""
@@ -311,13 +275,6 @@ class Finetuner:
         features = featurize(self.task, examples, self.tokenizer, self.args.max_length)
         return write_predictions(self.task, examples, self.predict(features),
                                  self.out / "submission")
-
-
-def _this_run(records: list) -> list:
-    """The records from the last fresh start on: a new run in an old directory appends to
-    its log (nothing written is lost) but plots only itself."""
-    starts = [i for i, r in enumerate(records) if r.get("event") == "start"]
-    return records[starts[-1]:] if starts else records
 
 
 def finetune(**kwargs) -> dict:

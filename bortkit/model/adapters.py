@@ -13,7 +13,10 @@ function TS_t to every layer, in parallel with it (``config.adapter``)::
   a second one, on the attention-block output, added to the FFN output;
 - ``lhuc``: no TS; the layer output scaled by 2 sigmoid(s_t), s_t (U,) per layer, init 0;
 - ``top``: no per-layer change; the last layer's output is replaced by V_D(attention^n(V_E h)),
-  ``top_attention_layers`` attention blocks (with output Dense, residual and LayerNorm) in A.
+  ``top_attention_layers`` attention blocks (with output Dense, residual and LayerNorm) in A;
+- ``top_layer`` (the original's ``bert_lay_top``): no per-layer change; the last layer's
+  output h is replaced by a whole BERT layer of the task's own, in U:
+  a = LN(h + Dense(MHA(h))), out = LN(a + FFN(a)), ``num_heads`` heads, ``ffn_units`` wide.
 
 Every per-task parameter is stored stacked, (num_tasks, ...), and the task's slice is taken
 in the graph from a (1,) task-id input: one cached graph serves every task, and training
@@ -190,13 +193,14 @@ class AdapterEncoderLayer(EncoderLayer):
 
 
 class TopAttentionBlock(HybridBlock):
-    """BERT's attention sub-layer in width A, per task: LN(x + dropout(Dense(MHA(x))))."""
+    """BERT's attention sub-layer per task, in width ``units`` (default A, with
+    ``adapter_heads``): LN(x + dropout(Dense(MHA(x))))."""
 
-    def __init__(self, config: ModelConfig, **kwargs):
+    def __init__(self, config: ModelConfig, units: int = None, heads: int = None, **kwargs):
         super().__init__(**kwargs)
-        n, a = config.num_tasks, config.adapter_units
+        n, a = config.num_tasks, units or config.adapter_units
         with self.name_scope():
-            self.attention = TaskSelfAttention(n, a, config.adapter_heads,
+            self.attention = TaskSelfAttention(n, a, heads or config.adapter_heads,
                                                config.attention_dropout, prefix="attention_")
             self.output = TaskDense(n, a, a, prefix="output_")
             self.norm = TaskLayerNorm(n, a, config.layer_norm_eps, prefix="norm_")
@@ -227,3 +231,38 @@ class TopProjectedAttention(HybridBlock):
         for block in self.blocks:
             x = block(x, attention_mask, task)
         return self.up(x, task)                                         # (T, B, U)
+
+
+class TaskFeedForwardBlock(HybridBlock):
+    """BERT's FFN sub-layer per task: (T, B, U) -> LN(x + dropout(W2 act(W1 x))), W1 (U -> F),
+    W2 (F -> U), ``config.activation``."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        n, u, f = config.num_tasks, config.units, config.ffn_units
+        self._activation = config.activation
+        with self.name_scope():
+            self.ffn_1 = TaskDense(n, u, f, prefix="ffn_1_")
+            self.ffn_2 = TaskDense(n, f, u, prefix="ffn_2_")
+            self.norm = TaskLayerNorm(n, u, config.layer_norm_eps, prefix="norm_")
+            self.dropout = nn.Dropout(config.dropout)
+
+    def hybrid_forward(self, F, x, task):
+        inner = activation(F, self.ffn_1(x, task), self._activation)     # (T, B, F)
+        return self.norm(x + self.dropout(self.ffn_2(inner, task)), task)
+
+
+class TopLayer(HybridBlock):
+    """PALs' ``bert_lay_top``: a whole post-LN BERT layer per task over the shared encoder's
+    last output, (T, B, U), mask (B, T), task (1,) -> (T, B, U), which replaces it (the
+    pooler and heads see this). New weights, as the original's."""
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        super().__init__(**kwargs)
+        with self.name_scope():
+            self.attention = TopAttentionBlock(config, config.units, config.num_heads,
+                                               prefix="attention_")
+            self.ffn = TaskFeedForwardBlock(config, prefix="ffn_")
+
+    def hybrid_forward(self, F, x, attention_mask, task):
+        return self.ffn(self.attention(x, attention_mask, task), task)

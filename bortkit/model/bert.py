@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import mxnet as mx
 import numpy as np
@@ -10,7 +10,7 @@ from mxnet.gluon import HybridBlock, nn
 
 from ..config import ModelConfig
 from ..errors import BortkitError
-from .adapters import AdapterEncoderLayer, TaskProjections, TopProjectedAttention
+from .adapters import AdapterEncoderLayer, TaskProjections, TopLayer, TopProjectedAttention
 from .blocks import (ClassificationHead, Embeddings, EncoderLayer, LayerNorm, MaskedLMHead,
                      Pooler)
 
@@ -37,7 +37,7 @@ class BertNetwork(HybridBlock):
             self.encoder = nn.HybridSequential(prefix="encoder_")
             with self.encoder.name_scope():
                 for i in range(config.num_layers):
-                    if config.adapter in ("none", "top"):
+                    if config.adapter in ("none", "top", "top_layer"):
                         self.encoder.add(EncoderLayer(config, ranks=config.layer_ranks(i),
                                                       prefix=f"layer{i}_"))
                     else:
@@ -45,6 +45,8 @@ class BertNetwork(HybridBlock):
                                                              prefix=f"layer{i}_"))
             if config.adapter == "top":
                 self.top = TopProjectedAttention(config, prefix="top_")
+            if config.adapter == "top_layer":   # a per-task BERT layer on top
+                self.top_layer = TopLayer(config, prefix="top_layer_")
             if config.layer_norm_position == "pre":
                 self.final_norm = LayerNorm(epsilon=config.layer_norm_eps,
                                             in_channels=config.units, prefix="final_norm_")
@@ -61,8 +63,9 @@ class BertNetwork(HybridBlock):
                 f"this model has {self.config.adapter} adapters for {self.config.num_tasks} "
                 f"tasks: pass the task id" if task_id is None else
                 "a task id was given but this model has no adapters (config.adapter is "
-                "'none'); build it with adapter='pals', 'low_rank', 'houlsby', 'lhuc' or 'top'")
-        adapters = task_id is not None and self.config.adapter != "top"
+                "'none'); build it with adapter='pals', 'low_rank', 'houlsby', 'lhuc', 'top' or "
+                "'top_layer'")
+        adapters = task_id is not None and self.config.adapter not in ("top", "top_layer")
         x = self.embeddings(input_ids, token_type_ids)                  # (B, T, U)
         hidden = [x] if collect_hidden else []
         attentions = []
@@ -74,8 +77,9 @@ class BertNetwork(HybridBlock):
                 hidden.append(F.transpose(x, axes=(1, 0, 2)))
             if collect_attentions:
                 attentions.append(probs)
-        if self.config.adapter == "top":  # replaces the last layer's output
-            x = self.top(x, attention_mask, task_id)
+        if self.config.adapter in ("top", "top_layer"):  # replaces the last layer's output
+            top = self.top if self.config.adapter == "top" else self.top_layer
+            x = top(x, attention_mask, task_id)
             if collect_hidden:
                 hidden[-1] = F.transpose(x, axes=(1, 0, 2))
         if self.config.layer_norm_position == "pre":
@@ -288,24 +292,36 @@ class Model:
         ids, types, mask = self._inputs(input_ids, token_type_ids, attention_mask)
         return classifier_logits(self.classifier, ids, types, mask, self.ctx)
 
-    def embed(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Sentence vectors (N, U) float32 of a list of strings, with the pooling,
-        normalisation and length the checkpoint declares (``model.embedding``; mean pooling
-        over real tokens when it declares none)."""
-        texts = texts if isinstance(texts, str) else list(texts)  # a str is refused below
+    def embed(self, texts: Union[str, Sequence[str]], batch_size: int = 32,
+              show_progress_bar: Optional[bool] = None, convert_to_numpy: bool = True,
+              normalize_embeddings: bool = False):
+        """Sentence vectors of a list of strings, as sentence-transformers' ``encode``:
+        (N, U) float32, or (U,) for one string; ``convert_to_numpy=False`` gives a list of
+        (U,) arrays instead. The pooling, normalisation and length are those the checkpoint
+        declares (``model.embedding``; mean pooling over real tokens when it declares none);
+        ``normalize_embeddings=True`` L2-normalises as well. ``show_progress_bar``: None
+        shows a bar on a terminal only."""
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
         spec = self.embedding
         pooling = getattr(spec, "pooling", "mean")
         max_length = getattr(spec, "max_length", None) or \
             self.config.max_length - self.config.position_offset
         out = np.zeros((len(texts), self.config.units), np.float32)
-        for index, batch in self.tokenizer.sorted_batches(texts, max_length=max_length,
-                                                          batch_size=batch_size):
-            states = self.encode(batch["input_ids"], batch["token_type_ids"],
-                                 batch["attention_mask"]).last_hidden_state
-            out[index] = pool_tokens(states, batch["attention_mask"], pooling)
-        if getattr(spec, "normalize", False):
+        from tqdm import tqdm
+        with tqdm(total=len(texts), unit="text", desc="embed",
+                  disable=None if show_progress_bar is None else not show_progress_bar) as bar:
+            for index, batch in self.tokenizer.sorted_batches(texts, max_length=max_length,
+                                                              batch_size=batch_size):
+                states = self.encode(batch["input_ids"], batch["token_type_ids"],
+                                     batch["attention_mask"]).last_hidden_state
+                out[index] = pool_tokens(states, batch["attention_mask"], pooling)
+                bar.update(len(index))
+        if getattr(spec, "normalize", False) or normalize_embeddings:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+        if single:
+            return out[0]
+        return out if convert_to_numpy else list(out)
 
     def _inputs(self, input_ids, token_type_ids, attention_mask) -> list:
         """Checked (B, T) model inputs as float32 NDArrays on the model's context."""

@@ -10,6 +10,15 @@ The score of query i for key j is a sum of terms, each switched on by name in
 
     rel(i, j) = clip(j - i, -k, k) + k,   R = 2k + 1,   k = relative_positions_each_dir
 
+The fifth term, ``convolution`` (the original's "fixed depthwise convolution"), adds to each
+head's output a depthwise convolution of the values over the 2k + 1 tokens around i::
+
+    out_i = sum_j softmax(s)_ij v_j + [convolution] sum_r W[:, r] * v_{i + r - k} + b
+            W (U, R) one kernel per channel, b (U,); padded values are zeroed first
+
+(the original's per-head scale of this term is frozen at 1 unless ``convolution_scaled``
+is given; only the unscaled form is built here).
+
 Without ``qk`` each term is a lightweight convolution (fixed, or dynamic on the query or the
 key) normalised by the softmax. ``rel`` is built for the length of each batch, so a model
 runs at any length (the original was tied to ``max_position_embeddings``), and every term
@@ -135,6 +144,9 @@ class CompositeSelfAttention(MultiHeadSelfAttention):
             if "convk" in self._terms:
                 self.convk = self.params.get("convk", shape=(d, r),
                                              init=mx.init.Uniform(1 / math.sqrt(r)))
+            if "convolution" in self._terms:   # depthwise: one (R,) kernel per channel
+                self.convolution = nn.Conv1D(u, r, padding=k, groups=u, in_channels=u,
+                                             prefix="convolution_")
 
     def projections(self, F, x, attention_mask=None):
         """(T, B, U) -> (T, B, 3U) laid out (T, B, H, 3, d), as the base block's."""
@@ -163,6 +175,9 @@ class CompositeSelfAttention(MultiHeadSelfAttention):
             scores = qk.reshape((-4, -1, h, -2))                        # (B, H, T, T)
             if self._terms == ("qk",):
                 return scores
+        elif not set(self._terms) & {"convfixed", "convq", "convk"}:   # no score term:
+            qk = F.contrib.interleaved_matmul_selfatt_qk(qkv, heads=h)  # uniform weights
+            return F.zeros_like(qk).reshape((-4, -1, h, -2))            # (B, H, T, T)
         else:   # zeros (B, 1, 1, T), broadcast up by the terms below
             scores = F.zeros_like(attention_mask).reshape((0, 1, 1, -1))
         rel = relative_index(F, qkv, k)                                 # (T, T)
@@ -188,7 +203,18 @@ class CompositeSelfAttention(MultiHeadSelfAttention):
         probs = F.softmax(ops.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
         context = F.contrib.interleaved_matmul_selfatt_valatt(
             qkv, self.dropout(probs).reshape((-3, -2)), heads=h)        # (T, B, U)
+        if "convolution" in self._terms:
+            context = context + self.value_convolution(F, qkv, attention_mask)
         return self.output(context), probs                              # (T, B, U), (B, H, T, T)
+
+    def value_convolution(self, F, qkv, attention_mask):
+        """The ``convolution`` term: (T, B, 3U) projections, (B, T) mask -> (T, B, U), the
+        depthwise convolution of the values (padded positions zeroed) over 2k + 1 tokens."""
+        values = F.slice_axis(qkv.reshape((0, 0, self._heads, 3, -1)), axis=3,
+                              begin=2, end=3).reshape((0, 0, -1))       # (T, B, U)
+        keep = F.expand_dims(F.transpose(attention_mask), axis=2)        # (T, B, 1)
+        channels = F.transpose(F.broadcast_mul(values, keep), axes=(1, 2, 0))  # (B, U, T)
+        return F.transpose(self.convolution(channels), axes=(2, 0, 1))  # (T, B, U)
 
 
 ATTENTION_BLOCKS.update({kind: CompositeSelfAttention for kind in ATTENTIONS

@@ -25,7 +25,7 @@ from .blocks import ClassificationHead
 
 #: Structural-name fragments of adapter parameters (see :mod:`.adapters` and BertNetwork).
 ADAPTER_PARTS = (".task_projections.", ".pal.", ".low_rank.", ".attention_adapter.",
-                 ".ffn_adapter.", ".lhuc.", ".top.")
+                 ".ffn_adapter.", ".lhuc.", ".top.", ".top_layer.")
 
 
 class TaskEncoder(HybridBlock):
@@ -113,7 +113,7 @@ def freeze_base(block) -> list:
     if config is None or config.adapter == "none":
         raise ConfigError("freeze_base: the model has no adapters (adapter is 'none'), so only "
                           "LayerNorms and heads would train; build it with adapter='pals', "
-                          "'low_rank', 'houlsby', 'lhuc' or 'top'")
+                          "'low_rank', 'houlsby', 'lhuc', 'top' or 'top_layer'")
     trainable = []
     for name, param in named_parameters(block).items():
         norm = name.endswith((".gamma", ".beta"))          # every LayerNorm

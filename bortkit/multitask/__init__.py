@@ -9,7 +9,10 @@ from .sampler import SCHEDULES, TaskSampler, anneal_alpha  # noqa: F401
 
 
 def __getattr__(name):  # MXNet loads only when the trainer is used
-    if name in ("MultitaskArgs", "MultitaskTrainer", "train_multitask"):
+    if name == "MultitaskArgs":
+        from .args import MultitaskArgs
+        return MultitaskArgs
+    if name in ("MultitaskTrainer", "train_multitask"):
         from . import trainer
         return getattr(trainer, name)
     raise AttributeError(f"module 'bortkit.multitask' has no attribute {name!r}")

@@ -13,107 +13,26 @@ Run directory layout (``output_dir``)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
 from ..accounting import adapter_params, classifier_params, count_params
-from ..checkpoint import named_parameters, read_state, save_pretrained
+from ..checkpoint import named_parameters, read_state
 from ..checkpoint.core import assign
-from ..config import ADAPTERS
 from ..errors import BortkitError, CheckpointError, ConfigError
-from ..finetune.data import eval_batches, epoch_batches, featurize, make_batch, subsample
-from ..io import write_json
+from ..finetune.data import epoch_batches, featurize, make_batch, subsample
+from ..finetune.predict import predict_task
 from ..metrics import task_scores
 from ..tasks import get_task
 from ..tokenizers import load_tokenizer
-from ..train import (JsonlLog, LinearSchedule, Loop, ParamGroup, Progress, StepResult,
-                     TrainStep, Workers, check_resume, claim, load_training_state,
-                     make_trainer, plot_curves, read_jsonl, save_training_state,
-                     seed_everything)
-from .sampler import TaskSampler, schedule_name
-
-#: Fields that must agree between a run and the checkpoint it resumes.
-RESUME_FIELDS = ("tasks", "model", "adapter", "sample", "max_steps", "epochs", "batch_size",
-                 "seed", "freeze_base", "max_length", "pooling", "max_train_examples")
-
-
-@dataclass
-class MultitaskArgs:
-    """Knobs of one multi-task run. Defaults follow the paper (BERTAdam 2e-5, warmup 0.1,
-    batch 32, length 128) at a smaller step count."""
-
-    tasks: list
-    model: str
-    data_dir: str
-    output_dir: str
-    adapter: str = "pals"
-    sample: str = "anneal"
-    max_steps: int = 1000
-    epochs: int = 5                   # sampling epochs (anneal's E); evaluation once per epoch
-    eval_every: int = 0               # steps between evaluations; 0 = once per epoch
-    learning_rate: float = 2e-5
-    batch_size: int = 32
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int = 128
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    freeze_base: bool = False
-    pooling: str = "cls"
-    optimizer: str = "bertadam"
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None
-    eval_batch_size: int = 64
-    tokenizer: Optional[str] = None
-    resume: bool = False
-    overwrite: bool = False           # replace a finished or started run in output_dir
-    progress: bool = True
-
-    def validate(self) -> None:
-        checks = [("learning_rate", self.learning_rate > 0, "> 0"),
-                  ("batch_size", self.batch_size > 0, ">= 1"),
-                  ("max_steps", self.max_steps > 0, ">= 1"),
-                  ("epochs", 1 <= self.epochs <= self.max_steps, "in [1, --max-steps]"),
-                  ("eval_every", self.eval_every >= 0, ">= 0"),
-                  ("max_length", self.max_length >= 8, ">= 8"),
-                  ("warmup_ratio", 0 <= self.warmup_ratio <= 1, "in [0, 1]"),
-                  ("weight_decay", self.weight_decay >= 0, ">= 0"),
-                  ("max_grad_norm", self.max_grad_norm >= 0, ">= 0"),
-                  ("pooling", self.pooling in ("cls", "mean"), "cls or mean"),
-                  ("adapter", self.adapter in ADAPTERS, f"one of {', '.join(ADAPTERS)}")]
-        for name, ok, allowed in checks:
-            if not ok:
-                raise ConfigError(f"--{name.replace('_', '-')} must be {allowed}, got "
-                                  f"{getattr(self, name)!r}")
-        self.sample = schedule_name(self.sample)
-        if not self.tasks:
-            raise ConfigError("--tasks: name at least one task, e.g. RTE,MRPC")
-        names = []
-        for name in self.tasks:
-            try:
-                names.append(get_task(name).name)
-            except BortkitError as err:
-                raise ConfigError(f"--tasks: {err.problem}") from None
-        if len(set(names)) != len(names):
-            raise ConfigError(f"--tasks: a task is listed twice: {','.join(self.tasks)}")
-        self.tasks = names
-        if self.freeze_base and self.adapter == "none":
-            raise ConfigError("--freeze-base trains only adapters, LayerNorms and heads; with "
-                              "--adapter none there are no adapters to train")
-
-
-@dataclass
-class MultitaskState:
-    step: int = 0
-    best_score: float = -math.inf
-    best_step: int = 0
-    evaluations: list = field(default_factory=list)
-
+from ..train import (LinearSchedule, Loop, ParamGroup, Progress, Run, RunState, StepResult,
+                     TrainStep, Workers, make_trainer, plot_curves, seed_everything)
+from .args import RESUME_KEYS, MultitaskArgs  # noqa: F401  (MultitaskArgs: the API)
+from .sampler import TaskSampler
 
 class MultitaskTrainer:
     """``MultitaskTrainer(args).run()`` returns the result dict (also ``result.json``)."""
@@ -123,9 +42,12 @@ class MultitaskTrainer:
         self.args = args
         self.out = Path(args.output_dir)
         self.tasks = [get_task(name) for name in args.tasks]
-        self.run_dir = claim(self.out, finished=("result.json",), started=("checkpoint",),
-                             resume=args.resume, overwrite=args.overwrite)
+        self.lifecycle = Run(self.out, asdict(args), RESUME_KEYS, resume=args.resume,
+                             overwrite=args.overwrite,
+                             inputs={f"{t.name} {split}": t.path(args.data_dir, split)
+                                     for t in self.tasks for split in ("train", "dev")})
         self.state = read_state(args.model)
+        self.state.config.check_sequence_length(args.max_length, path=args.model)
         self.config = self._multitask_config(self.state.config)
         tok_path = args.tokenizer or self.state.tokenizer_dir
         if tok_path is None:
@@ -223,11 +145,7 @@ class MultitaskTrainer:
         return out.reshape((-1,)) if self.tasks[t].kind == "regression" else out
 
     def predict(self, t: int, features) -> np.ndarray:
-        rows = np.zeros((len(features), self.tasks[t].num_labels), np.float32)
-        for index in eval_batches(features, self.args.eval_batch_size):
-            rows[index] = self._forward(t, make_batch(features, index)) \
-                .reshape((len(index), -1)).asnumpy()
-        return rows[:, 0] if self.tasks[t].kind == "regression" else rows
+        return predict_task(self.net, self.tasks[t], features, self.args.eval_batch_size, t)
 
     def evaluate(self) -> dict:
         """{task: {metric: value}} on each dev set and ``main``: the mean of the tasks' mains."""
@@ -267,68 +185,56 @@ class MultitaskTrainer:
                                "max_length": self.args.max_length,
                                "pooling": self.args.pooling}}
 
-    def _evaluation(self, step: int, run: MultitaskState, log: JsonlLog) -> dict:
+    def _evaluation(self, step: int, run: RunState) -> dict:
         scores = self.evaluate()
         run.evaluations.append({"step": step, **scores})
         improved = scores["main"] > run.best_score
         if improved:
             run.best_score, run.best_step = scores["main"], step
-            save_pretrained(self.net, self.out / "best", config=self.config,
-                            tokenizer=self.tokenizer, meta=self._meta(), seed=self.args.seed)
-        log.write("eval", step=step, improved=improved, main=scores["main"],
+            self.lifecycle.save_best(self.net, self.config, tokenizer=self.tokenizer,
+                                     meta=self._meta())
+        self.lifecycle.log.write("eval", step=step, improved=improved, main=scores["main"],
                   **{name: s["main"] for name, s in scores["tasks"].items()})
         return scores
 
-    def _checkpoint(self, run: MultitaskState) -> None:
-        state = {"run": asdict(run), "seed": self.args.seed, "args": asdict(self.args)}
-        save_training_state(self.out / "checkpoint", self.net, self.config, self.trainer, state,
-                            tokenizer=self.tokenizer, meta=self._meta())
+    def _checkpoint(self, run: RunState) -> None:
+        self.lifecycle.save(self.net, self.config, [self.group], run, tokenizer=self.tokenizer,
+                            meta=self._meta())
 
-    def _on_step(self, result: StepResult, run: MultitaskState, log: JsonlLog) -> dict:
+    def _on_step(self, result: StepResult, run: RunState) -> dict:
         run.step = result.step
         task = self.tasks[self.sampler.task(result.step)].name
         loss = result.loss
-        log.write("train", step=run.step, task=task, loss=loss, lr=result.learning_rates[0],
-                  epoch=self.sampler.epoch_of(run.step))
+        self.lifecycle.log.write("train", step=run.step, task=task, loss=loss,
+                                 lr=result.learning_rates[0],
+                                 epoch=self.sampler.epoch_of(run.step))
         return {"task": task, "loss": f"{loss:.4f}"}
-
-    def _resume(self, log: JsonlLog) -> MultitaskState:
-        saved = load_training_state(self.out / "checkpoint", self.net, self.trainer)
-        check_resume(saved.get("args", {}), asdict(self.args), self.out, RESUME_FIELDS)
-        run = MultitaskState(**saved["run"])
-        log.write("resume", step=run.step)
-        return run
 
     # ------------------------------------------------------------------ main
     def run(self) -> dict:
         a = self.args
-        with self.run_dir:  # claimed in the constructor; locked while the run writes
+        with self.lifecycle:  # claimed in the constructor; locked while the run writes
             return self._run(a)
 
     def _run(self, a: MultitaskArgs) -> dict:
-        resuming = a.resume and (self.out / "checkpoint").exists()
-        log = JsonlLog(self.out / "log.jsonl")
-        if resuming:
-            run = self._resume(log)
-        else:
-            run = MultitaskState()
-            log.write("start", args=asdict(a), total_steps=a.max_steps,
-                      train_examples={t.name: len(f) for t, f in zip(self.tasks, self.train)},
-                      dev_examples={t.name: len(f) for t, f in zip(self.tasks, self.dev)},
-                      params=self.parameter_report())
+        run = self.lifecycle.begin(
+            self.net, [self.group], RunState, total_steps=a.max_steps,
+            train_examples={t.name: len(f) for t, f in zip(self.tasks, self.train)},
+            dev_examples={t.name: len(f) for t, f in zip(self.tasks, self.dev)},
+            params=self.parameter_report())
         with Progress(a.max_steps, run.step, f"multitask {a.adapter} {a.sample}",
                       enabled=a.progress, unit="step", leave=False) as progress:
             Loop(TrainStep([self.group], Workers(distributed=False), seed=a.seed), self._loss,
                  self._batches(run.step), a.max_steps, run.step,
-                 on_step=lambda result: self._on_step(result, run, log),
-                 evaluate=lambda step: self._evaluation(step, run, log),
+                 on_step=lambda result: self._on_step(result, run),
+                 evaluate=lambda step: self._evaluation(step, run),
                  eval_every=self.eval_every,
                  checkpoint=lambda step: self._checkpoint(run), checkpoint_every=self.eval_every,
                  progress=progress,
                  evaluated_step=run.evaluations[-1]["step"] if run.evaluations else None).run()
-        return self._finish(run, log)
+        return self._finish(run)
 
-    def _finish(self, run: MultitaskState, log: JsonlLog) -> dict:
+    def _finish(self, run: RunState) -> dict:
         best = max(run.evaluations, key=lambda e: e["main"])
         frequencies = np.bincount(self.sampler.tasks(run.step), minlength=len(self.tasks))
         result = {"tasks": [t.name for t in self.tasks], "seed": self.args.seed,
@@ -340,14 +246,10 @@ class MultitaskTrainer:
                   "train_examples": {t.name: len(f) for t, f in zip(self.tasks, self.train)},
                   "dev_examples": {t.name: len(f) for t, f in zip(self.tasks, self.dev)},
                   "params": self.parameter_report()}
-        write_json(self.out / "result.json", result)
-        log.write("done", best_step=run.best_step, best=result["best"])
-        self._plot(read_jsonl(self.out / "log.jsonl"))
-        return result
+        return self.lifecycle.finish(result, self._plot, best_step=run.best_step,
+                                     best=result["best"])
 
     def _plot(self, records: list) -> None:
-        starts = [i for i, r in enumerate(records) if r.get("event") == "start"]
-        records = records[starts[-1]:] if starts else records
         for task in self.tasks:
             name = task.name
             own = [{"event": "train", "step": r["step"], "loss": r["loss"]} for r in records

@@ -40,6 +40,29 @@ def gate_sparsity(gated: dict) -> float:
     return 1.0 - kept / total
 
 
+def dense_sparsity(gated: dict) -> float:
+    """1 - the dense encoder weights the eval gates leave, over all of them: per matrix
+    min(k (in + out), in * out) of in * out (k components on; a pair no smaller than the
+    matrix is multiplied back), the sparsity the FLOP library reports (before ``compact``
+    rounds ranks up)."""
+    kept = total = 0
+    for block in gated.values():
+        on = int((block.mask.eval_gate() > 0).sum())
+        dense = block.in_units * block.units
+        kept += min(on * (block.in_units + block.units), dense)
+        total += dense
+    return 1.0 - kept / total
+
+
+def factorised_target(dense_target: float, gated: dict) -> float:
+    """The factorised sparsity at which the kept factors hold ``(1 - dense_target)`` of the
+    dense weights: 1 - (1 - t) D / F, D the dense and F the factorised weight count. Where
+    a kept pair would be merged back the dense sparsity comes out higher, never lower."""
+    dense = sum(b.in_units * b.units for b in gated.values())
+    factorised = sum(b.rank * (b.in_units + b.units) for b in gated.values())
+    return 1.0 - (1.0 - dense_target) * dense / factorised
+
+
 class LagrangianSparsity:
     """lambda_1 (s_hat - t) + lambda_2 (s_hat - t)^2 with a linearly warmed-up target.
 

@@ -6,9 +6,11 @@ from typing import Iterable
 
 
 def plot_pruning(records: Iterable[dict], out_png: Path, metric: str = "accuracy",
-                 title: str = "") -> Path:
-    """Sparsity (expected, realised, target) on the left axis and the dev metric on the
-    right one, against optimizer steps."""
+                 title: str = "", target: float = None, sparsity_of: str = "dense") -> Path:
+    """Sparsity on the left axis (of the factorised weights: expected, warmed-up target,
+    realised; of the dense encoder weights: realised, and the run's ``target`` in its
+    reading ``sparsity_of``) and the dev metric on the right one, against optimizer
+    steps."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -23,14 +25,18 @@ def plot_pruning(records: Iterable[dict], out_png: Path, metric: str = "accuracy
 
     fig, left = plt.subplots(figsize=(7, 4))
     for (event, field, label, style) in (
-            ("train", "expected_sparsity", "expected sparsity (train)", "-"),
-            ("train", "target", "target (warmed up)", "--"),
-            ("eval", "sparsity", "realised sparsity (eval gates)", "o-")):
+            ("train", "expected_sparsity", "factorised: expected (train)", "-"),
+            ("train", "target", "factorised: target (warmed up)", "--"),
+            ("eval", "sparsity", "factorised: realised (eval gates)", "o-"),
+            ("eval", "dense_sparsity", "dense: realised (eval gates)", "D-")):
         xs, ys = series(event, field)
         if xs:
             left.plot(xs, ys, style, label=label, markersize=4)
+    if target is not None:
+        left.axhline(target, color="black", linestyle=":", linewidth=1,
+                     label=f"{sparsity_of}: target {target}")
     left.set_xlabel("optimizer step")
-    left.set_ylabel("sparsity (fraction of factorised weights removed)")
+    left.set_ylabel("sparsity (fraction of weights removed)")
     left.set_ylim(0, 1)
     left.grid(alpha=0.3)
     right = left.twinx()

@@ -141,7 +141,19 @@ class QuantizedModel:
         self._block = block
         self._network = network   # the fp32 Gluon block: what save() writes
         self._source = source     # the tokenizer files' folder
+        self.source = source
         self._inputs = _Inputs(config)
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        """The tokenizer of the checkpoint the model came from (loaded on first use)."""
+        if self._tokenizer is None:
+            if self._source is None:
+                raise ConfigError("this model has no tokenizer files beside it")
+            from ..tokenizers import load_tokenizer
+            self._tokenizer = load_tokenizer(self._source)
+        return self._tokenizer
 
     def _run(self, input_ids, token_type_ids=None, attention_mask=None) -> list:
         import mxnet as mx
@@ -176,7 +188,8 @@ class QuantizedModel:
             raise ConfigError("output directory already exists and is not empty; choose "
                               "another", path=directory)
         meta = {k: v for k, v in self.meta.items() if k not in ("_format", "_bortkit_version")}
-        with atomic_directory(directory) as tmp:
+        from ..rundir import writing
+        with writing(directory), atomic_directory(directory) as tmp:
             save_pretrained(self._network, tmp, config=self.config, source=self._source,
                             meta=meta)
             write_json(tmp / RECORD, self.record)
@@ -339,8 +352,15 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
     graph = Int8Graph(state)
     length = min(CALIBRATION_MAX_LENGTH, config.max_length - config.position_offset)
     batches = calibration_batches(tokenizer, texts, length)
+    thresholds = graph.calibrate(batches)
+
+    def degenerate(problem: str):  # what load_int8 would refuse is never saved
+        raise ConfigError(f"calibration text gave no usable range: {problem}; give more, and "
+                          "more varied, sentences")
+
+    checked_thresholds(thresholds, degenerate)
     record = {**_settings(len(batches) * len(batches[0][0]), batches[0][0].shape[1]),
-              "dense": dense, "thresholds": graph.calibrate(batches)}
+              "dense": dense, "thresholds": thresholds}
     return QuantizedModel(config, graph.build(dense, record["thresholds"]),
                           state.meta.get("_head"), graph.network, record, state.meta,
                           state.tokenizer_dir, dense)
@@ -359,6 +379,73 @@ def _fused_status() -> str:
     return f"the kernels run at the {active()} tier"
 
 
+#: The keys of ``int8.json``.
+RECORD_KEYS = ("format", "mxnet", "calibration", "calibration_sentences",
+               "calibration_length", "granularity", "fp32_products", "ffn_activation_range",
+               "dense", "thresholds")
+#: The widest calibrated range a record may give: over a wider one, int8's 127 levels are
+#: each wider than 787, so every activation of a LayerNorm-ed encoder rounds to zero.
+THRESHOLD_LIMIT = 1e5
+
+
+def check_record(record, where) -> tuple:
+    """Validate an ``int8.json`` record read from ``where`` (the one schema of what
+    :meth:`QuantizedModel.save` writes); returns ``(dense kernel, {tensor: (min, max)})``.
+    Refused, each in one line naming the file: another format, another MXNet version (its
+    thresholds name another graph), settings this bortkit does not build, and thresholds that
+    are not two finite, ordered (min < max) numbers within +/-:data:`THRESHOLD_LIMIT`."""
+    import mxnet as mx
+
+    def fail(problem: str):
+        raise CheckpointError(problem + "; quantize again with calibration text", path=where)
+
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise CheckpointError(f"not an int8 record (expected format {RECORD_FORMAT} with "
+                              "thresholds)", path=where)
+    unknown = sorted(str(k) for k in set(record) - set(RECORD_KEYS))
+    if unknown:
+        fail(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(RECORD_KEYS)})")
+    if record.get("mxnet") != mx.__version__:
+        fail(f"calibrated with MXNet {record.get('mxnet')!r}, this is MXNet {mx.__version__} "
+             f"(its graph and threshold names may differ)")
+    for key in ("fp32_products", "ffn_activation_range", "calibration", "granularity"):
+        expected = _settings(0, 0)[key]
+        if record.get(key) != expected:
+            raise CheckpointError(f"{key} is {record.get(key)!r}; this bortkit builds "
+                                  f"{expected!r}; quantize again with calibration text",
+                                  path=where)
+    for key in ("calibration_sentences", "calibration_length"):
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            fail(f"{key} must be a positive integer, got {value!r}")
+    dense = record.get("dense", "onednn")  # records before the fused kernel: oneDNN
+    dense = "fused" if dense == "amx" else dense  # its name while it ran on AMX only
+    if dense not in DENSE_KERNELS:
+        raise CheckpointError(f"dense is {dense!r}; expected one of "
+                              f"{', '.join(DENSE_KERNELS)}", path=where)
+    if not isinstance(record.get("thresholds"), dict) or not record["thresholds"]:
+        raise CheckpointError(f"not an int8 record (expected format {RECORD_FORMAT} with "
+                              "thresholds)", path=where)
+    return dense, checked_thresholds(record["thresholds"], fail)
+
+
+def checked_thresholds(thresholds: dict, fail) -> dict:
+    """``{tensor: (min, max)}`` of ``thresholds`` if each is a pair of finite numbers with
+    min < max within +/-:data:`THRESHOLD_LIMIT`; else ``fail(problem)``."""
+    import math
+    checked = {}
+    for name, pair in thresholds.items():
+        numbers = isinstance(pair, (list, tuple)) and len(pair) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            and abs(v) <= THRESHOLD_LIMIT for v in pair)
+        if not numbers or not pair[0] < pair[1]:
+            fail(f"threshold of {name} must be [min, max], two finite numbers with min < max "
+                 f"within +/-{THRESHOLD_LIMIT:g}, got {list(pair) if numbers else pair!r}")
+        checked[name] = (float(pair[0]), float(pair[1]))
+    return checked
+
+
 def is_quantized(path) -> bool:
     """True when ``path`` is a directory written by :meth:`QuantizedModel.save`."""
     from ..resolve import resolve_model_path
@@ -373,28 +460,13 @@ def load_int8(path, config=None) -> QuantizedModel:
     state = read_state(path, config)
     where = state.weights_path.parent / RECORD
     record = read_json(where)
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or \
-            not isinstance(record.get("thresholds"), dict):
-        raise CheckpointError(f"not an int8 record (expected format {RECORD_FORMAT} with "
-                              "thresholds)", path=where)
-    for key in ("fp32_products", "ffn_activation_range", "calibration", "granularity"):
-        expected = _settings(0, 0)[key]
-        if record.get(key) != expected:
-            raise CheckpointError(f"{key} is {record.get(key)!r}; this bortkit builds "
-                                  f"{expected!r}; quantize again with calibration text",
-                                  path=where)
-    dense = record.get("dense", "onednn")  # records before the fused kernel: oneDNN
-    dense = "fused" if dense == "amx" else dense  # its name while it ran on AMX only
-    if dense not in DENSE_KERNELS:
-        raise CheckpointError(f"dense is {dense!r}; expected one of "
-                              f"{', '.join(DENSE_KERNELS)}", path=where)
+    dense, thresholds = check_record(record, where)
     if dense == "fused" and not _fused_runs():
         warnings.warn(f"bortkit: {where} was made with dense='fused', which does not run here "
                       f"({_fused_status()}); using oneDNN int8 with its stored thresholds",
                       RuntimeWarning, stacklevel=2)
         dense = "onednn"
     graph = Int8Graph(state)
-    thresholds = {k: tuple(v) for k, v in record["thresholds"].items()}
     return QuantizedModel(state.config, graph.build(dense, thresholds, path=where),
                           state.meta.get("_head"), graph.network, record, state.meta,
                           state.tokenizer_dir, dense)

@@ -7,5 +7,7 @@ def load_space(path=None):
     kinds (:data:`bortkit.config.ATTENTIONS`); ``None`` loads the bundled default."""
     import search
 
-    from ..config import ATTENTIONS
-    return search.SearchSpace.from_yaml(path, choices={"attention": ATTENTIONS})
+    from ..config import ATTENTIONS, FIELDS, from_dict
+    space = search.SearchSpace.from_yaml(path, choices={"attention": ATTENTIONS}, fields=FIELDS)
+    from_dict(next(iter(space)), path=space.path)  # the fixed values, checked before any work
+    return space

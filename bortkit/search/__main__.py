@@ -1,11 +1,14 @@
 """``python -m bortkit.search --max-params 56M``: optimal subarchitecture extraction for BERT.
 
-Scores every architecture of a search space (default: the Bort paper's 300-point BERT space,
-``search/spaces/bert-space.yaml``) by the W-coefficient of de Wynter's FPTAS from three
-costs: exact parameter count, inference time measured on this machine, and error, the
-held-out distillation loss of the candidate after a short training from the teacher.
-Candidates over ``--max-params`` are removed before anything is trained. With no other
-argument it runs on a bundled default (a WikiText-2 sample and a MiniLM teacher) in minutes.
+Scores every architecture of a search space by the W-coefficient of de Wynter's FPTAS from
+three costs: exact parameter count, inference cost (analytic FLOPs, or ``--latency measured``
+on this machine), and error, the held-out KL divergence from the teacher of the candidate
+after a short distillation from it. The space is the Bort paper's 300-point BERT space
+(``search/spaces/bert-space.yaml``) or, when the teacher is smaller than that space's
+largest point (the bundled MiniLM), the teacher's own sub-networks (``--regime``; the output
+says which ran and why). Candidates over ``--max-params`` are removed before anything is
+trained; ``--workers`` candidates train at once. With no other argument it runs on a bundled
+default (a WikiText-2 sample and a MiniLM teacher) in minutes.
 
 Writes to ``--output-dir``: results.csv, results.json, tradeoff.png, best/config.json (the
 chosen shape with the teacher's vocabulary: the student of
@@ -21,7 +24,8 @@ from typing import Optional, Sequence
 
 from ..errors import ConfigError, run_cli
 from ..options import add_shared, check_range
-from .error import (ERROR_MODES, INITS, TEACHER_MLM_LR, TEACHER_MLM_STEPS, TEACHER_MLM_TRAIN,
+from .regime import REGIMES
+from .error import (DEFAULT_ERROR, ERROR_MODES, INITS, TEACHER_MLM_LR, TEACHER_MLM_STEPS, TEACHER_MLM_TRAIN,
                     THETA_CHECKS, Training)
 
 DEFAULT_EPSILON = {"count": 12, "geometric": 0.25}
@@ -31,7 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bortkit.search", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--max-params", help="budget: 56M, 1.2B, 300k or a plain integer")
-    p.add_argument("--space", help="search-space YAML (default search/spaces/bert-space.yaml)")
+    p.add_argument("--space", help="search-space YAML, or a bundled space by name (bert-space, "
+                        "attention-space; default search/spaces/bert-space.yaml)")
+    p.add_argument("--regime", choices=REGIMES, default="auto",
+                   help="auto: the teacher's sub-networks when no --space is given and the "
+                        "teacher is smaller than the default space's largest point, else the "
+                        "space; space; subnetworks (default %(default)s)")
     p.add_argument("--teacher", help="teacher checkpoint (default: MiniLM with a fitted MLM head)")
     p.add_argument("--corpus", nargs="+", help="training text files (default: bundled sample)")
     p.add_argument("--heldout", nargs="+", help="held-out text files (default: bundled sample)")
@@ -49,17 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
                            help="hyperparameter set: a list of settings or a grid of "
                                 f"{', '.join(THETA_CHECKS)}; each representative is trained "
                                 "once per setting and its error is the smallest")
-    algorithm.add_argument("--error", choices=ERROR_MODES, default="teacher-ce",
-                           help="teacher-ce: cross-entropy against the teacher's distribution at "
-                                "held-out masked positions (the paper's reading); mlm: against "
-                                "the true tokens")
+    algorithm.add_argument("--error", choices=ERROR_MODES, default=DEFAULT_ERROR,
+                           help="kl: KL divergence from the teacher's distribution at held-out "
+                                "masked positions (default); teacher-ce: cross-entropy against "
+                                "it (the paper's reading, = kl + the teacher's entropy); mlm: "
+                                "against the true tokens")
     for name, what in (("alpha", "size"), ("beta", "inference time"), ("gamma", "error")):
         algorithm.add_argument(f"--{name}", type=float, default=1.0,
                                help=f"W exponent on the {what} term (default 1, the paper's)")
     algorithm.add_argument("--exhaustive", action="store_true", help="train every candidate")
     train = p.add_argument_group("training each candidate (the default setting of Θ)")
     train.add_argument("--steps-per-candidate", type=int, default=Training.steps,
-                       help="distillation steps before a candidate's error is measured")
+                       help="distillation steps before a candidate's error is measured "
+                            "(default %(default)s: scored as extracted from the teacher)")
     add_shared(train, Training, ["learning_rate", "batch_size", "max_grad_norm"],
                helps={"batch_size": "sequences per candidate training step"})
     train.add_argument("--warmup-ratio", type=float, default=Training.warmup_ratio,
@@ -89,26 +100,45 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fit the head inside --output-dir instead of reusing a cached one")
     p.add_argument("--params", choices=("total", "encoder"), default="total",
                    help="p: all parameters, or without the embeddings")
-    p.add_argument("--latency", choices=("measured", "flops"), default="measured",
-                   help="i: measured on this CPU (batch 1 x 128) or analytic FLOPs")
+    p.add_argument("--latency", choices=("flops", "measured"), default="flops",
+                   help="i: analytic FLOPs of one 128-token sequence (default: the same under "
+                        "any load), or measured on this CPU (batch 1 x 128, minimum of "
+                        "several timings)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="candidates trained at once, each in its own process with one thread "
+                        "(default: the cores, %(default)s); the errors are those of "
+                        "--workers 1")
     add_shared(p, {"output_dir": "runs/search"}, ["output_dir"], aliases={"output_dir": ["--out"]})
     p.add_argument("--top", type=int, default=10, help="rows of the printed ranking")
     add_shared(p, {}, ["progress"])
     return p
 
 
+def default_workers() -> int:
+    import os
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        (os.cpu_count() or 1)
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """Every option a run cannot use: one line, before anything is written."""
     import search
-    for name in ("steps_per_candidate", "batch_size", "eval_batches", "teacher_mlm_steps",
-                 "top"):
+    for name in ("batch_size", "eval_batches", "teacher_mlm_steps", "top", "workers"):
         check_range(name, getattr(args, name), 1, integer=True)
+    check_range("steps_per_candidate", args.steps_per_candidate, 0, integer=True)
+    if args.steps_per_candidate == 0 and args.init != "teacher":
+        raise ConfigError("--steps-per-candidate 0 scores each candidate as extracted from the "
+                          f"teacher and needs --init teacher, got --init {args.init}")
     check_range("max_length", args.max_length, 8, integer=True)
     check_range("seed", args.seed, 0, integer=True)
     check_range("learning_rate", args.learning_rate, 0, low_open=True)
     check_range("teacher_mlm_lr", args.teacher_mlm_lr, 0, low_open=True)
     check_range("warmup_ratio", args.warmup_ratio, 0, 1, high_open=True)
     check_range("max_grad_norm", args.max_grad_norm, 0)
+    for option, paths in (("--corpus", args.corpus), ("--heldout", args.heldout)):
+        for path in paths or ():
+            if not Path(path).is_file():
+                raise ConfigError(f"{option}: no such file: {path}")
     if args.epsilon is None:
         args.epsilon = DEFAULT_EPSILON[args.partition]
     try:
@@ -124,13 +154,20 @@ def check_arguments(args: argparse.Namespace) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     import search
+    from ..checkpoint import read_state
     from ..train import claim
     from . import load_space
+    from .error import teacher_path
+    from .regime import choose
 
     check_arguments(args)
     budget = search.parse_count(args.max_params) if args.max_params is not None else None
     thetas = search.load_thetas(args.theta, THETA_CHECKS) if args.theta else None
-    space = load_space(args.space)
+    regime = choose(args.regime, args.space, read_state(teacher_path(args.teacher)).config,
+                    load_space)
+    space = regime.space
+    args.regime_used = regime
+    print(regime.describe(), flush=True)
     candidates = list(space.candidates())
     out = Path(args.output_dir)
     # rerunning the same command resumes (state.sqlite refuses other settings); the lock
@@ -168,10 +205,10 @@ def _search(args, space, candidates, out: Path, budget, thetas) -> int:
                 "teacher_mlm_steps": args.teacher_mlm_steps,
                 "teacher_mlm_train": args.teacher_mlm_train,
                 "teacher_mlm_lr": args.teacher_mlm_lr, "params": args.params,
-                "latency": args.latency}
+                "latency": args.latency, "regime": args.regime_used.name}
     progress = _Progress(out, enabled=args.progress)
     common = dict(max_params=budget, store=None, coefficient=args.exponents,
-                  settings=settings, thetas=thetas, callback=progress)
+                  settings=settings, thetas=thetas, callback=progress, jobs=args.workers)
     with search.SearchStore(out / "state.sqlite") as store:
         common["store"] = store
         if args.exhaustive:
@@ -188,6 +225,7 @@ def _search(args, space, candidates, out: Path, budget, thetas) -> int:
                 "_search": {"W": result.chosen.w, "error": result.chosen.error,
                             "error_kind": args.error, "theta": result.chosen.theta,
                             "params": result.chosen.params,
+                            "regime": args.regime_used.name,
                             "space_config": arch_config(result.chosen.arch).to_dict()}})
     if isinstance(latency, IsolatedLatency):
         write_json(out / "latency.json", {"model": "t_embed(units) + D * t_layer(A, H, I)",
@@ -195,6 +233,7 @@ def _search(args, space, candidates, out: Path, budget, thetas) -> int:
                                           "seq_length": latency.seq_length,
                                           "validation": latency.validate([result.chosen.arch])})
     print(search.format_table(result, top=args.top))
+    print(args.regime_used.describe())
     print(f"\n{len(result.candidates)} candidates within budget, {result.num_trained} trained "
           f"({result.num_reused} reused from {out / 'state.sqlite'}), "
           f"{result.num_over_budget} over budget, {space.skipped} invalid points skipped")

@@ -6,12 +6,21 @@ and the *teacher's* vocabulary (the distillation targets are the teacher's token
 distributions), trained for ``steps`` steps with Bort's loss (0.1 MLM + 0.5 T² KD, T = 2)
 under one setting θ of the hyperparameter set, and scored on held-out masked positions:
 
+- ``kl`` (the default): the KL divergence from the teacher's distribution to the
+  candidate's, Σ_v p_teacher(v) (log p_teacher(v) - log p_candidate(v)), averaged over the
+  masked positions: the cross-entropy minus the teacher's own entropy, which is the same for
+  every candidate (5.86 of about 7 nats for the bundled teacher) and so only flattens the
+  differences W divides by;
 - ``teacher-ce`` (the paper's reading): cross-entropy of the candidate's distribution
-  against the teacher's, -Σ_v p_teacher(v) log p_candidate(v), averaged over the masked
-  positions;
+  against the teacher's, -Σ_v p_teacher(v) log p_candidate(v) (= kl + the teacher's entropy);
 - ``mlm``: masked-LM cross-entropy against the true tokens.
 
-Both are computed and written to ``candidates/<shape>/<θ>/error.json``; ``mode`` says which
+The default recipe trains on the quantity it is scored on (KD only, T = 1, no MLM term), so
+that a sub-network extracted from the teacher is not scored on the damage of its first
+steps (Bort's 0.1 MLM + 0.5 T² KD at T = 2 pulls a candidate away from the teacher's
+distribution at T = 1); the scores before training are kept beside (``before``).
+
+All are computed and written to ``candidates/<shape>/<θ>/error.json``; ``mode`` says which
 one is ê. p̂ still counts the space's own fixed fields (e.g. Bort's 50,265-token
 vocabulary); only the training uses the teacher's.
 
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +46,8 @@ from .teacher import fingerprint, head_key, teacher_with_head, user_cache_dir
 from .worker import isolated
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "corpus"
-ERROR_MODES = ("teacher-ce", "mlm")
+ERROR_MODES = ("kl", "teacher-ce", "mlm")
+DEFAULT_ERROR = "kl"
 INITS = ("random", "teacher")
 # How a teacher shipped without an MLM head gets one: every weight trained as a masked LM
 # (fitting the head alone leaves a unigram-level teacher, held-out MLM 7.35 on the bundled
@@ -53,6 +64,8 @@ def _number(low: float, high: Optional[float] = None, low_open: bool = False,
         kind = int if integer else (int, float)
         if isinstance(value, bool) or not isinstance(value, kind):
             return "must be an integer" if integer else "must be a number"
+        if value != value or value in (float("inf"), float("-inf")):
+            return "must be a finite number"
         if value < low or (low_open and value == low) or (high is not None and value >= high):
             opening = "(" if low_open else "["
             closing = f"{high})" if high is not None else "inf)"
@@ -79,18 +92,22 @@ THETA_CHECKS = {
 class Training:
     """One candidate's training and scoring recipe (θ's values override these)."""
 
-    # Ten steps at 1e-4 from the teacher's weights: the ranking of 100 such steps, where 100
-    # steps from random weights leave every candidate on the same unigram plateau
-    # (bench/search_proxy.py; README "Does ê rank candidates?").
-    steps: int = 10
+    # 0 steps: a candidate is scored as extracted from the teacher, with the teacher's
+    # weights (a sub-network of a super-network, as whittle and AutoTinyBERT score theirs),
+    # so ê measures what it keeps, not how fast it recovers in a few steps (10 steps of KD
+    # lower a 2-layer sub-network's KL from 3.44 to 1.87 nats and a 5-layer one's from 1.50
+    # to 1.32: the short recipe rewards the smallest for healing fastest). With steps > 0
+    # the loss is the KL at T = 1 that ê measures (Bort's mix: temperature 2, mlm 0.1,
+    # kd 0.5); 10 steps rank as 100 do (bench/search_proxy.py).
+    steps: int = 0
     learning_rate: float = 1e-4
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     batch_size: int = 8
-    temperature: float = 2.0
-    mlm_weight: float = 0.1
-    kd_weight: float = 0.5
+    temperature: float = 1.0
+    mlm_weight: float = 0.0
+    kd_weight: float = 1.0
     seed: int = 0
     init: str = "teacher"              # sub-network extraction, or "random"
     eval_batches: int = 25
@@ -113,12 +130,13 @@ class DistillationError:
     teacher_id: str
     corpus_id: str
     isolate: bool = True
+    keep_weights: bool = False   # keep each trained candidate in <run_dir>/train/final
     last: dict = field(default_factory=dict, repr=False)   # the latest candidate's scores
 
     @classmethod
     def prepare(cls, out: Path, teacher: Optional[str], corpus: Optional[Sequence[str]],
                 heldout: Optional[Sequence[str]], training: Training, seq_length: int,
-                mode: str = "teacher-ce", teacher_mlm_steps: int = TEACHER_MLM_STEPS,
+                mode: str = DEFAULT_ERROR, teacher_mlm_steps: int = TEACHER_MLM_STEPS,
                 teacher_mlm_train: str = TEACHER_MLM_TRAIN,
                 teacher_mlm_lr: float = TEACHER_MLM_LR,
                 cache: Optional[Path] = user_cache_dir(), progress: bool = True,
@@ -130,13 +148,17 @@ class DistillationError:
             raise ConfigError(f"--error must be one of {', '.join(ERROR_MODES)}, got {mode!r}")
         if training.init not in INITS:
             raise ConfigError(f"--init must be one of {', '.join(INITS)}, got {training.init!r}")
+        if training.steps == 0 and training.init != "teacher":
+            raise ConfigError("--steps-per-candidate 0 scores each candidate as extracted from "
+                              f"the teacher and needs --init teacher, got --init "
+                              f"{training.init}")
         out = Path(out)
         corpus = [Path(p) for p in (corpus or [RESOURCES / "train.txt"])]
         heldout = [Path(p) for p in (heldout or [RESOURCES / "heldout.txt"])]
         for path in (*corpus, *heldout):
             if not path.is_file():
                 raise BortkitError("corpus file not found", path=path)
-        base = Path(teacher) if teacher else _bundled_minilm()
+        base = teacher_path(teacher)
         state = read_state(base)
         if state.tokenizer_dir is None:
             raise BortkitError("teacher checkpoint has no tokenizer files", path=base)
@@ -153,7 +175,8 @@ class DistillationError:
                            training.seed, teacher_mlm_train, teacher_mlm_lr)
             teacher_dir = isolated(teacher_with_head, base, train_dir, key, teacher_mlm_steps,
                                    training.batch_size, training.seed, cache, out / "teacher",
-                                   progress, teacher_mlm_train, teacher_mlm_lr)
+                                   progress, teacher_mlm_train, teacher_mlm_lr,
+                                   threads=os.cpu_count())
         config = state.config
         vocab = {"vocab_size": config.vocab_size, "pad_token_id": config.pad_token_id,
                  "type_vocab_size": config.type_vocab_size,
@@ -180,7 +203,8 @@ class DistillationError:
         job = {"run_dir": str(run_dir), "student": self.student_config(arch).to_dict(),
                "teacher": str(self.teacher_dir), "train": str(self.train_dir),
                "heldout": str(self.heldout_dir),
-               "training": asdict(self.training.with_theta(theta))}
+               "training": asdict(self.training.with_theta(theta)),
+               "keep_weights": self.keep_weights}
         scores = isolated(score_candidate, job) if self.isolate else score_candidate(job)
         write_json(run_dir / "error.json", {"arch": dict(arch), "theta": theta, **scores})
         self.last = scores
@@ -189,8 +213,9 @@ class DistillationError:
 
 def score_candidate(job: dict) -> dict:
     """Train one candidate (``job`` as :meth:`DistillationError.__call__` builds it) and
-    return its held-out ``teacher-ce`` and ``mlm`` losses, its training seconds and the
-    process's peak resident memory."""
+    return its held-out ``kl``, ``teacher-ce`` and ``mlm`` losses (and, from the teacher's
+    weights, the same ``before`` training), its training seconds and the process's peak
+    resident memory."""
     import time
 
     from ..checkpoint import named_parameters
@@ -203,13 +228,14 @@ def score_candidate(job: dict) -> dict:
     args = PretrainingArguments(
         train=job["train"], test=None, output_dir=str(run_dir / "train"),
         student_config=str(run_dir / "student.json"), teacher=job["teacher"],
-        max_steps=training.steps, batch_size=training.batch_size,
+        # 0 steps: the run is built for its student and teacher and never run
+        max_steps=max(training.steps, 1), batch_size=training.batch_size,
         learning_rate=training.learning_rate, warmup_ratio=training.warmup_ratio,
         weight_decay=training.weight_decay, max_grad_norm=training.max_grad_norm,
         temperature=training.temperature, mlm_weight=training.mlm_weight,
         kd_weight=training.kd_weight, eval_every=0, checkpoint_every=0, seed=training.seed,
-        log_every=training.steps,  # one line per candidate: the search reports its own progress
-        progress=False, baseline_eval=False, save_weights=False)
+        log_every=max(training.steps, 1),  # one line per candidate: the search reports its own progress
+        progress=False, baseline_eval=False, save_weights=job.get("keep_weights", False))
     workers = Workers(distributed=False)
     run = PretrainingRun(plan_run(args, workers), workers)
     initialised = None
@@ -218,20 +244,29 @@ def score_candidate(job: dict) -> dict:
         initialised = init_from_teacher(named_parameters(run.student), teacher.tensors,
                                         heads=(job["student"]["num_heads"],
                                                teacher.config.num_heads))
-    start = time.perf_counter()
-    run.run()
-    seconds = time.perf_counter() - start
-    scores = heldout_losses(run.student, run.teacher, job["heldout"], training.batch_size,
-                            training.eval_batches)
+        del teacher   # its tensors are in the student now; the worker's peak is lower without
+    before = None
+    if training.init == "teacher":
+        before = heldout_losses(run.student, run.teacher, job["heldout"], training.batch_size,
+                                training.eval_batches)
+    seconds, scores = 0.0, before      # 0 steps: the sub-network as extracted
+    if training.steps:
+        start = time.perf_counter()
+        with run.plan.run:  # the candidate's run folder: claimed, locked, staging cleaned
+            run.run()
+        seconds = time.perf_counter() - start
+        scores = heldout_losses(run.student, run.teacher, job["heldout"], training.batch_size,
+                                training.eval_batches)
     import resource
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-    return {**scores, "train_seconds": seconds, "initialised": initialised,
+    return {**scores, "before": before, "train_seconds": seconds, "initialised": initialised,
             "worker_peak_rss_mb": round(peak, 1)}
 
 
 def heldout_losses(student, teacher, heldout_dir: str, batch_size: int, batches: int) -> dict:
-    """Mean over the held-out masked positions of the cross-entropy against the teacher's
-    distribution (``teacher-ce``) and against the true token (``mlm``)."""
+    """Mean over the held-out masked positions of the KL divergence from the teacher's
+    distribution (``kl``), the cross-entropy against it (``teacher-ce``) and against the
+    true token (``mlm``)."""
     import mxnet as mx
     import numpy as np
 
@@ -240,7 +275,7 @@ def heldout_losses(student, teacher, heldout_dir: str, batch_size: int, batches:
     data = PretrainingDataset(heldout_dir, batch_size, seed=EVAL_SEED, shuffle=False,
                               drop_last=False)
     steps = min(len(data), batches) if batches else len(data)
-    sums = np.zeros(3)
+    sums = np.zeros(4)
     for step in range(steps):
         batch = data.batch(step)
         real = (step * batch_size + np.arange(batch_size)) < data.num_examples
@@ -250,12 +285,15 @@ def heldout_losses(student, teacher, heldout_dir: str, batch_size: int, batches:
             batch.masked_positions)]
         log_p = [mx.nd.log_softmax(_logits(model, inputs), axis=-1).asnumpy()   # (B, N, V)
                  .reshape(len(weights), -1) for model in (student, teacher)]
-        teacher_ce = -(np.exp(log_p[1]) * log_p[0]).sum(axis=-1)                # (B*N,)
+        p_teacher = np.exp(log_p[1])
+        teacher_ce = -(p_teacher * log_p[0]).sum(axis=-1)                       # (B*N,)
+        kl = (p_teacher * (log_p[1] - log_p[0])).sum(axis=-1)                   # (B*N,)
         mlm = -log_p[0][np.arange(len(weights)), batch.masked_labels.reshape(-1).astype(int)]
-        sums += [(teacher_ce * weights).sum(), (mlm * weights).sum(), weights.sum()]
-    count = max(sums[2], 1.0)
-    return {"teacher-ce": float(sums[0] / count), "mlm": float(sums[1] / count),
-            "masked_tokens": int(sums[2]), "batches": steps}
+        sums += [(kl * weights).sum(), (teacher_ce * weights).sum(), (mlm * weights).sum(),
+                 weights.sum()]
+    count = max(sums[3], 1.0)
+    return {"kl": float(sums[0] / count), "teacher-ce": float(sums[1] / count),
+            "mlm": float(sums[2] / count), "masked_tokens": int(sums[3]), "batches": steps}
 
 
 def _logits(model, inputs):
@@ -267,7 +305,10 @@ def _logits(model, inputs):
     return out if not isinstance(out, tuple) else out[0]
 
 
-def _bundled_minilm() -> Path:
+def teacher_path(teacher: Optional[str]) -> Path:
+    """``--teacher``, or the bundled MiniLM."""
+    if teacher:
+        return Path(teacher)
     from ..info import bundled_minilm
     return bundled_minilm()
 

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="SQLAlchemy URL (default: sqlite:///OUTPUT/study.db)")
     add_shared(p, d, ["output_dir"], helps={"output_dir": "study outputs (default "
                                                          "runs/sweep/STUDY)"})
-    p.add_argument("--space", help="search-space YAML (default: the Bort README grid)")
+    p.add_argument("--space", help="search-space YAML, or a bundled space by name (bort, "
+                                  "small-student; default: the Bort README grid)")
     p.add_argument("--set", action="append", metavar="NAME=VALUE", default=[],
                    help="fix a parameter for every trial, e.g. --set epochs=2 (repeatable)")
     p.add_argument("--pruner", default=d["pruner"], choices=PRUNERS)

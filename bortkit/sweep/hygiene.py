@@ -13,13 +13,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ..train.names import OPTIMIZER_STATES, TRAINING_STATE
+from ..train import has_training_state
 
 
 def _training_states(run_dir: Path) -> list[Path]:
     """Directories under ``run_dir`` holding a training state (weights + optimizer + step)."""
-    return [p.parent for p in run_dir.rglob(TRAINING_STATE)
-            if (p.parent / OPTIMIZER_STATES).exists()]
+    return [p for p in run_dir.rglob("*") if p.is_dir() and has_training_state(p)]
 
 
 def tidy_trial(run_dir: Path, is_best: bool) -> list[Path]:

@@ -21,7 +21,7 @@ from ..agora import Agora, AgoraArgs
 from ..errors import ConfigError
 from ..finetune import FinetuneArgs
 from ..options import check, check_choice, check_range
-from ..rundir import RunDir
+from ..train import claim, run_started
 from .distributed import make_coordinator
 from .space import apply_overrides, load_space, split_agora, uses_agora
 from .hygiene import tidy_finished_trials
@@ -141,11 +141,26 @@ class Sweep:
                 task.path(args.data_dir, "train")
             # workers of one study share this folder, so it is checked, not locked; each
             # trial's run folder is claimed by the trainer
-            RunDir(self.out)
+            claim(self.out)
+            created = self.out  # the first of the folder and its parents made here
+            while not created.parent.exists():
+                created = created.parent
+            created = None if self.out.exists() else created
             self.out.mkdir(parents=True, exist_ok=True)
-            self.storage = open_storage(args.storage, args.heartbeat, args.grace, args.max_retry)
-            self.study = load_study(self.storage, args.study, identity, self.space.to_dict(),
-                                    args.storage, sampler=self._sampler(), pruner=make_pruner(args))
+            try:
+                self.storage = open_storage(args.storage, args.heartbeat, args.grace,
+                                            args.max_retry)
+                self.study = load_study(self.storage, args.study, identity,
+                                        self.space.to_dict(), args.storage,
+                                        sampler=self._sampler(), pruner=make_pruner(args))
+            except BaseException:
+                if created is not None:  # no empty folder left behind
+                    for folder in [self.out, *self.out.parents]:
+                        if folder.exists() and not any(folder.iterdir()):
+                            folder.rmdir()
+                        if folder == created:
+                            break
+                raise
 
     def _sampler(self):
         import optuna
@@ -179,8 +194,7 @@ class Sweep:
         run_dir = trial.user_attrs.get("run_dir")
         # a retry continues in the failed attempt's directory, from its checkpoint if it got
         # that far; otherwise it starts that directory afresh
-        resume = run_dir is not None and any((Path(run_dir) / name).exists()
-                                             for name in ("checkpoint", "agora_state.json"))
+        resume = run_dir is not None and run_started(run_dir, agora=self.args.agora)
         if run_dir is None:
             run_dir = str((self.out / "trials" / f"trial-{trial.number:04d}").resolve())
             trial.set_user_attr("run_dir", run_dir)
@@ -229,10 +243,6 @@ class Sweep:
                               workers=self.coordinator)
         return finetuner.run()
 
-    def _say(self, text: str) -> None:
-        prefix = f"rank {self.coordinator.rank}: " if self.coordinator.size > 1 else ""
-        print(prefix + text, flush=True)
-
     def run(self) -> dict:
         """Run trials until the study has ``n_trials``; rank 0 then writes the report."""
         done = []
@@ -263,9 +273,10 @@ class Sweep:
             if trial is not None and not self.args.keep_trial_checkpoints:
                 tidy_finished_trials(self.study)
             done.append(job["number"])
-            self._say(f"trial {job['number']} {state} at step {result.get('steps')}: params "
-                      f"{json.dumps(job['params'], sort_keys=True)} best "
-                      f"{json.dumps(result.get('best'), sort_keys=True)}")
+            rank = f"rank {self.coordinator.rank}: " if self.coordinator.size > 1 else ""
+            print(f"{rank}trial {job['number']} {state} at step {result.get('steps')}: params "
+                  f"{json.dumps(job['params'], sort_keys=True)} best "
+                  f"{json.dumps(result.get('best'), sort_keys=True)}", flush=True)
         summary = {"worker_trials": done}
         if self.coordinator.rank == 0:
             from .report import write_report

@@ -22,6 +22,7 @@ import fcntl
 import os
 import socket
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Iterator, Optional
@@ -71,13 +72,28 @@ def _first_line(err: BaseException) -> str:
 
 def open_storage(url: str, heartbeat_interval: int = 30, grace_period: Optional[int] = None,
                  max_retry: int = 3):
-    """An Optuna RDB storage with heartbeats; any failure becomes a one-line ConfigError."""
-    import optuna
+    """An Optuna RDB storage with heartbeats; any failure becomes a one-line ConfigError
+    (and removes the SQLite ``.lock`` this call made beside a file that is not a study)."""
     engine_kwargs: dict = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith(("postgresql", "mysql")):
         engine_kwargs = {"connect_args": {"connect_timeout": 20}}
+    database = sqlite_path(url)
+    lock = None if database is None else database.with_name(database.name + ".lock")
+    if lock is not None and lock.exists():
+        lock = None  # another worker's: never removed
+    try:
+        return _open_rdb(url, engine_kwargs, heartbeat_interval, grace_period, max_retry)
+    except ConfigError:
+        if lock is not None:  # no .lock left beside a file that is not a study
+            lock.unlink(missing_ok=True)
+        raise
+
+
+def _open_rdb(url: str, engine_kwargs: dict, heartbeat_interval: int,
+              grace_period: Optional[int], max_retry: int):
+    import optuna
     try:
         with storage_lock(url), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -101,11 +117,13 @@ def load_study(storage, name: str, task: str, space_dict: dict, url: str, sample
         warnings.simplefilter("ignore")
         study = optuna.create_study(storage=storage, study_name=name, direction="maximize",
                                     sampler=sampler, pruner=pruner, load_if_exists=True)
-        attrs = study.user_attrs
+        attrs = _settled_attrs(study)
         if "task" not in attrs:
-            study.set_user_attr("task", task)
+            # "space" first, "task" last: a study with a task attribute is complete, so a
+            # worker on another machine never reads one half-made
             study.set_user_attr("space", space_dict)
-            return study
+            study.set_user_attr("task", task)
+            attrs = study.user_attrs  # a worker that created it at the same moment
     if attrs["task"] != task:
         raise ConfigError(f"study {name!r} in {redact(url)} was created for task "
                           f"{attrs['task']}, not {task}; choose another --study name")
@@ -113,6 +131,18 @@ def load_study(storage, name: str, task: str, space_dict: dict, url: str, sample
         raise ConfigError(f"study {name!r} in {redact(url)} was created with another search "
                           "space; use the same --space/--set or choose another --study name")
     return study
+
+
+def _settled_attrs(study, wait: float = 30.0) -> dict:
+    """The study's attributes, once no other worker is half-way through writing them (its
+    "space" written, its "task" not yet): on a database server ``storage_lock`` cannot
+    serialise workers on different machines."""
+    deadline = time.monotonic() + wait
+    attrs = study.user_attrs
+    while "space" in attrs and "task" not in attrs and time.monotonic() < deadline:
+        time.sleep(0.2)
+        attrs = study.user_attrs
+    return attrs
 
 
 # --------------------------------------------------------------------------- workers

@@ -226,7 +226,51 @@ def read_text_lines(path: Path) -> List[str]:
     lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     while lines and not lines[-1].strip():
         lines.pop()
+    for number, line in enumerate(lines, start=1):
+        if "\r" in line:  # CR-only (classic Mac) endings, or a stray CR inside a line
+            raise DataError(f"carriage return (CR) without a line feed at column "
+                            f"{line.index(chr(13)) + 1}: lines must end in \\n or \\r\\n "
+                            f"(convert CR-only line endings, e.g. with: tr '\\r' '\\n')",
+                            path=path, line=number)
     return lines
+
+
+# --------------------------------------------------------------------------- numeric labels
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?|[+-]?(nan|inf|infinity)",
+                     re.IGNORECASE)
+
+
+def is_number(text: str) -> bool:
+    """A label spelled as a decimal number (``1``, ``-0.5``, ``1e3``, ``nan``, ``inf``)."""
+    return _NUMBER.fullmatch(text.strip()) is not None
+
+
+def canonical_number(text: str) -> Optional[str]:
+    """The one spelling of a numeric label, so that ``1``, ``1.0``, ``01`` and ``1e0`` are one
+    class: an integral value as a plain integer, any other as Python's shortest float repr
+    (``0.50`` -> ``0.5``). ``None`` when it is not finite as a float64 (``nan``, ``inf``,
+    ``1e400``): such a label is refused, as a class and as a score."""
+    from decimal import Decimal
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    if value.is_integer():
+        return str(int(value)) if abs(value) < 2 ** 53 else str(int(Decimal(text.strip())))
+    return repr(value)
+
+
+def numeric_labels(labels: Sequence[str]) -> bool:
+    """True when every label is a number: then each label is read in its one spelling
+    (:func:`canonical_number`: ``1`` and ``1.0`` are one class)."""
+    return bool(labels) and all(is_number(label) for label in labels)
+
+
+def numeric_label(text: str, path: Path, line: Optional[int] = None) -> str:
+    """:func:`canonical_number` of a label known to be numeric; not finite: a DataError."""
+    canonical = canonical_number(text)
+    if canonical is None:
+        raise DataError(f"label {text.strip()!r} is not a finite number", path=path, line=line)
+    return canonical
 
 
 # --------------------------------------------------------------------------- predictions

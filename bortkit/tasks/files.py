@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import BortkitError, DataError
-from .base import Example, Task, read_text_lines
+from .base import Example, Task, is_number, numeric_label, numeric_labels, read_text_lines
 
 PathLike = Union[str, os.PathLike]
 TASK_TYPES = ("classification", "regression")
@@ -118,6 +118,9 @@ def _json_rows(path: Path, columns: Sequence[str]):
         except json.JSONDecodeError as err:
             raise DataError(f"not valid JSON: {err.msg} at column {err.colno}", path=path,
                             line=line) from None
+        except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+            raise DataError("not readable JSON: a number with more than 4300 digits",
+                            path=path, line=line) from None
         if not isinstance(row, dict):
             raise DataError(f"expected a JSON object per line, got {type(row).__name__}",
                             path=path, line=line)
@@ -134,10 +137,9 @@ def _json_rows(path: Path, columns: Sequence[str]):
 def label_order(values) -> Tuple[str, ...]:
     """Distinct label strings: numerically when all are numbers, else alphabetically."""
     distinct = set(values)
-    try:
+    if distinct and all(is_number(v) for v in distinct):
         return tuple(sorted(distinct, key=float))
-    except ValueError:
-        return tuple(sorted(distinct))
+    return tuple(sorted(distinct))
 
 
 def _float(text: str, path: Path, line: int, column: str) -> float:
@@ -157,12 +159,11 @@ def _task_type(given: Optional[str], labels: Sequence[str], path: Path, column: 
             raise BortkitError(f"--task-type must be one of {', '.join(TASK_TYPES)}; "
                                f"got {given!r}")
         return given
+    if not numeric_labels(labels):
+        return "classification"
     for label in labels:
-        try:
-            value = float(label)
-        except ValueError:
-            return "classification"
-        if value != int(value):
+        value = float(label)  # canonical and finite (file_task checked them)
+        if not value.is_integer():
             raise DataError(f"label column {column!r} holds non-integer numbers (e.g. "
                             f"{label}); pass --task-type regression, or --task-type "
                             f"classification to treat each value as a class", path=path)
@@ -182,12 +183,14 @@ def file_task(train: PathLike, dev: Optional[PathLike] = None, *, text_column: s
                            f"different columns; got {', '.join(wanted)}")
     found = []
     for line, row in read_rows(train, wanted):
-        found.append(row[label_column].strip())
-        if not found[-1]:
+        found.append((line, row[label_column].strip()))
+        if not found[-1][1]:
             raise DataError(f"empty label in column {label_column!r}", path=train, line=line)
     if not found:
         raise DataError("no data rows after the header", path=train)
-    labels = label_order(found)
+    if numeric_labels([text for _, text in found]):  # normalised once: 1 and 1.0 are one class
+        found = [(line, numeric_label(text, train, line)) for line, text in found]
+    labels = label_order(text for _, text in found)
     kind = _task_type(task_type, labels, train, label_column)
     if kind == "classification" and len(labels) < 2:
         raise DataError(f"label column {label_column!r} has a single value ({labels[0]!r}) in "
@@ -254,6 +257,8 @@ def _label(task: FileTask, text: str, path: Path, line: int):
         raise DataError(f"empty label in column {task.columns.label!r}", path=path, line=line)
     if task.kind == "regression":
         return _float(text, path, line, task.columns.label)
+    if numeric_labels(task.labels) and is_number(text):
+        text = numeric_label(text, path, line)
     if text not in task.labels:
         raise DataError(f"label {text!r} is not among the training file's labels "
                         f"({', '.join(task.labels)})", path=path, line=line)

@@ -26,7 +26,8 @@ import numpy as np
 
 from ..errors import BortkitError, DataError
 from ..io import atomic_write
-from .base import Example, Task, check_predictions, item_ids, read_text_lines, register
+from .base import (Example, Task, check_predictions, is_number, item_ids, numeric_label,
+                   numeric_labels, read_text_lines, register)
 
 STANDARD_SPLITS = {"train": "train.tsv", "dev": "dev.tsv", "test": "test.tsv"}
 BINARY = ("0", "1")
@@ -117,6 +118,8 @@ def _parse_label(task: Task, value: str, path: Path, line: int):
         if not low <= score <= high:
             raise DataError(f"score {value!r} outside [{low:g}, {high:g}]", path=path, line=line)
         return score
+    if value not in task.labels and numeric_labels(task.labels) and is_number(value):
+        value = numeric_label(value, path, line)  # 1.0 is the class 1
     if value not in task.labels:
         allowed = ", ".join(repr(label) for label in task.labels)
         raise DataError(f"unknown {task.name} label {value!r}; allowed: {allowed}",

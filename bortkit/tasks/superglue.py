@@ -130,6 +130,9 @@ def _items(task: Task, path: Path, split: str) -> Iterator[Item]:
         except json.JSONDecodeError as err:
             raise DataError(f"invalid JSON: {err.msg} at column {err.colno}",
                             path=path, line=line) from None
+        except ValueError:  # Python refuses to read an integer of more than 4,300 digits
+            raise DataError("not readable JSON: a number with more than 4300 digits",
+                            path=path, line=line) from None
         if not isinstance(data, dict):
             raise DataError("expected a JSON object", path=path, line=line)
         yield Item(task, split, data, path, line, position)

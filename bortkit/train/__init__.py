@@ -10,10 +10,12 @@ sweep, the search): a trainer supplies batches, a loss and hooks; this package d
 - :class:`Loop` — steps with hooks given at construction (``on_step``, ``evaluate``,
   ``checkpoint``, ``stop``: early stopping, sweep reports and pruning).
 - :class:`Progress`, :class:`JsonlLog`, :func:`plot_curves` — bar/messages, JSONL, PNG.
-- :func:`claim` / :class:`RunDir`, :func:`check_resume` — output folders claimed before work
-  starts (finished runs, live holders, staging leftovers), resumes with the same settings.
-- :func:`save_training_state` / :func:`load_training_state`, :func:`seed_everything` —
-  resumable, bit-for-bit reproducible runs.
+- :class:`Run` — a run's life in its output folder (``run.py``): the claim, lock and
+  staging cleanup, the resume check over declared keys and input files, the state of every
+  ``ParamGroup`` (``checkpoint/``), ``best/``, ``result.json``, the JSONL log and curves.
+  Every trainer goes through it; :func:`claim` / :class:`RunDir` (folder claims) and
+  :func:`save_training_state` / :func:`load_training_state` are the pieces below it.
+- :func:`seed_everything` — bit-for-bit reproducible runs.
 
 A new trainer in ten lines (two optimizers, any batch iterator)::
 
@@ -39,19 +41,21 @@ from __future__ import annotations
 
 from ..rundir import RunDir, check_resume, claim, differences, lock_path  # noqa: F401
 from .names import OPTIMIZERS  # noqa: F401
+from .run import (Run, RunState, checkpoint_step, has_training_state,  # noqa: F401
+                  read_run_state, run_started, this_run)
 
 _EXPORTS = {
-    "log": ("JsonlLog", "Progress", "plot_curves", "read_jsonl", "say"),
+    "log": ("JsonlLog", "Messages", "Progress", "plot_curves", "read_jsonl", "say"),
     "loop": ("Loop", "LoopResult"),
-    "optim": ("LinearSchedule", "clip_global_norm", "global_grad_norm", "global_grad_norm_nd",
-              "make_trainer", "zero_grad"),
+    "optim": ("LinearSchedule", "global_grad_norm", "global_grad_norm_nd", "make_trainer"),
     "state": ("load_training_state", "save_training_state", "seed_everything", "seed_step"),
     "step": ("ParamGroup", "StepResult", "TrainStep"),
     "workers": ("Workers", "launched_by_horovod"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["OPTIMIZERS", "RunDir", "check_resume", "claim", "differences", "lock_path",
-           *_MODULE_OF]
+__all__ = ["OPTIMIZERS", "Run", "RunDir", "RunState", "check_resume", "checkpoint_step",
+           "claim", "differences", "has_training_state", "lock_path", "read_run_state",
+           "run_started", "this_run", *_MODULE_OF]
 
 
 def __getattr__(name):  # PEP 562: MXNet loads only when a piece that needs it is used

@@ -6,18 +6,56 @@ Only one worker of a data-parallel job writes: pass ``enabled=workers.is_root``.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 
-class JsonlLog:
-    """Append-only JSONL log; every record gets a wall-clock ``time``. Safe across resumes."""
+from ..options import REPORT_TO, check_report_to  # noqa: F401  (--report-to)
 
-    def __init__(self, path: Path, enabled: bool = True):
+TENSORBOARD_DIR = "tensorboard"
+
+
+class TensorBoardLog:
+    """The numbers of each JSONL record as TensorBoard scalars ``EVENT/FIELD`` at the
+    record's ``step`` (tensorboardX event files in ``directory``; flushed per record)."""
+
+    def __init__(self, directory: Path):
+        from tensorboardX import SummaryWriter
+        self.writer = SummaryWriter(logdir=str(directory))
+        self.count = 0
+
+    def write(self, event: str, fields: dict, wall_time: float) -> None:
+        step = fields.get("step")
+        step = step if isinstance(step, int) and not isinstance(step, bool) else self.count
+        self.count += 1
+        wrote = False
+        for name, value in fields.items():
+            if name != "step" and isinstance(value, (int, float)) \
+                    and not isinstance(value, bool) and math.isfinite(value):
+                self.writer.add_scalar(f"{event}/{name}", value, global_step=step,
+                                       walltime=wall_time)
+                wrote = True
+        if wrote:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class JsonlLog:
+    """Append-only JSONL log; every record gets a wall-clock ``time``. Safe across resumes.
+    ``report_to="tensorboard"`` mirrors each record's numbers as TensorBoard scalars in
+    ``tensorboard/`` beside the log (:class:`TensorBoardLog`)."""
+
+    def __init__(self, path: Path, enabled: bool = True, report_to: str = "none"):
         self.path = Path(path)
         self.enabled = enabled
+        check_report_to(report_to)
+        self.report_to = report_to
+        self._tensorboard: Optional[TensorBoardLog] = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -28,6 +66,15 @@ class JsonlLog:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
+        if self.report_to == "tensorboard":
+            if self._tensorboard is None:
+                self._tensorboard = TensorBoardLog(self.path.parent / TENSORBOARD_DIR)
+            self._tensorboard.write(event, fields, record["time"])
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
 
 
 def say(message: str) -> None:
@@ -36,7 +83,20 @@ def say(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-class Progress:
+class Messages:
+    """One-line news on stderr for people: ``say(message)`` prints on the ``writer`` (rank
+    0) per-step lines (``always=False``) only when no progress bar shows them
+    (``bar_shown``), other news (``always=True``) always. Usable before a bar exists."""
+
+    def __init__(self, writer: bool = True, bar_shown: bool = False):
+        self.writer, self.bar_shown = writer, bar_shown
+
+    def say(self, message: str, always: bool = False) -> None:
+        if self.writer and (always or not self.bar_shown):
+            say(message)
+
+
+class Progress(Messages):
     """A tqdm bar on stderr (``enabled=False``: none, as with ``--no-progress``) and
     one-line messages that do not tear it.
 
@@ -47,8 +107,7 @@ class Progress:
     def __init__(self, total: int, initial: int = 0, desc: str = "", enabled: bool = True,
                  writer: bool = True, **tqdm_options):
         from tqdm import tqdm
-        self.writer = writer
-        self.bar_shown = enabled and writer
+        super().__init__(writer, enabled and writer)
         self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True,
                         disable=not self.bar_shown, file=sys.stderr, **tqdm_options)
 
@@ -56,10 +115,6 @@ class Progress:
         if postfix:
             self.bar.set_postfix(**postfix, refresh=False)
         self.bar.update(steps)
-
-    def say(self, message: str, always: bool = False) -> None:
-        if self.writer and (always or not self.bar_shown):
-            say(message)
 
     def close(self) -> None:
         self.bar.close()

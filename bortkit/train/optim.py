@@ -133,12 +133,6 @@ def make_trainer(params: dict, optimizer: str = "bertadam", learning_rate: float
     return mx.gluon.Trainer(ordered, optimizer, kwargs, kvstore=None)
 
 
-def zero_grad(params: dict) -> None:
-    for param in params.values():
-        if param.grad_req != "null":
-            param.zero_grad()
-
-
 def global_grad_norm(params: dict) -> float:
     """The L2 norm of all gradients together.
 
@@ -160,21 +154,6 @@ def global_grad_norm_nd(params: dict) -> mx.nd.NDArray:
     """:func:`global_grad_norm` as a (1,) NDArray, without waiting for the gradients."""
     squares = _squared_grad_sum(params)
     return mx.nd.zeros((1,)) if squares is None else mx.nd.sqrt(squares)
-
-
-def clip_global_norm(params: dict, max_norm: float) -> float:
-    """Scale all gradients so their global L2 norm is at most ``max_norm``; return the norm.
-
-    (:class:`~bortkit.train.TrainStep` avoids this extra pass over the gradients by handing
-    the clip factor to the optimizer instead.)
-    """
-    norm = global_grad_norm(params)
-    if norm > max_norm:
-        factor = max_norm / (norm + 1e-8)
-        for param in params.values():
-            if param.grad_req != "null":
-                param.grad()[:] *= factor
-    return norm
 
 
 @dataclass(frozen=True)

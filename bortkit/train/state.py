@@ -12,7 +12,6 @@ one: resuming on CPU is bit-for-bit.
 """
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from pathlib import Path
@@ -39,22 +38,59 @@ def seed_step(seed: int, step: int, rank: int = 0) -> None:
     mx.random.seed((seed * 1_000_003 + step * 7919 + rank) % (2 ** 31))
 
 
-def save_training_state(directory: Path, block, config, trainer, state: dict,
+def optimizer_files(groups) -> dict:
+    """File name of each group's optimizer state: ``optimizer.states`` for a run with one
+    group, ``optimizer-NAME.states`` for each of several (e.g. pruning's three)."""
+    if len(groups) == 1:
+        return {groups[0].name: OPTIMIZER}
+    return {group.name: f"optimizer-{group.name}.states" for group in groups}
+
+
+def _groups(trainers) -> list:
+    """``trainers``: a Gluon Trainer, a ParamGroup or a sequence of ParamGroups."""
+    from .step import ParamGroup
+    if isinstance(trainers, ParamGroup):
+        return [trainers]
+    if isinstance(trainers, (list, tuple)):
+        return list(trainers)
+    return [ParamGroup({}, trainers, name="optimizer")]
+
+
+def _outside(block, groups) -> dict:
+    """Per group, its parameters that are not ``block``'s (e.g. Lagrange multipliers): they
+    are saved beside the model as ``NAME.params``."""
+    inside = {id(p) for p in block.collect_params().values()}
+    out = {}
+    for group in groups:
+        extra = {k: p for k, p in group.params.items() if id(p) not in inside}
+        if extra:
+            out[group.name] = extra
+    return out
+
+
+def save_training_state(directory: Path, block, config, trainers, state: dict,
                         tokenizer=None, source=None, meta: Optional[dict] = None,
                         extra_blocks: Optional[dict] = None) -> Path:
-    """Atomically replace ``directory`` with the weights, optimizer and ``state`` dict.
+    """Atomically replace ``directory`` with the weights, every group's optimizer state
+    (``trainers``: a Gluon Trainer or the run's ParamGroups) and the ``state`` dict.
 
-    ``extra_blocks`` (name -> Gluon block) are trained blocks outside the model, e.g. the
-    projections of a distillation loss; each is saved as ``<name>.params``.
+    A group's parameters outside ``block`` (e.g. Lagrange multipliers) are saved as
+    ``GROUP.params``; ``extra_blocks`` (name -> Gluon block) are trained blocks outside the
+    model, e.g. the projections of a distillation loss, each saved as ``<name>.params``.
     """
     directory = Path(directory)
+    groups = _groups(trainers)
     staging = directory.with_name(f".{directory.name}{STAGING}save")  # clean_staging removes it
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with output_errors(directory, staging):  # a full disk names the checkpoint
             save_pretrained(block, staging, config=config, tokenizer=tokenizer, source=source,
                             meta=meta, seed=state.get("seed"))
-            trainer.save_states(str(staging / OPTIMIZER))
+            for group in groups:
+                group.trainer.save_states(str(staging / optimizer_files(groups)[group.name]))
+            for name, params in _outside(block, groups).items():
+                mx.nd.save(str(staging / f"{name}.params"),
+                           {k: p.data() for k, p in params.items()})
             for name, extra in (extra_blocks or {}).items():
                 extra.save_parameters(str(staging / f"{name}.params"))
             write_json(staging / STATE, state)
@@ -72,26 +108,45 @@ def save_training_state(directory: Path, block, config, trainer, state: dict,
     return directory
 
 
-def load_training_state(directory: Path, block, trainer,
-                        extra_blocks: Optional[dict] = None) -> dict:
-    """Restore weights and optimizer state into ``block``/``trainer`` (and the
-    ``extra_blocks`` saved with :func:`save_training_state`); return the state dict."""
+def state_directory(directory: Path) -> Optional[Path]:
+    """``directory``, or its ``.old`` copy when a save was killed between its two renames;
+    None when neither holds a training state."""
     directory = Path(directory)
-    if not (directory / STATE).exists():
-        old = directory.with_name(directory.name + ".old")
-        if (old / STATE).exists():  # killed between the two renames
-            directory = old
-        else:
-            raise CheckpointError("no training state to resume from (state.json missing)",
-                                  path=directory)
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / STATE).is_file():
+            return candidate
+    return None
+
+
+def load_training_state(directory: Path, block, trainers,
+                        extra_blocks: Optional[dict] = None) -> dict:
+    """Restore weights and every group's optimizer state into ``block``/``trainers`` (and
+    the ``extra_blocks`` saved with :func:`save_training_state`); return the state dict."""
+    found = state_directory(directory)
+    if found is None:
+        raise CheckpointError("no training state to resume from (state.json missing)",
+                              path=directory)
+    directory = found
+    groups = _groups(trainers)
     assign(block, read_state(directory), required_prefixes=())
+    for name, params in _outside(block, groups).items():
+        path = directory / f"{name}.params"
+        if not path.exists():
+            raise CheckpointError(f"training state has no {path.name}", path=directory)
+        saved = mx.nd.load(str(path))
+        for key, param in params.items():
+            if key not in saved:
+                raise CheckpointError(f"{path.name} has no {key}", path=directory)
+            param.set_data(saved[key])
     for name, extra in (extra_blocks or {}).items():
         path = directory / f"{name}.params"
         if not path.exists():
             raise CheckpointError(f"training state has no {path.name}", path=directory)
         extra.load_parameters(str(path))
-    trainer.load_states(str(directory / OPTIMIZER))
-    try:
-        return json.loads((directory / STATE).read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"corrupt state.json ({err})", path=directory / STATE) from None
+    for group in groups:
+        path = directory / optimizer_files(groups)[group.name]
+        if not path.exists():
+            raise CheckpointError(f"training state has no {path.name}", path=directory)
+        group.trainer.load_states(str(path))
+    from .run import read_run_state
+    return read_run_state(directory)
