@@ -129,8 +129,8 @@ def cpu_flags() -> list[str]:
 
 
 # ---------------------------------------------------------------------- the PyTorch side
-def torch_module(hf_dir: Path, state, head: Optional[dict]):
-    """Hugging Face ``BertModel`` (+ the checkpoint's task head) as one module:
+def torch_module(hf_dir: Path, state, head):
+    """Hugging Face ``BertModel`` (+ the checkpoint's task head, a ``TaskHead``) as one module:
     (input_ids, token_type_ids, attention_mask) -> logits or last hidden state."""
     import torch
     from transformers import BertConfig, BertModel
@@ -145,7 +145,7 @@ def torch_module(hf_dir: Path, state, head: Optional[dict]):
             super().__init__()
             self.bert = bert
             if head is not None:
-                if head.get("pooling", "cls") == "cls" and not state.config.use_pooler:
+                if head.pooling == "cls" and not state.config.use_pooler:
                     raise BortkitError("the bench's PyTorch head covers pooler and mean "
                                        "pooling only")
                 weight, bias = state.tensors["head.out.weight"], state.tensors["head.out.bias"]
@@ -159,7 +159,7 @@ def torch_module(hf_dir: Path, state, head: Optional[dict]):
                             attention_mask=attention_mask)
             if head is None:
                 return out.last_hidden_state
-            if head.get("pooling", "cls") == "mean":
+            if head.pooling == "mean":
                 weights = attention_mask.unsqueeze(2).to(out.last_hidden_state.dtype)
                 features = (out.last_hidden_state * weights).sum(1) / weights.sum(1)
             else:
@@ -204,7 +204,7 @@ class Setup:
 
     name: str
     config: object
-    head: Optional[dict]
+    head: Optional[object]            # bortkit.checkpoint.TaskHead, None: the encoder
     calls: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
 
@@ -215,19 +215,18 @@ def build(name: str, bortkit_dir: Path, hf_dir: Path, work: Path, texts: list,
     import onnx
     import torch
     import bortkit
-    from bortkit.checkpoint import classifier_from_state, read_state
+    from bortkit.checkpoint import TaskHead, classifier_from_state, read_state
     from bortkit.export import export, session
     from bortkit.quantize import dense_kernel, quantize_int8
     state = read_state(bortkit_dir)
-    head = state.meta.get("_head")
+    head = TaskHead.from_meta(state.meta, bortkit_dir)
     setup = Setup(name, state.config, head)
 
     if head is None:
         model = bortkit.from_pretrained(bortkit_dir)
         setup.calls["bortkit_fp32"] = lambda i, t, m: model.encode(i, t, m).last_hidden_state
     else:
-        classifier, _ = classifier_from_state(state, int(head["num_labels"]),
-                                              head.get("pooling", "cls"))
+        classifier, _ = classifier_from_state(state, head.num_labels, head.pooling)
         classifier.hybridize(static_alloc=True, static_shape=True)
         setup.calls["bortkit_fp32"] = lambda i, t, m: classifier(
             *(mx.nd.array(a, dtype="float32") for a in (i, t, m))).asnumpy()
@@ -505,7 +504,7 @@ def main(argv=None) -> None:
             if path is not None:
                 dev = task.read(args.data_dir, "dev")[:args.accuracy_examples]
                 accuracies[name] = accuracy(setup, dev, tokenizer,
-                                            int(setup.head.get("max_length", 128)))
+                                            setup.head.max_length)
                 print("SST-2 dev:", {n: round(a["accuracy"], 4)
                                      for n, a in accuracies[name].items()}, flush=True)
             for batch in args.batches:

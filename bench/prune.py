@@ -67,30 +67,26 @@ def pruned(work: Path, glue: str, model: Path, target: float) -> Path:
 
 def load(path: Path):
     """(hybridized classifier, head, config) of a checkpoint with a task head."""
-    from bortkit.checkpoint import classifier_from_state, read_state
+    from bortkit.checkpoint import TaskHead, classifier_from_state, read_state
     state = read_state(path)
-    head = state.meta["_head"]
-    net, _ = classifier_from_state(state, head["num_labels"], head.get("pooling", "cls"))
+    head = TaskHead.from_meta(state.meta, path)
+    net, _ = classifier_from_state(state, head.num_labels, head.pooling)
     net.hybridize(static_alloc=True, static_shape=True)
     return net, head, state.config
 
 
 def dev_accuracy(net, path: Path, glue: str, max_length: int) -> float:
-    import mxnet as mx
-    import numpy as np
-    from bortkit.finetune.data import eval_batches, featurize, make_batch
+    """SST-2 dev accuracy, through the one place classifiers predict
+    (:func:`bortkit.finetune.predict.predict_task`)."""
+    from bortkit.finetune.data import featurize
+    from bortkit.finetune.predict import predict_task
     from bortkit.metrics import task_scores
     from bortkit.tasks import get_task
     from bortkit.tokenizers import load_tokenizer
     task = get_task("SST-2")
     examples = task.read(glue, "dev")
     features = featurize(task, examples, load_tokenizer(path), max_length)
-    logits = np.zeros((len(features), 2), np.float32)
-    for index in eval_batches(features, 64):
-        batch = make_batch(features, index)
-        logits[index] = net(*[mx.nd.array(x) for x in (batch.input_ids, batch.token_type_ids,
-                                                        batch.attention_mask)]).asnumpy()
-    return float(task_scores(task, logits, examples)["accuracy"])
+    return float(task_scores(task, predict_task(net, task, features), examples)["accuracy"])
 
 
 def main() -> None:
@@ -120,10 +116,11 @@ def main() -> None:
         nets[name] = net
         rows[name] = {
             "path": str(path),
-            "params": count_params(config) + classifier_params(config, 2, head["pooling"]),
+            "params": count_params(config) + classifier_params(config, head.num_labels,
+                                                               head.pooling),
             "encoder_low_rank_matrices": len(config.low_rank or {}),
             "checkpoint_bytes": (path / "model.safetensors").stat().st_size,
-            "dev_accuracy": dev_accuracy(net, path, args.glue_dir, head["max_length"])}
+            "dev_accuracy": dev_accuracy(net, path, args.glue_dir, head.max_length)}
     latency = {}
     load_before = os.getloadavg()
     for batch in (1, 8):

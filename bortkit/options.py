@@ -138,11 +138,25 @@ class OneOf:
         check_choice(name, value, self.choices)
 
 
+@dataclasses.dataclass(frozen=True)
+class Text:
+    """A string (``non_empty``: with a character other than white space); ``what`` names
+    it in the message (``--study must be a non-empty name, got ' '``)."""
+
+    what: str = "a string"
+    non_empty: bool = False
+
+    def check(self, name: str, value: Any) -> None:
+        check(name, value, isinstance(value, str) and (bool(value.strip()) or
+                                                       not self.non_empty), self.what)
+
+
 def arg(default: Any = dataclasses.MISSING, constraint: Any = None, *, resume: bool = True,
         sweep: bool = False, factory: Any = dataclasses.MISSING):
-    """A dataclass field with its ``constraint`` (:class:`Interval`, :class:`OneOf`, or any
-    object with ``check(name, value)``); ``resume=False``: a resumed run may change it;
-    ``sweep=True``: a sweep trial (or an Agora setting) may set it (:func:`sweep_params`)."""
+    """A dataclass field with its ``constraint`` (:class:`Interval`, :class:`OneOf`,
+    :class:`Text`, or any object with ``check(name, value)``); ``resume=False``: a resumed
+    run may change it; ``sweep=True``: a sweep trial (or an Agora setting) may set it
+    (:func:`sweep_params`)."""
     metadata = {"constraint": constraint, "resume": resume, "sweep": sweep}
     if factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=factory, metadata=metadata)

@@ -231,3 +231,43 @@ def test_the_lifecycle_check_catches_a_private_resume(tmp_path):
                        "check_resume(state['args'], args, out)\n")
     assert _run_internals(tmp_path) == ['bortkit/prune/run.py:1: "state.json"',
                                         "bortkit/prune/run.py:2: check_resume("]
+
+
+# The task head's record in config.json ("_head") is read and written by
+# bortkit.checkpoint.TaskHead alone (from_meta, to_meta, strip); everyone else handles a
+# TaskHead, so a head is checked the same way wherever it is used.
+HEAD_RECORD_OWNERS = ("bortkit/checkpoint/heads.py",)
+
+
+def _raw_head_records(root: Path) -> list[str]:
+    """Every "_head" string (an index, a .get, a key, a comparison) in bortkit/ and bench/
+    outside its owner; docstrings and longer messages that mention it do not count."""
+    found = []
+    for folder in ("bortkit", "bench"):
+        for path in _sources(root / folder):
+            where = path.relative_to(root).as_posix()
+            if where in HEAD_RECORD_OWNERS:
+                continue
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            found += [f"{where}:{node.lineno}" for node in ast.walk(tree)
+                      if isinstance(node, ast.Constant) and node.value == "_head"]
+    return found
+
+
+def test_the_head_record_is_handled_only_through_task_head():
+    assert not _raw_head_records(REPO), "\n".join(_raw_head_records(REPO))
+
+
+def test_the_head_record_check_catches_a_raw_read(tmp_path):
+    planted = tmp_path / "bortkit" / "export" / "graph.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text('"""Reads the ``"_head`` record."""\n'
+                       'head = state.meta.get("_head")\n'
+                       'labels = meta["_head"]["labels"]\n'
+                       'keep = {k: v for k, v in meta.items() if k != "_head"}\n')
+    owner = tmp_path / "bortkit" / "checkpoint" / "heads.py"
+    owner.parent.mkdir(parents=True)
+    owner.write_text('KEY = "_head"\n')
+    assert _raw_head_records(tmp_path) == ["bortkit/export/graph.py:2",
+                                           "bortkit/export/graph.py:3",
+                                           "bortkit/export/graph.py:4"]

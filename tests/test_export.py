@@ -67,7 +67,8 @@ def test_head_round_trip(tmp_path, name, pooling):
     save_pretrained(Model(config), tmp_path / "base", config=config)
     classifier, missing = classifier_from_state(read_state(tmp_path / "base"), 3, pooling)
     assert missing  # a new head with random weights
-    head = {"task": "test", "kind": "classification", "num_labels": 3, "pooling": pooling}
+    head = {"task": "test", "kind": "classification", "num_labels": 3,
+            "labels": ["a", "b", "c"], "pooling": pooling}
     save_pretrained(classifier, tmp_path / "clf", config=config, meta={"_head": head})
     export(tmp_path / "clf", tmp_path / "onnx")
     ids, types, mask = _inputs(config)

@@ -93,7 +93,7 @@ def test_saved_int8_model_loads_with_its_thresholds(saved, tmp_path):
     assert record["calibration_sentences"] == 48 and record["thresholds"]
     assert record["dense"] == quantized.dense == dense_kernel()  # fused where it runs
     loaded = bortkit.from_pretrained(path)  # no calibration text
-    assert isinstance(loaded, QuantizedModel) and loaded.head["num_labels"] == 2
+    assert isinstance(loaded, QuantizedModel) and loaded.head.num_labels == 2
     assert loaded.dense == record["dense"]
     ids, types, mask = _batch()
     expected = quantized.predict(ids, types, mask)

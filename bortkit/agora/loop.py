@@ -46,7 +46,7 @@ import dataclasses
 import json
 import math
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -57,7 +57,8 @@ from ..finetune.args import FINETUNE_PARAMS
 from ..finetune.data import subsample
 from ..io import atomic_directory, atomic_write, write_json
 from ..metrics import task_scores
-from ..options import check, check_choice, check_range, check_report_to
+from ..options import (Interval, OneOf, Text, arg, check_fields, check_report_to, resume_keys,
+                       sweep_params)
 from ..tasks import Example
 from ..tasks.files import load_task
 from ..train import JsonlLog, Run, checkpoint_step
@@ -67,43 +68,51 @@ from .generate import make_generator
 from .teacher import CheckpointClassifier
 
 EVAL_SOURCES = ("train", "dev")
-# The settings of a run a sweep may vary (AgoraArgs fields), with their types.
-AGORA_PARAMS: dict[str, type] = {
-    "budget": int, "rounds": int, "per_error": int, "max_generated": int, "replays": int,
-    "eval_fraction": float, "evals_per_round": int,
-}
+POSITIVE_INT, COUNT = Interval(1, integer=True), Interval(0, integer=True)
+LIMIT = Interval(1, integer=True, optional=True)  # None: no limit
 
 
 @dataclass
 class AgoraArgs:
-    """Settings of one Agora run."""
+    """Settings of one Agora run. Each field declares its check
+    (:func:`bortkit.options.check_fields`), whether a resumed run must keep it
+    (:data:`RESUME_KEYS`) and whether a sweep may vary it (:data:`AGORA_PARAMS`)."""
 
-    task: str
-    student: str                      # pretrained (small) checkpoint
-    teacher: str                      # checkpoint fine-tuned on the task (with its head)
-    data_dir: Optional[str]           # None for the user's files
-    output_dir: str
-    thetas: list = field(default_factory=list)  # Θ: FinetuneArgs overrides per setting
-    budget: int = 1000                # optimizer steps over all candidates, rounds, replays
-    rounds: Optional[int] = None      # default max(|Θ|, 2): prune one θ a round until one is left
-    per_error: int = 4                # draws of g around each E example a candidate gets wrong
-    max_generated: int = 2000         # cap on new examples per round
-    replays: int = 2                  # repeated rounds over the whole run
-    eval_fraction: float = 0.2        # share of the E source held out as E
-    eval_source: str = "train"        # E from the training split, or from the dev split
-    evals_per_round: int = 1          # evaluations on E per candidate and round (the last
-                                      # one at the end of the round)
-    seed: int = 0                     # split, g, and the default seed of every θ
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None  # dev examples (before any split)
-    generator: str = "perturb"
-    resume: bool = False
-    overwrite: bool = False           # replace a finished run in output_dir
-    progress: bool = True             # progress bars of the fine-tuning runs
-    report_to: str = "none"           # "tensorboard": the log's numbers in OUT/tensorboard/
-    files: Optional[dict] = None      # the user's files (bortkit.tasks.files.file_task kwargs)
+    task: str = arg()
+    student: str = arg()                        # pretrained (small) checkpoint
+    teacher: str = arg()                        # checkpoint fine-tuned on the task (with its head)
+    data_dir: Optional[str] = arg()             # None for the user's files
+    output_dir: str = arg(resume=False)
+    thetas: list = arg(factory=list)            # Θ: FinetuneArgs overrides per setting
+    # optimizer steps over all candidates, rounds, replays
+    budget: int = arg(1000, POSITIVE_INT, sweep=True)
+    # default max(|Θ|, 2): prune one θ a round until one is left
+    rounds: Optional[int] = arg(None, Interval(1, integer=True, optional=True), sweep=True)
+    # draws of g around each E example a candidate gets wrong
+    per_error: int = arg(4, POSITIVE_INT, sweep=True)
+    max_generated: int = arg(2000, COUNT, sweep=True)       # cap on new examples per round
+    replays: int = arg(2, COUNT, sweep=True)                # repeated rounds over the whole run
+    # share of the E source held out as E
+    eval_fraction: float = arg(0.2, Interval(0, 1, low_open=True, high_open=True), sweep=True)
+    # E from the training split, or from the dev split
+    eval_source: str = arg("train", OneOf(EVAL_SOURCES))
+    # evaluations on E per candidate and round (the last one at the end of the round)
+    evals_per_round: int = arg(1, POSITIVE_INT, sweep=True)
+    seed: int = arg(0, COUNT)                   # split, g, and the default seed of every θ
+    max_train_examples: Optional[int] = arg(None, LIMIT)
+    max_eval_examples: Optional[int] = arg(None, LIMIT)  # dev examples (before any split)
+    generator: str = arg("perturb", Text("a generator name"))
+    resume: bool = arg(False, resume=False)
+    overwrite: bool = arg(False, resume=False)  # replace a finished run in output_dir
+    progress: bool = arg(True, resume=False)    # progress bars of the fine-tuning runs
+    # "tensorboard": the log's numbers in OUT/tensorboard/
+    report_to: str = arg("none", resume=False)
+    # the user's files (bortkit.tasks.files.file_task kwargs)
+    files: Optional[dict] = arg(None)
 
     def validate(self) -> None:
+        """One line per bad setting: Θ, every field's declared constraint (NaN and infinity
+        included), then the budget against the rounds."""
         check_report_to(self.report_to)
         if not self.thetas:
             raise ConfigError("Agora needs at least one hyperparameter setting θ")
@@ -111,16 +120,7 @@ class AgoraArgs:
             unknown = sorted(set(theta) - set(FINETUNE_PARAMS))
             if unknown:
                 raise ConfigError(f"unknown fine-tuning parameter(s) in θ: {', '.join(unknown)}")
-        check_range("budget", self.budget, 1, integer=True)
-        check_range("per_error", self.per_error, 1, integer=True)
-        check_range("max_generated", self.max_generated, 0, integer=True)
-        check_range("replays", self.replays, 0, integer=True)
-        check_range("eval_fraction", self.eval_fraction, 0, 1, low_open=True, high_open=True)
-        check_range("evals_per_round", self.evals_per_round, 1, integer=True)
-        check_range("rounds", self.rounds, 1, integer=True, optional=True)
-        check_range("seed", self.seed, 0, integer=True)
-        check_choice("eval_source", self.eval_source, EVAL_SOURCES)
-        check("generator", self.generator, isinstance(self.generator, str), "a generator name")
+        check_fields(self)
         if self.budget < sum(self.alive_counts()):
             raise ConfigError(f"--budget {self.budget} is smaller than one step per candidate "
                               f"and round ({sum(self.alive_counts())})")
@@ -132,6 +132,11 @@ class AgoraArgs:
     def alive_counts(self) -> list[int]:
         """Candidates trained in each round: |Θ|, |Θ|-1, ..., 1, 1, ..."""
         return [max(1, len(self.thetas) - r) for r in range(self.num_rounds)]
+
+
+# The settings of a run a sweep may vary, with their types; those a resumed run must keep.
+AGORA_PARAMS: dict[str, type] = sweep_params(AgoraArgs)
+RESUME_KEYS = resume_keys(AgoraArgs)
 
 
 def _read_examples(path: Path) -> list[Example]:
@@ -319,8 +324,8 @@ class Agora:
 
     def _settings(self) -> dict:
         """What a resumed run must share with the run it continues."""
-        return {k: v for k, v in asdict(self.args).items()
-                if k not in ("resume", "overwrite", "progress", "output_dir", "report_to")}
+        settings = asdict(self.args)
+        return {k: settings[k] for k in RESUME_KEYS}
 
     def _train_candidates(self, state: dict, steps: int, train: list) -> dict:
         """Every surviving θ goes on ``steps`` steps on ``train``; returns the E scores of

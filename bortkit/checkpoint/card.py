@@ -5,15 +5,18 @@ Hugging Face's loaders (``huggingface_hub.ModelCard``) read the YAML block betwe
 ``metrics`` and ``model-index`` (the scores), plus bortkit's own ``bortkit`` entry (labels,
 the length the head was trained with, the command that made the model, the bortkit version).
 
-What the card says comes from the checkpoint's ``config.json`` meta: ``"_head"`` (task,
-labels, length), ``"_card"`` (``base_model`` and ``metrics``, written by the trainer that
-saved the weights, kept through every later save and export) and the provenance of this
-write (command line, bortkit version, time).
+What the card says comes from the checkpoint's ``config.json`` meta: its task head
+(:meth:`~bortkit.checkpoint.TaskHead.from_meta`: task, labels, length), ``"_card"``
+(``base_model`` and ``metrics``, written by the trainer that saved the weights, kept through
+every later save and export) and the provenance of this write (command line, bortkit
+version, time).
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Optional
+
+from .heads import TaskHead
 
 CARD = "README.md"
 LIBRARIES = {"bortkit": "bortkit", "huggingface": "transformers", "onnx": "onnx"}
@@ -32,10 +35,13 @@ def card_meta(base_model: Optional[str] = None, metrics: Optional[dict] = None,
 
 def metadata(meta: dict, provenance: dict, fmt: str, name: str) -> dict:
     """The YAML metadata block of a card, as a dict."""
-    head = meta.get("_head") or {}
+    head = TaskHead.from_meta(meta)
+    about = {"task": None, "kind": None, "labels": [], "max_length": None} if head is None \
+        else {"task": head.task, "kind": head.kind, "labels": list(head.labels),
+              "max_length": head.max_length}
     card = meta.get("_card") or {}
     base = card.get("base_model") or provenance.get("source")
-    task = "text-classification" if head else "feature-extraction"
+    task = "text-classification" if head is not None else "feature-extraction"
     data = {"library_name": LIBRARIES[fmt]}
     if base:
         data["base_model"] = str(base)
@@ -44,7 +50,7 @@ def metadata(meta: dict, provenance: dict, fmt: str, name: str) -> dict:
     metrics = card.get("metrics") or {}
     if metrics:
         data["metrics"] = sorted(k for k in metrics if k != "main")
-        dataset = head.get("task") or "unknown"
+        dataset = about["task"] or "unknown"
         data["model-index"] = [{"name": name, "results": [{
             "task": {"type": task},
             "dataset": {"name": dataset, "type": dataset, "split": "dev"},
@@ -53,10 +59,7 @@ def metadata(meta: dict, provenance: dict, fmt: str, name: str) -> dict:
     data["bortkit"] = {
         "version": provenance.get("bortkit_version"),
         "format": fmt,
-        "task": head.get("task"),
-        "kind": head.get("kind"),
-        "labels": list(head.get("labels") or []),
-        "max_length": head.get("max_length"),
+        **about,
         "made_by": provenance.get("command"),
         "created": provenance.get("created"),
     }

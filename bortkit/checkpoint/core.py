@@ -560,7 +560,7 @@ def export_huggingface(model, directory: os.PathLike | str, tokenizer=None,
         set_model_max_length(tmp, export_max_length(
             config, head.max_length if head is not None else None,
             getattr(model.embedding, "max_length", None)))
-        meta = {k: v for k, v in model.meta.items() if k != "_head"}
+        meta = TaskHead.strip(model.meta)
         if head is not None:
             meta.update(head.to_meta())
         source = getattr(model, "source", None)

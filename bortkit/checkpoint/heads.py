@@ -6,6 +6,10 @@ task, kind, labels, the ``max_length`` and ``pooling`` it was trained with) and
 through a ``...ForSequenceClassification`` layout with ``id2label`` and ``problem_type``, and
 a sentence-transformers directory its embedding through ``modules.json``,
 ``1_Pooling/config.json`` and ``sentence_bert_config.json``.
+
+The ``"_head"`` record is read and written here only (:meth:`TaskHead.from_meta`,
+:meth:`TaskHead.to_meta`, :meth:`TaskHead.strip`); every other module handles a
+:class:`TaskHead` (``tests/test_architecture.py`` checks it).
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ EMBED_POOLINGS = ("mean", "cls", "max")
 #: sentence-transformers' Pooling config key -> our pooling name.
 _ST_POOLING_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls",
                     "pooling_mode_max_tokens": "max"}
+#: The task head's entry in a bortkit ``config.json`` (private: go through TaskHead).
+_HEAD_KEY = "_head"
 
 
 @dataclass(frozen=True)
@@ -39,12 +45,13 @@ class TaskHead:
         return 1 if self.kind == "regression" else len(self.labels)
 
     @classmethod
-    def from_meta(cls, meta: dict, path: Path) -> Optional["TaskHead"]:
-        """The ``"_head"`` entry of a bortkit ``config.json`` (None when there is none)."""
-        head = meta.get("_head")
+    def from_meta(cls, meta: dict, path: Optional[Path] = None) -> Optional["TaskHead"]:
+        """The ``"_head"`` entry of a bortkit ``config.json`` (None when there is none),
+        checked; ``path`` (the checkpoint folder or its ``config.json``) names it in errors."""
+        head = meta.get(_HEAD_KEY)
         if not head:
             return None
-        where = path / "config.json" if path.is_dir() else path
+        where = None if path is None else path / "config.json" if path.is_dir() else path
         try:
             made = cls(kind=head["kind"], labels=tuple(str(x) for x in head.get("labels", ())),
                        pooling=head.get("pooling", "cls"),
@@ -58,7 +65,12 @@ class TaskHead:
                                   f"{made.num_labels} label names", path=where)
         return made
 
-    def check(self, where: Path) -> None:
+    @staticmethod
+    def strip(meta: dict) -> dict:
+        """``meta`` without its ``"_head"`` entry (what the encoder alone declares)."""
+        return {k: v for k, v in meta.items() if k != _HEAD_KEY}
+
+    def check(self, where: Optional[Path]) -> None:
         if self.kind not in KINDS:
             raise CheckpointError(f"head kind must be one of {', '.join(KINDS)}, got "
                                   f"{self.kind!r}", path=where)
@@ -74,7 +86,7 @@ class TaskHead:
 
     def to_meta(self) -> dict:
         """The ``"_head"`` entry, in the form ``python -m bortkit.finetune`` writes it."""
-        return {"_head": {"task": self.task, "kind": self.kind, "num_labels": self.num_labels,
+        return {_HEAD_KEY: {"task": self.task, "kind": self.kind, "num_labels": self.num_labels,
                           "labels": list(self.labels), "max_length": self.max_length,
                           "pooling": self.pooling}}
 
@@ -126,8 +138,8 @@ class EmbeddingSpec:
             made = cls(pooling=entry.get("pooling", "mean"),
                        normalize=bool(entry.get("normalize", False)),
                        max_length=entry.get("max_length"))
-        elif meta.get("_head"):
-            made = cls(pooling=meta["_head"].get("pooling", "cls"))
+        elif meta.get(_HEAD_KEY):
+            made = cls(pooling=meta[_HEAD_KEY].get("pooling", "cls"))
         else:
             made = cls()
         if made.pooling not in EMBED_POOLINGS:

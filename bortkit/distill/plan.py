@@ -9,9 +9,10 @@ from typing import Optional
 from ..checkpoint import read_state
 from ..config import ModelConfig, configs_dir, load_config
 from ..errors import BortkitError, CheckpointError, ConfigError, DataError
-from ..options import check_choice, check_range, check_report_to
+from ..options import (Interval, OneOf, arg, check_fields, check_range, check_report_to,
+                       resume_keys)
 from ..train import OPTIMIZERS, Run, Workers
-from .weights import LossWeights, parse_layer_map, uniform_layer_map
+from .weights import KD_MODES, LossWeights, parse_layer_map, uniform_layer_map
 
 EVAL_SEED = 0            # held-out masks are the same whatever the training seed
 CHECKPOINT = "checkpoint"
@@ -23,82 +24,77 @@ TEACHER_MLM_SCOPES = ("all", "head")
 # The tensors of a masked-LM head (its decoder weight is the tied word embedding).
 HEAD_TENSORS = ("mlm_head.transform.weight", "mlm_head.transform.bias",
                 "mlm_head.layer_norm.gamma", "mlm_head.layer_norm.beta", "mlm_head.decoder.bias")
-# Arguments a resumed run must share with the run that wrote the checkpoint.
-RESUME_KEYS = ("train", "teacher", "teacher_mlm_steps", "teacher_mlm_train", "seed",
-               "global_batch_size", "accumulate", "max_steps",
-               "max_predictions", "mlm_probability", "whole_word", "optimizer",
-               "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm", "mlm_weight",
-               "kd_weight", "temperature", "kd_mode", "hidden_weight", "attention_weight",
-               "layer_map", "student")
+POSITIVE_INT, COUNT = Interval(1, integer=True), Interval(0, integer=True)
+POSITIVE, NON_NEGATIVE = Interval(0, low_open=True), Interval(0)
 
 
 @dataclass
 class PretrainingArguments:
-    """Everything a pretraining run needs; the CLI flags have the same names (dashed)."""
+    """Everything a pretraining run needs; the CLI flags have the same names (dashed). Each
+    field declares its check (:func:`bortkit.options.check_fields`) and whether a resumed run
+    must keep it (:data:`RESUME_KEYS`)."""
 
-    train: str                                 # shard directory (create_pretraining_data)
-    output_dir: str
-    test: Optional[str] = None                 # held-out shard directory
-    student_config: str = "bort-mini"          # preset, configs/distill/<name>.json, or path
-    teacher: Optional[str] = None              # bortkit / Hugging Face / GluonNLP checkpoint
-    teacher_mlm_steps: int = 0                 # first train the teacher as a masked LM
-    teacher_mlm_train: str = "all"             # ... all its weights, or only the MLM "head"
-    teacher_mlm_lr: float = 2e-4
-    dropout: Optional[float] = None            # overrides the student's dropout rates
+    train: str = arg()                         # shard directory (create_pretraining_data)
+    output_dir: str = arg(resume=False)
+    test: Optional[str] = arg(None, resume=False)  # held-out shard directory
+    # preset, configs/distill/<name>.json, or path (compared as the resolved "student")
+    student_config: str = arg("bort-mini", resume=False)
+    teacher: Optional[str] = arg(None)         # bortkit / Hugging Face / GluonNLP checkpoint
+    teacher_mlm_steps: int = arg(0, COUNT)     # first train the teacher as a masked LM
+    # ... all its weights, or only the MLM "head"
+    teacher_mlm_train: str = arg("all", OneOf(TEACHER_MLM_SCOPES))
+    teacher_mlm_lr: float = arg(2e-4, POSITIVE, resume=False)
+    # overrides the student's dropout rates (compared as the resolved "student")
+    dropout: Optional[float] = arg(None, Interval(0, 1, high_open=True, optional=True),
+                                   resume=False)
     # loss (defaults: Bort's run_pretraining_distillation.sh)
-    mlm_weight: float = 0.1
-    kd_weight: float = 0.5
-    temperature: float = 2.0
-    kd_mode: str = "correct"
-    hidden_weight: float = 0.0
-    attention_weight: float = 0.0
-    layer_map: Optional[str] = None            # "0:1,1:3,..."; default uniform
+    mlm_weight: float = arg(0.1, NON_NEGATIVE)
+    kd_weight: float = arg(0.5, NON_NEGATIVE)
+    temperature: float = arg(2.0, POSITIVE)
+    kd_mode: str = arg("correct", OneOf(KD_MODES))
+    hidden_weight: float = arg(0.0, NON_NEGATIVE)
+    attention_weight: float = arg(0.0, NON_NEGATIVE)
+    layer_map: Optional[str] = arg(None)       # "0:1,1:3,..."; default uniform
     # optimisation (defaults: Bort's pretraining)
-    optimizer: str = "bertadam"
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    adam_epsilon: float = 1e-6
-    warmup_ratio: float = 0.01
-    max_grad_norm: float = 1.0                 # 0 = no clipping
-    batch_size: int = 8                        # sequences per worker and micro-batch
-    accumulate: int = 1
-    max_steps: int = 1000
+    optimizer: str = arg("bertadam", OneOf(OPTIMIZERS))
+    learning_rate: float = arg(1e-4, POSITIVE)
+    weight_decay: float = arg(0.01, NON_NEGATIVE)
+    adam_epsilon: float = arg(1e-6, POSITIVE, resume=False)
+    warmup_ratio: float = arg(0.01, Interval(0, 1))
+    max_grad_norm: float = arg(1.0, NON_NEGATIVE)  # 0 = no clipping
+    # sequences per worker and micro-batch (compared as "global_batch_size")
+    batch_size: int = arg(8, POSITIVE_INT, resume=False)
+    accumulate: int = arg(1, POSITIVE_INT)
+    max_steps: int = arg(1000, POSITIVE_INT)
     # masking
-    max_predictions: int = 20
-    mlm_probability: float = 0.15
-    whole_word: bool = False
+    max_predictions: int = arg(20, POSITIVE_INT)
+    mlm_probability: float = arg(0.15, Interval(0, 1, low_open=True))
+    whole_word: bool = arg(False)
     # bookkeeping
-    eval_every: int = 100                      # 0 = only before and after training
-    eval_batches: int = 0                      # 0 = the whole held-out set
-    checkpoint_every: int = 100                # 0 = only at the end
-    log_every: int = 10
-    baseline_eval: bool = True                 # held-out loss of teacher and untrained student
-    save_weights: bool = True                  # False: no checkpoint or final weights (scoring)
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False                    # replace a finished or started run
-    progress: bool = True
-    report_to: str = "none"           # "tensorboard": the log's numbers in OUT/tensorboard/
-    check_only: bool = False                   # validate everything, write nothing, exit
-    stop_at_step: Optional[int] = None         # debug: SIGKILL itself during this step
+    eval_every: int = arg(100, COUNT, resume=False)        # 0 = only before and after training
+    eval_batches: int = arg(0, COUNT, resume=False)        # 0 = the whole held-out set
+    checkpoint_every: int = arg(100, COUNT, resume=False)  # 0 = only at the end
+    log_every: int = arg(10, POSITIVE_INT, resume=False)
+    # held-out loss of teacher and untrained student
+    baseline_eval: bool = arg(True, resume=False)
+    # False: no checkpoint or final weights (scoring)
+    save_weights: bool = arg(True, resume=False)
+    seed: int = arg(0, COUNT)
+    resume: bool = arg(False, resume=False)
+    overwrite: bool = arg(False, resume=False)  # replace a finished or started run
+    progress: bool = arg(True, resume=False)
+    # "tensorboard": the log's numbers in OUT/tensorboard/
+    report_to: str = arg("none", resume=False)
+    # validate everything, write nothing, exit
+    check_only: bool = arg(False, resume=False)
+    # debug: SIGKILL itself during this step
+    stop_at_step: Optional[int] = arg(None, resume=False)
 
     def check(self) -> None:
-        """Raise :class:`ConfigError` for values no run can use."""
+        """Raise :class:`ConfigError` for values no run can use: every field's declared
+        constraint (NaN and infinity included), then the checks between fields."""
         check_report_to(self.report_to)
-        for name in ("batch_size", "accumulate", "max_steps", "max_predictions", "log_every"):
-            check_range(name, getattr(self, name), 1, integer=True)
-        for name in ("eval_every", "eval_batches", "checkpoint_every", "teacher_mlm_steps",
-                     "seed"):
-            check_range(name, getattr(self, name), 0, integer=True)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("teacher_mlm_train", self.teacher_mlm_train, TEACHER_MLM_SCOPES)
-        for name in ("learning_rate", "teacher_mlm_lr"):
-            check_range(name, getattr(self, name), 0, low_open=True)
-        check_range("max_grad_norm", self.max_grad_norm, 0)
-        check_range("weight_decay", self.weight_decay, 0)
-        check_range("warmup_ratio", self.warmup_ratio, 0, 1)
-        check_range("mlm_probability", self.mlm_probability, 0, 1, low_open=True)
-        check_range("dropout", self.dropout, 0, 1, high_open=True, optional=True)
+        check_fields(self)
         if self.teacher is None and (self.hidden_weight > 0 or self.attention_weight > 0
                                      or self.layer_map or self.teacher_mlm_steps):
             raise ConfigError("--hidden-weight, --attention-weight, --layer-map and "
@@ -109,6 +105,11 @@ class PretrainingArguments:
         return LossWeights(mlm=self.mlm_weight, kd=self.kd_weight, temperature=self.temperature,
                            kd_mode=self.kd_mode, hidden=self.hidden_weight,
                            attention=self.attention_weight)
+
+
+# Arguments a resumed run must share with the run that wrote the checkpoint: the declared
+# ones, the batch over all workers and the resolved student config (run_settings).
+RESUME_KEYS = (*resume_keys(PretrainingArguments), "global_batch_size", "student")
 
 
 def resolve_student_config(name_or_path: str, dropout: Optional[float] = None) -> ModelConfig:

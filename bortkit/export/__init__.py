@@ -3,4 +3,4 @@
 ``python -m bortkit.export --model PATH --format onnx [--quantize int8] --output-dir DIR``.
 Needs the ``export`` extra (onnx, onnxruntime); nothing else in bortkit imports it.
 """
-from .core import FORMATS, QUANTIZATIONS, OnnxModel, check_options, export, session  # noqa: F401
+from .core import FORMATS, QUANTIZATIONS, OnnxModel, export, session  # noqa: F401

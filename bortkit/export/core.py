@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-from ..checkpoint import read_state
+from ..checkpoint import TaskHead, read_state
 from ..checkpoint.card import write_card
 from ..checkpoint.core import (CONFIG, PROVENANCE, TOKENIZER_FILES, card_name, check_output_dir,
                                export_max_length, provenance, set_model_max_length)
@@ -125,8 +125,8 @@ def export(model: os.PathLike | str, output_dir: os.PathLike | str, format: str 
     if problem:
         raise ConfigError(problem, path=model)
     if not include_head:  # the encoder alone: its outputs, and no head in config.json
-        state.meta = {k: v for k, v in state.meta.items() if k not in ("_head", "_multitask")}
-    head = state.meta.get("_head")
+        state.meta = {k: v for k, v in TaskHead.strip(state.meta).items() if k != "_multitask"}
+    head = TaskHead.from_meta(state.meta, state.weights_path.parent)
     graph = build_graph(state, head)
     onnx_info = {"opset": graph.opset_import[0].version, "quantize": quantize,
                  "inputs": [i.name for i in graph.graph.input],
@@ -151,7 +151,7 @@ def export(model: os.PathLike | str, output_dir: os.PathLike | str, format: str 
                 if (state.tokenizer_dir / name).is_file():
                     (tmp / name).write_bytes((state.tokenizer_dir / name).read_bytes())
             set_model_max_length(tmp, export_max_length(
-                state.config, (head or {}).get("max_length"),
+                state.config, head.max_length if head is not None else None,
                 (state.meta.get("_embedding") or {}).get("max_length")))
         write_card(tmp, state.meta, record, "onnx", card_name(directory))
     return directory

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checkpoint import State
+from ..checkpoint import State, TaskHead
 from ..errors import ConfigError
 from ..model.blocks import MASK_FILL
 
@@ -204,11 +204,11 @@ def _head(g: GraphBuilder, sequence: str, pooled, mask: str, pooling: str) -> st
     return g.dense(features, "head.out")
 
 
-def build_graph(state: State, head: dict | None = None):
+def build_graph(state: State, head: TaskHead | None = None):
     """The fp32 ``onnx.ModelProto`` of ``state`` (a checkpoint read by
-    :func:`bortkit.checkpoint.read_state`). ``head`` is the checkpoint's ``_head`` record
-    (``num_labels``, ``pooling``); without one the outputs are ``last_hidden_state`` and,
-    with a pooler, ``pooler_output``; with one, ``logits`` (B, C)."""
+    :func:`bortkit.checkpoint.read_state`). ``head`` is the checkpoint's task head
+    (``TaskHead.from_meta(state.meta, ...)``); without one the outputs are
+    ``last_hidden_state`` and, with a pooler, ``pooler_output``; with one, ``logits`` (B, C)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
     config = state.config
@@ -239,9 +239,9 @@ def build_graph(state: State, head: dict | None = None):
     float_output = lambda name, dims: helper.make_tensor_value_info(  # noqa: E731
         name, TensorProto.FLOAT, dims)
     if head is not None:
-        logits = _head(g, x, pooled, "attention_mask", head.get("pooling", "cls"))
+        logits = _head(g, x, pooled, "attention_mask", head.pooling)
         g.nodes.append(helper.make_node("Identity", [logits], ["logits"]))
-        outputs = [float_output("logits", ["batch", int(head["num_labels"])])]
+        outputs = [float_output("logits", ["batch", head.num_labels])]
     else:
         g.nodes.append(helper.make_node("Identity", [x], ["last_hidden_state"]))
         outputs = [float_output("last_hidden_state", ["batch", "length", config.units])]

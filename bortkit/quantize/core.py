@@ -33,11 +33,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 
 from ..errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from ..checkpoint.heads import TaskHead
 
 QUANTIZATIONS = ("int8",)
 CALIBRATION_BATCH = 16       # sentences per calibration batch
@@ -125,12 +128,13 @@ class QuantizedModel:
     """An int8 oneDNN graph of a family model: numpy (B, T) in, numpy out.
 
     Without a task head ``encode`` returns an :class:`~bortkit.model.EncoderOutput`
-    (last hidden state and pooler); with one, ``predict`` returns the logits (B, C).
+    (last hidden state and pooler); with one (``head``, a
+    :class:`~bortkit.checkpoint.TaskHead`), ``predict`` returns the logits (B, C).
     ``record`` holds the settings and calibration thresholds that :meth:`save` writes;
     ``dense`` names the kernel the dense layers run on here (:data:`DENSE_KERNELS`).
     """
 
-    def __init__(self, config, block, head: Optional[dict], network=None,
+    def __init__(self, config, block, head: Optional[TaskHead], network=None,
                  record: Optional[dict] = None, meta: Optional[dict] = None, source=None,
                  dense: str = "onednn"):
         self.config = config
@@ -196,19 +200,18 @@ class QuantizedModel:
         return directory
 
 
-def _network(state):
-    """The fp32 Gluon network of ``state`` (with its task head when ``state.meta`` has one)."""
+def _network(state, head: Optional[TaskHead]):
+    """The fp32 Gluon network of ``state`` (with ``head``, the task head ``state.meta``
+    declares, when it has one)."""
     import mxnet as mx
     from ..checkpoint import assign, classifier_from_state
     from ..model import BertNetwork
-    head = state.meta.get("_head")
     if head is None:
         network = BertNetwork(state.config, prefix="bert_")
         network.initialize(mx.init.Normal(0.02))
         assign(network, state)
         return network
-    network, _ = classifier_from_state(state, int(head["num_labels"]),
-                                       head.get("pooling", "cls"))
+    network, _ = classifier_from_state(state, head.num_labels, head.pooling)
     return network
 
 
@@ -239,9 +242,12 @@ class Int8Graph:
 
     def __init__(self, state):
         import mxnet as mx
+        from ..checkpoint.heads import TaskHead
         from ..model.names import named_parameters
         from .graph import fold_parameters
-        self.network = _network(state)
+        #: the task head the checkpoint declares (None: the encoder alone)
+        self.head = TaskHead.from_meta(state.meta, state.weights_path.parent)
+        self.network = _network(state, self.head)
         self.inputs = _Inputs(state.config)
         self.num_layers = state.config.num_layers
         self.parameter_names = set(named_parameters(self.network))  # family names
@@ -362,7 +368,7 @@ def quantize_int8(state, calibration: Sequence[str], tokenizer=None,
     record = {**_settings(len(batches) * len(batches[0][0]), batches[0][0].shape[1]),
               "dense": dense, "thresholds": thresholds}
     return QuantizedModel(config, graph.build(dense, record["thresholds"]),
-                          state.meta.get("_head"), graph.network, record, state.meta,
+                          graph.head, graph.network, record, state.meta,
                           state.tokenizer_dir, dense)
 
 
@@ -468,5 +474,5 @@ def load_int8(path, config=None) -> QuantizedModel:
         dense = "onednn"
     graph = Int8Graph(state)
     return QuantizedModel(state.config, graph.build(dense, thresholds, path=where),
-                          state.meta.get("_head"), graph.network, record, state.meta,
+                          graph.head, graph.network, record, state.meta,
                           state.tokenizer_dir, dense)

@@ -13,14 +13,14 @@ import json
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 from ..agora import Agora, AgoraArgs
 from ..errors import ConfigError
 from ..finetune import FinetuneArgs
-from ..options import check, check_choice, check_range
+from ..options import Interval, OneOf, Text, arg, check_fields, check_range
 from ..train import claim, run_started
 from .distributed import make_coordinator
 from .space import apply_overrides, load_space, split_agora, uses_agora
@@ -31,34 +31,42 @@ from .study import (Heartbeat, ResumeFailedTrial, counted_trials, load_study, op
 PRUNERS = ("median", "hyperband", "threshold", "none")
 
 
+POSITIVE_INT, COUNT = Interval(1, integer=True), Interval(0, integer=True)
+
+
 @dataclass
 class SweepArgs:
-    """Settings of one sweep worker (``python -m bortkit.sweep``)."""
+    """Settings of one sweep worker (``python -m bortkit.sweep``). Each field declares its
+    check (:func:`bortkit.options.check_fields`)."""
 
-    task: str                               # GLUE/SuperGLUE name, or the files' task name
-    model: str
-    data_dir: Optional[str]                 # None for the user's files
-    study: str
-    n_trials: int
-    output_dir: Optional[str] = None        # default runs/sweep/<study>
-    storage: Optional[str] = None           # default sqlite:///<output_dir>/study.db
-    space: Optional[str] = None             # YAML file; None = the Bort README grid
-    overrides: dict = field(default_factory=dict)  # --set NAME=VALUE
-    pruner: str = "median"
-    prune_warmup: int = 1                   # evaluations reported before pruning may start
-    prune_below: float = 0.0                # threshold pruner: stop when dev score < this
-    agora: bool = False
-    teacher: Optional[str] = None
-    sampler_seed: Optional[int] = None
-    heartbeat: int = 30                     # seconds between heartbeats of a running trial
-    grace: Optional[int] = None             # seconds without heartbeat before a trial is dead
-    max_retry: int = 3                      # retries of one crashed trial
-    wait: bool = True                       # wait for other workers' running trials to end
-    poll: float = 5.0
-    progress: bool = True                   # progress bars of each trial's training
-    distributed: Optional[bool] = None      # None: detect horovodrun
-    files: Optional[dict] = None            # the user's files (bortkit.tasks.files.file_task)
-    keep_trial_checkpoints: bool = False    # keep every finished trial's checkpoints
+    task: str = arg()                       # GLUE/SuperGLUE name, or the files' task name
+    model: str = arg()
+    data_dir: Optional[str] = arg()         # None for the user's files
+    study: str = arg(constraint=Text("a non-empty name", non_empty=True))
+    n_trials: int = arg(constraint=POSITIVE_INT)
+    output_dir: Optional[str] = arg(None)   # default runs/sweep/<study>
+    storage: Optional[str] = arg(None)      # default sqlite:///<output_dir>/study.db
+    space: Optional[str] = arg(None)        # YAML file; None = the Bort README grid
+    overrides: dict = arg(factory=dict)     # --set NAME=VALUE
+    pruner: str = arg("median", OneOf(PRUNERS))
+    # evaluations reported before pruning may start
+    prune_warmup: int = arg(1, COUNT)
+    # threshold pruner: stop when dev score < this
+    prune_below: float = arg(0.0, Interval())
+    agora: bool = arg(False)
+    teacher: Optional[str] = arg(None)
+    sampler_seed: Optional[int] = arg(None)
+    # seconds between heartbeats of a running trial
+    heartbeat: int = arg(30, POSITIVE_INT)
+    # seconds without heartbeat before a trial is dead (above heartbeat: validate)
+    grace: Optional[int] = arg(None)
+    max_retry: int = arg(3, COUNT)          # retries of one crashed trial
+    wait: bool = arg(True)                  # wait for other workers' running trials to end
+    poll: float = arg(5.0)
+    progress: bool = arg(True)              # progress bars of each trial's training
+    distributed: Optional[bool] = arg(None)  # None: detect horovodrun
+    files: Optional[dict] = arg(None)       # the user's files (bortkit.tasks.files.file_task)
+    keep_trial_checkpoints: bool = arg(False)  # keep every finished trial's checkpoints
 
     def __post_init__(self):
         if self.output_dir is None:
@@ -68,14 +76,11 @@ class SweepArgs:
             self.storage = f"sqlite:///{db}"
 
     def validate(self) -> None:
-        check_range("n_trials", self.n_trials, 1, integer=True)
-        check_choice("pruner", self.pruner, PRUNERS)
-        check_range("prune_warmup", self.prune_warmup, 0, integer=True)
-        check_range("heartbeat", self.heartbeat, 1, integer=True)
+        """Every field's declared constraint (NaN and infinity included), then the checks
+        between fields."""
+        check_fields(self)
         check_range("grace", self.grace, self.heartbeat, low_open=True, integer=True,
                     optional=True)
-        check_range("max_retry", self.max_retry, 0, integer=True)
-        check("study", self.study, bool(self.study.strip()), "a non-empty name")
         if self.agora and not self.teacher:
             raise ConfigError("--agora needs --teacher (a checkpoint fine-tuned on the task)")
 
@@ -282,8 +287,3 @@ class Sweep:
             from .report import write_report
             summary.update(write_report(self.study, self.out))
         return summary
-
-
-def run_sweep(args: SweepArgs) -> dict:
-    """Run one worker of the sweep described by ``args``; returns its summary."""
-    return Sweep(args).run()

@@ -47,8 +47,8 @@ from .run import (Run, RunState, checkpoint_step, has_training_state,  # noqa: F
 _EXPORTS = {
     "log": ("JsonlLog", "Messages", "Progress", "plot_curves", "read_jsonl", "say"),
     "loop": ("Loop", "LoopResult"),
-    "optim": ("LinearSchedule", "global_grad_norm", "global_grad_norm_nd", "make_trainer"),
-    "state": ("load_training_state", "save_training_state", "seed_everything", "seed_step"),
+    "optim": ("LinearSchedule", "make_trainer"),
+    "state": ("load_training_state", "save_training_state", "seed_everything"),
     "step": ("ParamGroup", "StepResult", "TrainStep"),
     "workers": ("Workers", "launched_by_horovod"),
 }
