@@ -5,17 +5,8 @@ checkpoint (fine-tuned with a task head for every command but ``nonlinearity`` a
 ``freeze``). Each command writes ``OUT/<command>.csv``, ``.json`` and ``.png`` (``-noskip``
 added with ``--cancel-skip``); existing results are never overwritten.
 
-Where this differs from the reference (its setting in brackets):
-  - replace and remove evaluate the edited model without retraining unless --epochs or
-    --finetune-steps is given [fine-tuning after the edit: --epochs 3 --learning-rate 2e-5
-    --batch-size 64]; with it, the table has both columns;
-  - the non-linearity table has the closed-form least-squares map (linear) and an MLP on
-    top of it (mlp) beside the reference's Adam-trained Dense and Dense + ReLU
-    (linear_cosine, mlp_cosine: lr 1e-3, 3 epochs, 64 sentences a step), fitted on
-    --max-train-examples 2000 sentences of the task [10 % of MNLI];
-  - remove is true removal [the reference left "removed" weights at random values];
-  - the layer order, removal and skips are edits of a trained model; the MLP/CNN
-    comparison models and pretraining without skip connections are not implemented.
+Where the commands differ from the reference is listed at the end (each command's --help
+lists its own, and its JSON records them under ``deviations``).
 """
 from __future__ import annotations
 
@@ -28,6 +19,64 @@ from ..errors import ConfigError, run_cli
 from .parts import PARTS, check_layers, check_permutation
 
 PART_NAMES = tuple(PARTS)
+
+# Where each command differs from Zhao et al.'s code, the reference's setting in brackets:
+# (commands it concerns, text). Shown by --help (all of them; each command's own in its
+# --help) and recorded in every result's JSON (``deviations``).
+DEVIATIONS = (
+    (("replace", "remove"),
+     "replace and remove evaluate the edited model without retraining unless --epochs or "
+     "--finetune-steps is given [fine-tuning after the edit: --epochs 3 --learning-rate "
+     "2e-5 --batch-size 64]; with it, the table has both columns"),
+    (("nonlinearity", "replace"),
+     "the non-linearity table has the closed-form least-squares map (linear) and an MLP on "
+     "top of it (mlp) beside the reference's Dense and Dense + ReLU trained by Adam on "
+     "1 - cos (linear_cosine, mlp_cosine: --approximator-learning-rate 1e-3, "
+     "--approximator-epochs 3, --batch-size 64, all theirs), fitted on --max-train-examples "
+     "2000 sentences of the task [10 % of MNLI, about 39,000 sentences]"),
+    (("replace",),
+     "replace uses the closed-form map unless told [the reference replaces with its "
+     "Adam-fit Dense: --approximator linear_cosine (mlp_cosine for Dense + ReLU)]"),
+    (("nonlinearity",),
+     "the measure averages over the real tokens of every dev sentence [the reference "
+     "skips sentences without padding]"),
+    (("nonlinearity", "replace", "remove"),
+     "the parts are 5 of the reference's 10 --approximate_part: attention [its "
+     "self_attention_ff], attention_block [attention], ffn [mlp], ffn_block [ffn], layer "
+     "[encoder]; the head output before W_O, the 3072-wide GELU output and the taps before "
+     "LayerNorm (self_attention, ff_after_self_attention, attention_before_ln, ffgelu, "
+     "ffn_before_ln) are not tapped, and approximators train on 1 - cos only [also --loss "
+     "mse, l2]"),
+    (("remove",),
+     "remove is true removal [the reference left \"removed\" weights at random values]"),
+    (("freeze",),
+     "freeze fine-tunes --max-steps 300 at --learning-rate 1e-4 [3 epochs at 2e-5: pass "
+     "--learning-rate 2e-5 and --max-steps of 3 epochs], freezing attention_block, "
+     "ffn_block, layer or embeddings of --layers [its ffn, att, encoder, "
+     "pooler+embedding, allbutoutput and other settings]"),
+    (("swap", "shuffle"),
+     "swap and shuffle evaluate only [its shuffle can also fine-tune the shuffled model]"),
+    (("nonlinearity", "replace", "remove", "freeze", "swap", "shuffle"),
+     "not implemented: the MLP/CNN comparison (MLP, DeepMLP, LeNet, ConvNet on MNIST and "
+     "CIFAR-10 put through the same approximation, swap and shuffle), pretraining without "
+     "skip connections or without FFNs (--model_type no-ffn), and run_track's tap dumps, "
+     "feed_same and --layers_use_relu. --cancel-skip multiplies by 0 the residuals of a "
+     "model trained with them, which is not the paper's no-skip model (such a model is at "
+     "chance), so layer commutativity without skips is not measured here"),
+)
+
+
+def deviations(command: Optional[str] = None) -> list[str]:
+    """The DEVIATIONS texts that concern ``command`` (None: all)."""
+    return [text for commands, text in DEVIATIONS if command is None or command in commands]
+
+
+def _deviation_text(command: Optional[str] = None) -> str:
+    import textwrap
+    return "Where this differs from the reference (its setting in brackets):\n" + "\n".join(
+        textwrap.fill(text, 88, initial_indent="  - ", subsequent_indent="    ",
+                      break_on_hyphens=False)
+        for text in deviations(command))
 
 
 def parse_indices(text: str, option: str) -> Optional[list[int]]:
@@ -71,7 +120,9 @@ def parse_pairs(text: str, option: str) -> list[tuple]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bortkit.analyze", description=__doc__,
+                                epilog=_deviation_text(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", required=True, help="checkpoint (bortkit, Hugging Face)")
@@ -115,13 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="layers whose residual connections are multiplied by 0 (or all)")
 
     n = sub.add_parser("nonlinearity", parents=[common, fit, layers],
-                       help="1 - cos of linear/MLP approximators per layer and part")
+                       help="1 - cos of linear/MLP approximators per layer and part",
+                       description="1 - cos(y, f(x)) on the dev split's real tokens of each "
+                                   "approximator f of each part of each layer",
+                       epilog=_deviation_text("nonlinearity"), **raw)
     n.add_argument("--parts", default=",".join(PART_NAMES),
                    help=f"comma-separated, of {', '.join(PART_NAMES)}")
     for name, helptext in (("replace", "replace a part by its approximator"),
                            ("remove", "remove a part (true removal)")):
         s = sub.add_parser(name, parents=[common, layers, tune]
-                           + ([fit] if name == "replace" else []), help=helptext)
+                           + ([fit] if name == "replace" else []), help=helptext,
+                           description=helptext, epilog=_deviation_text(name), **raw)
         s.add_argument("--part", required=True, choices=PART_NAMES)
         s.add_argument("--cumulative", choices=("forward", "backward"),
                        help="growing sets of layers instead of one layer at a time")
@@ -136,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--max-train-examples", type=int,
                            help="training examples to fine-tune on (default: all)")
     f = sub.add_parser("freeze", parents=[common, layers],
-                       help="fine-tune with parts frozen (one run per part and a baseline)")
+                       help="fine-tune with parts frozen (one run per part and a baseline)",
+                       description="fine-tune with parts frozen (one run per part and a "
+                                   "baseline)", epilog=_deviation_text("freeze"), **raw)
     f.add_argument("--parts", default="attention_block,ffn_block,layer",
                    help=f"comma-separated, of {', '.join(PART_NAMES)}, embeddings")
     f.add_argument("--learning-rate", type=float, default=1e-4)
@@ -145,9 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--eval-every", type=int, default=0)
     f.add_argument("--max-train-examples", type=int)
     f.add_argument("--pooling", default="mean", choices=("cls", "mean"))
-    w = sub.add_parser("swap", parents=[common, skip], help="swap two layers, evaluate")
+    w = sub.add_parser("swap", parents=[common, skip], help="swap two layers, evaluate",
+                       description="swap two layers, evaluate",
+                       epilog=_deviation_text("swap"), **raw)
     w.add_argument("--pairs", default="all", help="e.g. 0,1;0,2 (default: every pair)")
-    s = sub.add_parser("shuffle", parents=[common, skip], help="permute layers, evaluate")
+    s = sub.add_parser("shuffle", parents=[common, skip], help="permute layers, evaluate",
+                       description="permute layers, evaluate",
+                       epilog=_deviation_text("shuffle"), **raw)
     s.add_argument("--orders", help="explicit orders, e.g. 1,0,2,3,4,5;5,4,3,2,1,0")
     s.add_argument("--random", type=int, default=30, help="random orders when no --orders")
     return p
@@ -222,7 +283,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     dev = ex.load_split(subject, args.data_dir, "dev", args.max_eval_examples, 0)
     meta = {"command": args.command, "model": str(args.model), "task": subject.task.name,
             "max_length": subject.max_length, "dev_examples": len(dev.examples),
-            "cancel_skip": cancel, "seed": args.seed}
+            "cancel_skip": cancel, "seed": args.seed,
+            "deviations": deviations(args.command)}
     fitted = retrainer = None
     tuned = args.command in ("replace", "remove") and (args.finetune_steps or args.epochs)
     if args.command in ("nonlinearity", "replace") or tuned:
@@ -316,7 +378,8 @@ def _freeze(args, layers, parts) -> int:
         max_train_examples=args.max_train_examples, max_eval_examples=args.max_eval_examples,
         pooling=args.pooling, progress=args.progress)
     meta = {"command": "freeze", "model": str(args.model), "task": args.task,
-            "max_steps": args.max_steps, "learning_rate": args.learning_rate}
+            "max_steps": args.max_steps, "learning_rate": args.learning_rate,
+            "deviations": deviations("freeze")}
     paths = write_table(rows, out, "freeze", meta)
     plot_scores(rows, "setting", out / "freeze.png", f"freeze, {args.task} dev",
                 "frozen parameters", baseline=rows[0]["score"])

@@ -33,36 +33,38 @@ def _figure():
 
 
 def plot_nonlinearity(rows: Sequence[dict], path: Path, title: str) -> Path:
-    """Per-layer curves of 1 - cos for each part, sub-layers (left) and residual blocks
-    (right): least-squares linear solid, its MLP correction dashed, the reference's Adam-fit
-    linear dash-dotted and Dense + ReLU dotted with triangles, 1 - cos(y, x) dotted."""
+    """One panel per part: mean 1 - cos(y, f(x)) on real dev tokens against the layer, one
+    line per approximator (closed-form least squares, least squares + a ReLU correction, the
+    reference's Dense and Dense + ReLU trained by Adam on 1 - cos; those not fitted are left
+    out) and, dotted grey, 1 - cos(y, x): how far the part moves its input."""
     plt = _figure()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     parts = list(dict.fromkeys(r["part"] for r in rows))
-    panels = ([p for p in parts if not p.endswith("block") and p != "layer"],
-              [p for p in parts if p.endswith("block") or p == "layer"])
-    for ax, panel, name in zip(axes, panels, ("sub-layers", "residual blocks, whole layer")):
-        for color, part in zip(colors, panel):
-            mine = sorted((r for r in rows if r["part"] == part), key=lambda r: r["layer"])
-            layers = [r["layer"] for r in mine]
-            ax.plot(layers, [r["linear"] for r in mine], "o-", color=color,
-                    label=f"{part}: linear")
-            for column, style, label in (("mlp", "x--", "linear + MLP"),
-                                         ("linear_cosine", "s-.", "linear, Adam on 1 - cos"),
-                                         ("mlp_cosine", "^:", "Dense + ReLU, Adam")):
-                if all(r.get(column) is not None for r in mine):
-                    ax.plot(layers, [r[column] for r in mine], style, color=color,
-                            alpha=0.8, label=f"{part}: {label}", markersize=4)
-            if name != "sub-layers":
-                ax.plot(layers, [r["change"] for r in mine], ":", color=color, alpha=0.6,
-                        label=f"{part}: 1 - cos(y, x)")
-        ax.set_xlabel("layer")
+    columns = [("linear", "o-", "linear, closed form (least squares)"),
+               ("linear_cosine", "s-.", "linear, Adam on 1 - cos (reference)"),
+               ("mlp_cosine", "^--", "Dense + ReLU, Adam on 1 - cos (reference)"),
+               ("mlp", "x:", "least squares + ReLU correction, Adam on 1 - cos")]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(parts), figsize=(3.2 * len(parts) + 1, 4.4), sharey=True,
+                             squeeze=False)
+    for ax, part in zip(axes[0], parts):
+        mine = sorted((r for r in rows if r["part"] == part), key=lambda r: r["layer"])
+        layers = [r["layer"] for r in mine]
+        for color, (column, style, label) in zip(colors, columns):
+            if all(r.get(column) is not None for r in mine):
+                ax.plot(layers, [r[column] for r in mine], style, color=color, label=label,
+                        markersize=4)
+        ax.plot(layers, [r["change"] for r in mine], ":", color="grey",
+                label="no map: 1 - cos(y, x)")
+        ax.set_title(part)
+        ax.set_xlabel("layer index (0 = first)")
+        ax.set_xticks(layers)
         ax.set_yscale("log")
-        ax.set_title(name)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("mean 1 - cos(y, f(x)) over real dev tokens")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("mean 1 - cos(y, f(x)) over real dev tokens\n"
+                          "(dimensionless; 0 = f reproduces the part)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8,
+               bbox_to_anchor=(0.5, -0.16))
     fig.suptitle(title)
     return save_png(fig, path, bbox_inches="tight")
 

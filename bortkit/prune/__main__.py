@@ -29,7 +29,12 @@ Where this differs from FLOP and Arexh/BERT-Pruning (the paper's setting in brac
   - compact keeps every component whose gate is non-zero, so the small model computes what
     the gated one does [Arexh: drops gates <= 0.5 and fine-tunes again at lr 1e-6: run
     python -m bortkit.finetune on the compacted model]
-  - the AGP baselines (unstructured and structured magnitude pruning) are not implemented.
+  - gated/ keeps the best evaluation within --tolerance of the target on either side [the
+    library saves a model once its sparsity exceeds the target - 0.02]
+  - not implemented: FLOP's AGP baselines (Zhu & Gupta's automated gradual pruning:
+    magnitude pruning to a sparsity that rises as a cubic over the run, unstructured or of
+    the same rank components); FLOP's results set them beside its own, so without them
+    this command cannot say what the Lagrangian adds over magnitude pruning.
 """
 from __future__ import annotations
 
