@@ -82,7 +82,8 @@ def test_links_resolve(page):
         assert path.exists(), f"{page.name}: broken link {target}"
 
 
-@pytest.mark.parametrize("page", USER_PAGES, ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize("page", [*USER_PAGES, REPO / "bench" / "README.md"],
+                         ids=lambda p: str(p.relative_to(REPO)))
 def test_no_machine_paths_or_load_averages(page):
     text = page.read_text(encoding="utf-8")
     for pattern in (r"/work/", r"/root/", r"/home/\w", r"/tmp/", r"load average",
