@@ -34,7 +34,10 @@ import numpy as np
 import common  # bench/common.py: the script's directory is first on sys.path
 from bortkit.errors import run_cli
 
-SHAPES = ((1024, 3072), (1024, 1024), (1024, 768), (768, 1024))
+SHAPES = {  # (K, N) of each dense layer: QKV, attention output, FFN in, FFN out
+    "bort": ((1024, 3072), (1024, 1024), (1024, 768), (768, 1024)),
+    "minilm": ((384, 1152), (384, 384), (384, 1536), (1536, 384)),
+}
 ANCHORS = ("onednn_int8", "fp32")
 
 
@@ -46,9 +49,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--min-seconds", type=float, default=0.1)
     parser.add_argument("--isa", default=None, choices=tuple(common.ONEDNN_ISA),
                         help="cap bortkit and oneDNN at this tier (default: the host's)")
+    parser.add_argument("--model", default="bort", choices=tuple(SHAPES),
+                        help="whose layer shapes (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="results file (default: "
-                        "bench/results/int8-dense-<threads>t[-<isa>].json)")
+                        "bench/results/int8-dense-<threads>t[-<isa>][-<model>].json)")
     args = parser.parse_args(argv)
     if args.threads < 1 or args.tokens < 1 or args.rounds < 1:
         parser.error("--threads, --tokens and --rounds must be positive")
@@ -100,7 +105,7 @@ def main(argv=None) -> None:
     peak_dir = tempfile.TemporaryDirectory(prefix="bench-int8-peak-")
     peaks = {t: common.int8_peak(t, Path(peak_dir.name)) for t in tiers
              if t in common.PEAK_TIERS and args.threads == 1}
-    for k, n in SHAPES:
+    for k, n in SHAPES[args.model]:
         x = rng.normal(size=(args.tokens, k)).astype(np.float32)
         weight = (rng.normal(size=(n, k)) * 0.03).astype(np.float32)
         load = os.getloadavg()[0]
@@ -145,7 +150,8 @@ def main(argv=None) -> None:
             [[f"{r['K']} x {r['N']}", *(r["share_of_peak"][c][t] for c in names for t in peaks
                                         if not c.startswith("fused@") or c == f"fused@{t}")]
              for r in rows]))
-    suffix = f"-{args.isa}" if args.isa else ""
+    suffix = (f"-{args.isa}" if args.isa else "") + \
+        (f"-{args.model}" if args.model != "bort" else "")
     path = common.write_results("int8-dense", {
         "settings": vars(args), "isa": record, "tiers": list(tiers), "shapes": rows},
         path=args.out or common.RESULTS_DIR / f"int8-dense-{args.threads}t{suffix}.json")

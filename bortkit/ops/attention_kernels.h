@@ -5,10 +5,17 @@
 // (TDPBF16PS, operands stored as bf16 pairs), else as float32 FMAs on the rounded values
 // stored as floats (16 independent sums of 16 columns, at this tier's vector width).
 
+// The tile path (TDPBF16PS) measured 2.5x (d 32) and 1.25x (d 128) slower than the AVX-512
+// path at T 128 (`python bench/attention.py`; bench/README.md), so the amx tier runs the
+// AVX-512 path; -DBORTKIT_AMX_ATTENTION brings the tiles back, for whoever tunes them.
+#if defined(__AMX_BF16__) && defined(BORTKIT_AMX_ATTENTION)
+#define BORTKIT_ATTENTION_TILES 1
+#endif
+
 constexpr int64_t kBlock = 16;  // query rows per block; keys and value columns per tile
 constexpr int64_t kPairs = 32;  // bf16 values along the summed axis of one tile row
 
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
 typedef uint16_t Value;  // bf16 bits
 inline Value to_value(float x) { return to_bf16(x); }
 #else
@@ -75,7 +82,7 @@ struct Scratch {
 };
 
 inline int64_t query_at(const Attention& a, int64_t t, int64_t n) {
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
   return t * a.depth + n;
 #else
   return n * a.rows + t;
@@ -83,7 +90,7 @@ inline int64_t query_at(const Attention& a, int64_t t, int64_t n) {
 }
 
 inline int64_t prob_at(const Attention& a, int64_t r, int64_t j) {
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
   return r * a.keys + j;
 #else
   return j * kBlock + r;
@@ -91,7 +98,7 @@ inline int64_t prob_at(const Attention& a, int64_t r, int64_t j) {
 }
 
 inline int64_t key_at(const Attention& a, int64_t n, int64_t j) {
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
   return ((n / 2) * a.keys + j) * 2 + n % 2;
 #else
   return n * a.keys + j;
@@ -99,7 +106,7 @@ inline int64_t key_at(const Attention& a, int64_t n, int64_t j) {
 }
 
 inline int64_t value_at(const Attention& a, int64_t j, int64_t n) {
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
   return ((j / 2) * a.depth + n) * 2 + j % 2;
 #else
   return j * a.depth + n;
@@ -144,7 +151,7 @@ void gather(const Attention& a, int64_t b, int64_t h, Scratch& w) {
 // values lda apart. b: K's stride ldb in b's layout (key_at / value_at).
 void products(float* c, int64_t ldc, const Value* a, int64_t lda, const Value* b, int64_t ldb,
               int64_t K, int64_t N) {
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
   // tiles 0-1 accumulate, 2 holds rows of the left operand, 3-4 pairs of the right one
   for (int64_t n = 0; n < N; n += 2 * kBlock) {
     const bool two = n + kBlock < N;
@@ -231,7 +238,7 @@ void attend(const Attention& a, int64_t b, int64_t h, Scratch& w) {
   const float* mask = x.mask + b * x.T;
   for (int64_t j = 0; j < x.T; ++j) w.bias[j] = (1.0f - mask[j]) * x.fill;
   gather(a, b, h, w);
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
   const int64_t q_step = a.depth, p_step = a.keys;  // rows apart
 #else
   const int64_t q_step = a.rows, p_step = kBlock;   // steps of the summed axis apart
@@ -269,12 +276,12 @@ void self_attention(const AttentionArgs& args) {
   {
     Scratch& scratch = attention_scratch;
     scratch.resize(a);
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
     configure_tiles(5);
 #endif
 #pragma omp for schedule(dynamic, 1)
     for (int64_t item = 0; item < items; ++item) attend(a, item / args.H, item % args.H, scratch);
-#if defined(__AMX_BF16__)
+#if defined(BORTKIT_ATTENTION_TILES)
     _tile_release();
 #endif
   }
