@@ -320,3 +320,22 @@ def test_exports_carry_the_tokenizer_length_and_a_model_card(finetuned_sst2, tin
     assert [g["label"] for g in got] == [e["label"] for e in expected]
     np.testing.assert_allclose(got[0]["score"], expected[0]["score"], atol=1e-5)
     assert bortkit.pipeline(onnx_dir)(long_text)[0]["label"] == expected[0]["label"]
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "huggingface"])
+def test_an_invalid_head_is_refused_before_anything_is_written(finetuned_sst2, tmp_path, fmt):
+    """A head whose num_labels disagrees with its label names is one line naming config.json,
+    exit 2, and no output folder: never an export with a head the loaders would misread."""
+    import json
+    import shutil
+    model = tmp_path / "model"
+    shutil.copytree(finetuned_sst2 / "best", model)
+    config = json.loads((model / "config.json").read_text())
+    config["_head"]["num_labels"] = len(config["_head"]["labels"]) + 1
+    (model / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    code, lines = _cli("--model", str(model), "--format", fmt, "--output-dir", str(out))
+    assert code == 2, lines
+    errors = [line for line in lines if line.startswith("bortkit: error:")]
+    assert len(errors) == 1 and "config.json" in errors[0] and "num_labels" in errors[0], lines
+    assert not any("Traceback" in line for line in lines) and not out.exists()

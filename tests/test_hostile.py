@@ -192,7 +192,9 @@ def table(s: Path, readonly) -> dict:
     ]
     sw = ["--task", "SST-2", "--model", m, "--data-dir", g, "--study", "s", "--n-trials", "1",
           "--output-dir", str(s / "out/sweep")]
-    sweep = _numeric(sw, {"--n-trials": {}}) + [
+    sweep = _numeric(sw, {"--n-trials": {}}) + _numeric(
+        sw, {"--sampler-seed": {"huge": str(2 ** 40)}},
+        values={"negative": "-1", "non-number": "abc"}) + [
         ("model missing", sw + ["--model", str(s / "nope")], "nope"),
         ("data-dir missing", sw + ["--data-dir", str(s / "nope")], "nope"),
         ("space missing", sw + ["--space", str(s / "nope.yaml")], "nope.yaml"),

@@ -88,7 +88,8 @@ class PretrainingArguments:
     # validate everything, write nothing, exit
     check_only: bool = arg(False, resume=False)
     # debug: SIGKILL itself during this step
-    stop_at_step: Optional[int] = arg(None, resume=False)
+    stop_at_step: Optional[int] = arg(None, Interval(1, integer=True, optional=True),
+                                      resume=False)
 
     def check(self) -> None:
         """Raise :class:`ConfigError` for values no run can use: every field's declared

@@ -55,14 +55,15 @@ class SweepArgs:
     prune_below: float = arg(0.0, Interval())
     agora: bool = arg(False)
     teacher: Optional[str] = arg(None)
-    sampler_seed: Optional[int] = arg(None)
+    sampler_seed: Optional[int] = arg(None, Interval(0, 2 ** 32 - 1, integer=True,
+                                                     optional=True))
     # seconds between heartbeats of a running trial
     heartbeat: int = arg(30, POSITIVE_INT)
     # seconds without heartbeat before a trial is dead (above heartbeat: validate)
     grace: Optional[int] = arg(None)
     max_retry: int = arg(3, COUNT)          # retries of one crashed trial
     wait: bool = arg(True)                  # wait for other workers' running trials to end
-    poll: float = arg(5.0)
+    poll: float = arg(5.0, Interval(0, low_open=True))  # seconds between looks at the study
     progress: bool = arg(True)              # progress bars of each trial's training
     distributed: Optional[bool] = arg(None)  # None: detect horovodrun
     files: Optional[dict] = arg(None)       # the user's files (bortkit.tasks.files.file_task)
