@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 from ..errors import ConfigError, run_cli
 from ..options import add_shared, check_range
 from .regime import REGIMES
-from .error import (DEFAULT_ERROR, ERROR_MODES, INITS, TEACHER_MLM_LR, TEACHER_MLM_STEPS, TEACHER_MLM_TRAIN,
-                    THETA_CHECKS, Training)
+from .error import (DEFAULT_ERROR, ERROR_MODES, INITS, TEACHER_MLM_LR, TEACHER_MLM_STEPS,
+                    TEACHER_MLM_TRAIN, THETA_CHECKS, Training, text_files)
 
 DEFAULT_EPSILON = {"count": 12, "geometric": 0.25}
 
@@ -135,10 +135,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     check_range("teacher_mlm_lr", args.teacher_mlm_lr, 0, low_open=True)
     check_range("warmup_ratio", args.warmup_ratio, 0, 1, high_open=True)
     check_range("max_grad_norm", args.max_grad_norm, 0)
-    for option, paths in (("--corpus", args.corpus), ("--heldout", args.heldout)):
-        for path in paths or ():
-            if not Path(path).is_file():
-                raise ConfigError(f"{option}: no such file: {path}")
+    text_files(args.corpus, args.heldout)  # before the output folder is claimed
     if args.epsilon is None:
         args.epsilon = DEFAULT_EPSILON[args.partition]
     try:

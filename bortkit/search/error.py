@@ -116,6 +116,18 @@ class Training:
         return Training(**{**asdict(self), **dict(theta or {})})
 
 
+def text_files(corpus: Optional[Sequence[str]], heldout: Optional[Sequence[str]]
+               ) -> tuple[list[Path], list[Path]]:
+    """The training and held-out text files (default: the bundled sample), each checked to
+    exist: what ``--corpus`` and ``--heldout`` name."""
+    corpus = [Path(p) for p in (corpus or [RESOURCES / "train.txt"])]
+    heldout = [Path(p) for p in (heldout or [RESOURCES / "heldout.txt"])]
+    for path in (*corpus, *heldout):
+        if not path.is_file():
+            raise BortkitError("corpus file not found", path=path)
+    return corpus, heldout
+
+
 @dataclass
 class DistillationError:
     """Callable ``error(arch[, theta]) -> float`` over prepared data and teacher."""
@@ -153,11 +165,7 @@ class DistillationError:
                               f"the teacher and needs --init teacher, got --init "
                               f"{training.init}")
         out = Path(out)
-        corpus = [Path(p) for p in (corpus or [RESOURCES / "train.txt"])]
-        heldout = [Path(p) for p in (heldout or [RESOURCES / "heldout.txt"])]
-        for path in (*corpus, *heldout):
-            if not path.is_file():
-                raise BortkitError("corpus file not found", path=path)
+        corpus, heldout = text_files(corpus, heldout)
         base = teacher_path(teacher)
         state = read_state(base)
         if state.tokenizer_dir is None:
