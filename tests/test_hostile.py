@@ -114,6 +114,7 @@ def table(s: Path, readonly) -> dict:
                        "--seed": {"fraction": "0.5"}},
                   values={"negative": "-1", "non-number": "abc"}) + [
         ("model missing", ft + ["--model", str(s / "nope")], "nope"),
+        ("unknown tracker", ft + ["--report-to", "bogus"], "--report-to"),
         ("model is a text file", ft + ["--model", str(s / "afile")], "afile"),
         ("model folder empty", ft + ["--model", str(s / "emptydir")], "emptydir"),
         ("model HF without weights", ft + ["--model", str(s / "hf-no-weights")],
@@ -145,6 +146,8 @@ def table(s: Path, readonly) -> dict:
     }) + _numeric(ds, {"--warmup-ratio": {"huge": "2"}},
                   values={"negative": "-1", "non-number": "abc"}) + [
         ("train missing", ds + ["--train", str(s / "nope")], "nope"),
+        ("unknown loss preset", ds + ["--loss-preset", "bogus"], "--loss-preset"),
+        ("unknown tracker", ds + ["--report-to", "bogus"], "--report-to"),
         ("train is a file", ds + ["--train", str(s / "afile")], "afile"),
         ("train shard truncated", ds + ["--train", str(s / "shards-truncated")],
          "input_ids.npy"),
@@ -188,7 +191,10 @@ def table(s: Path, readonly) -> dict:
         ("space missing", sr + ["--space", str(s / "nope.yaml")], "nope.yaml"),
         ("teacher missing", sr + ["--teacher", str(s / "nope")], "nope"),
         ("corpus missing", sr + ["--corpus", str(s / "nope.txt")], "nope.txt"),
+        ("heldout missing", sr + ["--heldout", str(s / "nope.txt")], "nope.txt"),
         ("output-dir is a file", sr + ["--output-dir", str(s / "afile")], "afile"),
+        ("unknown regime", sr + ["--regime", "bogus"], "--regime"),
+        ("unknown error term", sr + ["--error", "bogus"], "--error"),
     ]
     sw = ["--task", "SST-2", "--model", m, "--data-dir", g, "--study", "s", "--n-trials", "1",
           "--output-dir", str(s / "out/sweep")]
@@ -326,6 +332,20 @@ def test_every_bad_input_gets_one_line_and_changes_nothing(sandbox):
                 failures.append(f"{module or 'api'} [{case_id}]: " + "; ".join(problems))
     print(f"hostile-input table: {total} cases, {total - len(failures)} answered correctly")
     assert not failures, f"{len(failures)} of {total} cases failed:\n" + "\n".join(failures)
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["bogus"], "unknown command 'bogus'"),
+    (["search", "--regime", "bogus"], "argument --regime: invalid choice: 'bogus'"),
+])
+def test_bad_console_script_command_is_one_line(argv, expected):
+    """The ``bortkit`` console script: an unknown command, or a command's bad option, is one
+    ``bortkit: error:`` line, exit 2, no traceback."""
+    proc = subprocess.run([sys.executable, "-m", "bortkit", *argv], capture_output=True,
+                          text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("bortkit: error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and expected in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize("env,expected", [
@@ -809,6 +829,9 @@ def round_two_cases(s: Path, readonly) -> dict:
     ]
     an = ["--model", m, "--data-dir", str(s / "glue"), "--task", "SST-2", "--output-dir",
           str(s / "out/analyze"), "--no-progress"]
+    for command, value in (("remove", "-1"), ("replace", "abc")):
+        cases["analyze"].append((f"{command} --finetune-steps {value}", [command] + an + [
+            "--part", "ffn", "--finetune-steps", value], "--finetune-steps"))
     for command in ("remove", "replace", "nonlinearity"):
         extra = ["--part", "ffn"] if command != "nonlinearity" else []
         for layers in ("5-1", "1-0", "3--1"):
