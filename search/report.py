@@ -32,8 +32,11 @@ def rows(result: SearchResult) -> List[Dict[str, Any]]:
     return out
 
 
-def write_results(result: SearchResult, out_dir: os.PathLike | str) -> Dict[str, Path]:
-    """Write the three report files into ``out_dir``; returns their paths by name."""
+def write_results(result: SearchResult, out_dir: os.PathLike | str,
+                  error_label: str = "error", cost_label: str = "inference cost"
+                  ) -> Dict[str, Path]:
+    """Write the three report files into ``out_dir``; returns their paths by name. The labels
+    name the plot's error axis and cost colour scale, with their units."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out_dir / "results.csv", "json": out_dir / "results.json",
@@ -51,13 +54,14 @@ def write_results(result: SearchResult, out_dir: os.PathLike | str) -> Dict[str,
     with atomic_write(paths["json"], "w", encoding="utf-8") as fh:
         json.dump(document, fh, indent=2, allow_nan=False)
         fh.write("\n")
-    png = plot_tradeoff(result)
+    png = plot_tradeoff(result, error_label, cost_label)
     with atomic_write(paths["png"], "wb") as fh:
         fh.write(png)
     return paths
 
 
-def plot_tradeoff(result: SearchResult) -> bytes:
+def plot_tradeoff(result: SearchResult, error_label: str = "error",
+                  cost_label: str = "inference cost") -> bytes:
     """PNG bytes: error against parameters, colour = inference cost, chosen point and front."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -69,7 +73,7 @@ def plot_tradeoff(result: SearchResult) -> bytes:
     points = ax.scatter([c.params for c in trained], [c.error for c in trained],
                         c=[c.inference_cost for c in trained], cmap="viridis", s=28,
                         edgecolors="none", label=f"trained ({len(trained)})")
-    fig.colorbar(points, ax=ax, label="inference cost")
+    fig.colorbar(points, ax=ax, label=cost_label)
     front = _front_2d(trained)
     ax.step([c.params for c in front], [c.error for c in front], where="post", color="0.35",
             linewidth=1.0, label="Pareto front (params, error)")
@@ -81,7 +85,7 @@ def plot_tradeoff(result: SearchResult) -> bytes:
     ax.scatter([best.params], [best.error], marker="*", s=260, color="tab:red", zorder=5,
                label=f"chosen: {result.describe(best.arch)}")
     ax.set_xlabel("parameters")
-    ax.set_ylabel("error")
+    ax.set_ylabel(error_label)
     ax.set_title(f"{result.algorithm}: {len(trained)} of {len(result.candidates)} "
                  f"candidates trained")
     ax.xaxis.set_major_formatter(lambda value, _: format_count(value))

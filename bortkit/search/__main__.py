@@ -114,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# the plot's axes, with units, per --error and --latency
+ERROR_LABELS = {"kl": "KL divergence from the teacher (nats per masked token)",
+                "teacher-ce": "cross-entropy against the teacher (nats per masked token)",
+                "mlm": "masked-LM loss (nats per masked token)"}
+COST_LABELS = {"flops": "inference cost (FLOPs per 128-token sequence)",
+               "measured": "inference latency (ms, batch 1 x 128)"}
+
+
 def default_workers() -> int:
     import os
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
@@ -214,7 +222,8 @@ def _search(args, space, candidates, out: Path, budget, thetas) -> int:
             result = search.fptas(candidates, costs, args.epsilon, partition=args.partition,
                                   **common)
     progress.close()
-    paths = search.write_results(result, out)
+    paths = search.write_results(result, out, error_label=ERROR_LABELS[args.error],
+                                 cost_label=COST_LABELS[args.latency])
     best = error.student_config(result.chosen.arch)   # the teacher's vocabulary: a student
     from ..io import write_json
     write_json(out / "best" / "config.json",
