@@ -76,15 +76,17 @@ def _compiler() -> str:
 
 
 def _compiler_identity() -> str:
-    """The compiler's path and ``--version`` line (empty when it cannot be run)."""
+    """The compiler's path, the file it resolves to, and that file's size and mtime (empty
+    when it is not there): a compiler upgrade changes the key. Not ``--version``: running
+    it forked a process at every start, also inside Horovod ranks already connected."""
     cxx = _compiler()
     path = shutil.which(cxx) or cxx
     try:
-        done = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
-        first = done.stdout.splitlines()[0] if done.stdout else ""
-    except (OSError, subprocess.SubprocessError):
-        first = ""
-    return f"{path}\0{first}"
+        real = os.path.realpath(path)
+        stat = os.stat(real)
+    except OSError:
+        return f"{path}\0"
+    return f"{path}\0{real}\0{stat.st_size}\0{stat.st_mtime_ns}"
 
 
 def _mxnet_dir() -> Path:
