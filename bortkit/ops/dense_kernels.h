@@ -274,12 +274,22 @@ void add_norm_rows(const DenseArgs& p, int64_t first, int64_t last) {
 }
 
 // Work items are a 32-row block (its u8 rows stay in L1) and a panel of columns, in
-// panel-major order: a panel's weights (at most kPanelBytes) stay in L2 while every row
+// panel-major order: a panel's weights (at most panel_bytes()) stay in L2 while every row
 // block passes over them, so each weight is read from memory once, not once per row block
 // (the query/key/value weight of Bort, 3 MB, does not fit L2). With one panel (and enough
 // row blocks for every thread) the residual + LayerNorm runs on each finished row block;
 // else it waits for whole rows.
-constexpr int64_t kPanelBytes = 256 * 1024;
+//
+// A panel is half this CPU's L2 (at least 256 KB, where it cannot be read): 1 MB on a
+// Sapphire Rapids core, so that Bort's attention output and FFN weights (0.75-1 MB) are one
+// panel and their LayerNorm runs on rows still in cache; 256 KB where L2 is 512 KB.
+int64_t panel_bytes() {
+  static const int64_t bytes = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return max64(256 * 1024, l2 > 0 ? static_cast<int64_t>(l2) / 2 : 0);
+  }();
+  return bytes;
+}
 
 void int8_dense(const DenseArgs& p) {
   uint8_t* a = p.scratch;
@@ -297,7 +307,7 @@ void int8_dense(const DenseArgs& p) {
   const int64_t for_threads =  // batch 1: split the columns so that every thread works
       row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks;
   const int64_t splits = min64(
-      col_blocks, max64(for_threads, (col_blocks * block_bytes + kPanelBytes - 1) / kPanelBytes));
+      col_blocks, max64(for_threads, (col_blocks * block_bytes + panel_bytes() - 1) / panel_bytes()));
   const int64_t blocks_per_item = (col_blocks + splits - 1) / splits;
 #pragma omp parallel if (row_blocks * splits > 1)
   {
