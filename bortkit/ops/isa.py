@@ -45,8 +45,8 @@ def active() -> Optional[str]:
 
 def int8_levels() -> Optional[int]:
     """The int8 dense layer's input levels at the active tier: inputs are quantized per row
-    to [-levels, levels], 127 (8 bits) or 63 at avx2 (7 bits, as fbgemm's and MLAS's AVX2
-    kernels); None when the fused kernels are not loaded."""
+    to [-levels, levels], 127 (8 bits) on every tier (avx2 too, unlike fbgemm's and MLAS's
+    7-bit AVX2 kernels); None when the fused kernels are not loaded."""
     lib = _handle()
     return None if lib is None else lib.bortkit_int8_levels()
 

@@ -4,8 +4,8 @@
 //
 // Tiers, from the lowest: scalar (any x86-64: the build's -march), avx2 (AVX2, FMA, F16C),
 // avx512 (AVX-512 F/BW/DQ/VL and VNNI), amx (avx512 and AMX-TILE/INT8/BF16). The tiers
-// compute the same integer products in the int8 dense layer, so their outputs agree to
-// float rounding in the epilogue, except avx2, whose inputs have 7 bits (dense_kernels.h).
+// compute the same integer products in the int8 dense layer (8-bit inputs on every tier,
+// dense_kernels.h), so their outputs agree to float rounding in the epilogue.
 #ifndef BORTKIT_OPS_KERNELS_H_
 #define BORTKIT_OPS_KERNELS_H_
 
