@@ -136,21 +136,18 @@ void gather(const Attention& a, int64_t b, int64_t h, Scratch& w) {
 #pragma omp simd
       for (int64_t n = x.d; n < 3 * x.d; ++n) rounded[n] = to_value(row[n]);
     }
+    // v: a row a key, the input's layout (copied), or the tiles' pairs of keys; q and k
+    // transposed, a column of the 16 rows at a time (one gather each at AVX-512: the scalar
+    // copies were a third of the operator's own time, perf).
+    for (int64_t r = 0; r < count; ++r) {
+      const Value* rounded = w.row + r * 3 * x.d + 2 * x.d;
 #if defined(BORTKIT_ATTENTION_TILES)
-    for (int64_t n = 0; n < x.d; ++n)
-      for (int64_t r = 0; r < count; ++r) {
-        const Value* rounded = w.row + r * 3 * x.d;
-        w.q[query_at(a, t0 + r, n)] = rounded[n];
-        w.k[key_at(a, n, t0 + r)] = rounded[x.d + n];
-        w.v[value_at(a, t0 + r, n)] = rounded[2 * x.d + n];
-      }
+      for (int64_t n = 0; n < x.d; ++n) w.v[value_at(a, t0 + r, n)] = rounded[n];
 #else
-    // v keeps the input's layout (a row a key); q and k are transposed, a column of the 16
-    // rows at a time (one gather each at AVX-512: the scalar copies were a third of the
-    // operator's own time, perf).
-    for (int64_t r = 0; r < count; ++r)
-      memcpy(w.v + value_at(a, t0 + r, 0), w.row + r * 3 * x.d + 2 * x.d, x.d * sizeof(Value));
-#if defined(__AVX512F__)
+      memcpy(w.v + value_at(a, t0 + r, 0), rounded, x.d * sizeof(Value));
+#endif
+    }
+#if defined(__AVX512F__) && !defined(BORTKIT_ATTENTION_TILES)
     if (count == kBlock) {
       const __m512i rows = _mm512_mullo_epi32(
           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -169,7 +166,6 @@ void gather(const Attention& a, int64_t b, int64_t h, Scratch& w) {
         w.q[query_at(a, t0 + r, n)] = rounded[n];
         w.k[key_at(a, n, t0 + r)] = rounded[x.d + n];
       }
-#endif
   }
 }
 

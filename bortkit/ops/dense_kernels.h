@@ -26,8 +26,8 @@ constexpr int64_t kBlockTiles = 2;  // 32 columns
 #endif
 constexpr int64_t kBlockCols = 16 * kBlockTiles;  // the columns of one block product
 
-// One row of x (K,) -> q + kZero (one byte) at dst (64 bytes, then the next tile's row kTile bytes
-// further), zeros from K up to KB * 64; returns the row scale max|x| / kLevels.
+// One row of x (K,) -> q + kZero (one byte) at dst (64 bytes, then the next tile's row
+// kTile bytes further), zeros from K up to KB * 64; returns the row scale max|x| / kLevels.
 float quantize_row(const float* xr, int64_t K, int64_t KB, uint8_t* dst) {
   float amax = 0.0f;
   int64_t k = 0;
@@ -127,7 +127,8 @@ struct Pending {
 
 // acc (32, kBlockCols) int32 = q . W for rows 32 mb .. 32 mb + 31 and the columns of tiles
 // nt .. nt + kBlockTiles - 1 (tiles past col_tiles are skipped, their sums undefined).
-// The u8 x s8 products sum (q + kZero) . w; kZero colsum is taken off when they are stored.
+// The products sum (q + kZero) . w on every tier; kZero colsum is taken off when they are
+// stored.
 // An earlier block's epilogue (pending) is finished before this returns.
 void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
                    int64_t col_tiles, int32_t* acc, Pending& pending, const float* row_scale) {
@@ -161,7 +162,6 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   _tile_stored(1, acc + 16, 128);
   _tile_stored(2, acc + 512, 128);
   _tile_stored(3, acc + 528, 128);
-  const bool shifted = true;
 #elif defined(__AVX512VNNI__)
   // 4 rows x 64 columns a pass: 16 accumulators; a weight row of a tile (64 bytes) is 4
   // k values of 16 columns, a row's 4 bytes are broadcast against 4 of them.
@@ -192,7 +192,6 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
       for (int t = 0; t < kBlockTiles; ++t)
         _mm512_storeu_si512(acc + (g * 4 + i) * kBlockCols + t * 16, c[i][t]);
   }
-  const bool shifted = true;
 #elif defined(__AVX2__)
   // 4 rows x 16 columns a pass: a weight row of a tile (64 bytes) is 4 k values of 16
   // columns, two registers; a row's 4 bytes are broadcast against them. VPMADDUBSW sums
@@ -230,7 +229,6 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
       }
     }
   }
-  const bool shifted = false;  // q read as s8
 #else
   for (int64_t r = 0; r < 32; ++r) {
     const uint8_t* row = row_of(a, p.KB, mb * 32 + r);
@@ -240,15 +238,14 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
         int32_t s = 0;
         for (int64_t kb = 0; kb < p.KB; ++kb)
           for (int k = 0; k < kTileBytes; ++k)
-            s += (static_cast<int32_t>(row[kb * kTile + k]) - kZero) *
+            s += static_cast<int32_t>(row[kb * kTile + k]) *
                  b[kb * kTile + (k / 4) * kTileBytes + c * 4 + k % 4];
         acc[r * kBlockCols + half * 16 + c] = s;
       }
     }
   }
-  const bool shifted = false;
 #endif
-  if (shifted) {  // (q + kZero) . w = q . w + kZero colsum
+  if (kZero != 0) {  // (q + kZero) . w = q . w + kZero colsum
     const int64_t n0 = nt * 16, count = min64(tiles * 16, p.N - n0);
     for (int64_t r = 0; r < 32; ++r)
 #pragma omp simd
@@ -312,8 +309,9 @@ void int8_dense(const DenseArgs& p) {
   const int64_t block_bytes = kBlockTiles * p.KB * kTile;
   const int64_t for_threads =  // batch 1: split the columns so that every thread works
       row_blocks >= 2 * threads ? 1 : (2 * threads + row_blocks - 1) / row_blocks;
+  const int64_t panel = panel_bytes();
   const int64_t splits = min64(
-      col_blocks, max64(for_threads, (col_blocks * block_bytes + panel_bytes() - 1) / panel_bytes()));
+      col_blocks, max64(for_threads, (col_blocks * block_bytes + panel - 1) / panel));
   const int64_t blocks_per_item = (col_blocks + splits - 1) / splits;
 #pragma omp parallel if (row_blocks * splits > 1)
   {
