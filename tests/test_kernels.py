@@ -267,7 +267,8 @@ def test_built_as_on_an_avx2_machine_the_kernel_tests_pass_at_the_avx2_tier(tmp_
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
          str(tests / "test_int8_dense.py"), str(tests / "test_self_attention_op.py"),
-         str(tests / "test_kernels.py"), "-k", "tier and not avx2_machine"],
+         str(tests / "test_kernels.py"), str(tests / "test_training_kernels.py"),
+         "-k", "tier and not avx2_machine"],
         capture_output=True, text=True, timeout=900, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-3000:]
     summary = run.stdout.strip().splitlines()[-1]

@@ -35,6 +35,18 @@ def activation(F, x, kind: str):
     return F.Activation(x, act_type=kind)  # relu, tanh, sigmoid
 
 
+class Dropout(HybridBlock):
+    """Dropout at ``rate`` in training, the identity outside it: Gluon's ``nn.Dropout``,
+    computed by the fused operator of :mod:`bortkit.ops` when it is available."""
+
+    def __init__(self, rate: float, **kwargs):
+        super().__init__(**kwargs)
+        self._rate = rate
+
+    def hybrid_forward(self, F, x):
+        return ops.dropout(F, x, self._rate)
+
+
 class LayerNorm(nn.LayerNorm):
     """Gluon's LayerNorm over the last axis (same parameters, ``gamma`` and ``beta``),
     computed by the fused operator of :mod:`bortkit.ops` when it is available."""
@@ -88,7 +100,7 @@ class Embeddings(HybridBlock):
                 self.token_type_embed = nn.Embedding(config.type_vocab_size, e,
                                                      prefix="token_type_embed_")
             self.layer_norm = LayerNorm(epsilon=config.layer_norm_eps, in_channels=e)
-            self.dropout = nn.Dropout(config.dropout)
+            self.dropout = Dropout(config.dropout)
             if config.factorized_embeddings:
                 self.projection = nn.Dense(config.units, flatten=False, in_units=e)
 
@@ -122,6 +134,7 @@ class MultiHeadSelfAttention(HybridBlock):
         super().__init__(**kwargs)
         self._heads = config.num_heads
         self._units = u = config.units
+        self._dropout = config.attention_dropout
         ranks = ranks or {}
         with self.name_scope():
             self.query = dense(u, u, ranks.get("query"), prefix="query_")
@@ -157,6 +170,11 @@ class MultiHeadSelfAttention(HybridBlock):
     def hybrid_forward(self, F, x, attention_mask):
         h = self._heads
         qkv = self.projections(F, x)                                    # (T, B, 3U)
+        if type(self).scores is MultiHeadSelfAttention.scores:  # no variant's extra terms
+            fused = ops.self_attention(F, qkv, attention_mask, h, self._dropout, MASK_FILL)
+            if fused is not None:  # one operator: (T, B, U) context, (B, H, T, T) probs
+                context, probs = fused
+                return self.output(context), probs
         scores = self.scores(F, qkv).reshape((-4, -1, h, -2))           # (B, H, T, T)
         probs = F.softmax(ops.mask_scores(F, scores, attention_mask, MASK_FILL), axis=-1)
         context = F.contrib.interleaved_matmul_selfatt_valatt(
@@ -210,7 +228,7 @@ class EncoderLayer(HybridBlock):
                                    ranks={k.split(".", 1)[1]: r for k, r in ranks.items()
                                           if k.startswith("ffn.")})
             self.ffn_norm = LayerNorm(epsilon=eps, in_channels=u, prefix="ffn_norm_")
-            self.dropout = nn.Dropout(config.dropout)
+            self.dropout = Dropout(config.dropout)
 
     def hybrid_forward(self, F, x, attention_mask):
         if self._pre_norm:
@@ -279,7 +297,7 @@ class ClassificationHead(HybridBlock):
         self.pooling = pooling
         self._own_pooler = pooling == "cls" and not config.use_pooler
         with self.name_scope():
-            self.dropout = nn.Dropout(config.dropout)
+            self.dropout = Dropout(config.dropout)
             if self._own_pooler:
                 self.dense = nn.Dense(config.units, in_units=config.units, activation="tanh",
                                       prefix="dense_")

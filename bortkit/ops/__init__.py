@@ -8,21 +8,27 @@ Profiling a masked-LM training step of a small Transformer on CPU (``bench/pretr
 - ``log_softmax`` backward over the vocabulary (oneDNN's reference implementation);
 - ``adamw_update`` (BERTAdam), scalar code several times slower than memory bandwidth.
 
+Profiling at two threads later found the attention's five operators (its two batched
+products, mask, softmax, dropout) a third of a small model's step, and MXNet's Dropout and
+the per-array norms of gradient clipping slow too.
+
 They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
-source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask),
-``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW), with ``common.h`` and
-``library.cc``; two inference operators serve :mod:`bortkit.quantize`: ``int8_dense.cc``,
-the int8 dense layer (:mod:`~bortkit.ops.int8_dense`), and ``attention.cc``, the fused
-self-attention on bf16 operands that replaces the four attention operators in that graph.
-Their loops are in ``tier.cc`` (``*_kernels.h``), compiled once per ISA tier and chosen at
-run time by CPUID (:mod:`bortkit.ops.isa`; ``BORTKIT_ISA`` caps it).
+source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask,
+dropout), ``attention_training.cc`` (the whole self-attention, forward and backward, in
+float32), ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW, the sum of squares of
+all gradients), with ``common.h`` and ``library.cc``; two inference operators serve
+:mod:`bortkit.quantize`: ``int8_dense.cc``, the int8 dense layer
+(:mod:`~bortkit.ops.int8_dense`), and ``attention.cc``, the fused self-attention on bf16
+operands. Their loops are in ``tier.cc`` (``*_kernels.h``), compiled once per ISA tier and
+chosen at run time by CPUID (:mod:`bortkit.ops.isa`; ``BORTKIT_ISA`` caps it).
 :mod:`bortkit.ops.library` compiles them once into a cached, verified library
 (``python -m bortkit.ops build``, or on first use; a failed build is remembered, not
 retried by every process) and loads it. The Python functions that
 call them are in :mod:`~bortkit.ops.encoder`, :mod:`~bortkit.ops.loss` and
 :mod:`~bortkit.ops.optimizer`. Without a compiler, or with ``BORTKIT_KERNELS=0``, every
 function falls back to MXNet's own operators. Parameters and checkpoints are the same both
-ways; results differ by float32 rounding (about 1e-6 relative).
+ways; results differ by float32 rounding (about 1e-6 relative), and dropout draws other
+masks (a counter-based hash here, MXNet's generator there).
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ import warnings
 from . import library  # MXNet is imported inside its functions
 
 __all__ = ["ENV_SWITCH", "available", "loaded_path", "status", "layer_norm", "mask_scores",
-           "softmax_nll", "adamw_update"]
+           "dropout", "self_attention", "softmax_nll", "adamw_update", "sum_squares"]
 
 ENV_SWITCH = "BORTKIT_KERNELS"   # "0" turns the fused operators off
 _state: dict = {}               # "loaded": bool, "error": str, "path": Path
@@ -85,8 +91,9 @@ def status() -> str:
 
 # The wrappers import MXNet, so they load on first use: ``python -m bortkit.ops --help`` and
 # the ISA helpers answer without it.
-_WRAPPERS = {"layer_norm": "encoder", "mask_scores": "encoder", "softmax_nll": "loss",
-             "adamw_update": "optimizer"}
+_WRAPPERS = {"layer_norm": "encoder", "mask_scores": "encoder", "dropout": "encoder",
+             "self_attention": "encoder", "softmax_nll": "loss", "adamw_update": "optimizer",
+             "sum_squares": "optimizer"}
 
 
 def __getattr__(name: str):

@@ -47,34 +47,20 @@ struct Attention {
 struct Scratch {
   Value *q = nullptr, *k = nullptr, *v = nullptr, *p = nullptr, *row = nullptr;
   float *s = nullptr, *o = nullptr, *bias = nullptr;
-  void* memory = nullptr;
-  size_t capacity = 0;
-  int64_t shape[2] = {-1, -1};  // (T, d) the padding was zeroed for
+  PaddedMemory memory;
   void resize(const Attention& a) {
     const size_t values = a.rows * a.depth + 2 * a.depth * a.keys + kBlock * a.keys +
                           kBlock * 3 * a.depth;
     const size_t floats = kBlock * a.rows + kBlock * a.depth + a.args.T;
     const size_t head = (values * sizeof(Value) + 63) / 64 * 64;
-    const size_t bytes = (head + floats * 4 + 63) / 64 * 64;
-    if (bytes > capacity) {
-      free(memory);
-      memory = aligned_alloc(64, bytes);
-      if (memory == nullptr) abort();
-      capacity = bytes;
-      shape[0] = -1;
-    }
-    if (shape[0] != a.args.T || shape[1] != a.args.d) {
-      memset(memory, 0, bytes);
-      shape[0] = a.args.T;
-      shape[1] = a.args.d;
-    }
-    Value* x = static_cast<Value*>(memory);
+    char* base = static_cast<char*>(memory.get(head + floats * 4, a.args.T, a.args.d));
+    Value* x = reinterpret_cast<Value*>(base);
     q = x, x += a.rows * a.depth;
     k = x, x += a.depth * a.keys;
     v = x, x += a.keys * a.depth;
     p = x, x += kBlock * a.keys;
     row = x;
-    float* f = reinterpret_cast<float*>(static_cast<char*>(memory) + head);
+    float* f = reinterpret_cast<float*>(base + head);
     s = f, f += kBlock * a.rows;
     o = f, f += kBlock * a.depth;
     bias = f;
@@ -193,46 +179,8 @@ void products(float* c, int64_t ldc, const Value* a, int64_t lda, const Value* b
     _tile_stored(0, c + n, ldc * 4);
     if (two) _tile_stored(1, c + n + kBlock, ldc * 4);
   }
-#elif defined(__AVX512F__)
-  for (int64_t n = 0; n < N; n += kBlock) {  // 16 rows x 16 columns: 16 accumulators
-    __m512 acc[kBlock];
-    for (int64_t m = 0; m < kBlock; ++m) acc[m] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; ++k) {
-      const __m512 row = _mm512_loadu_ps(b + k * ldb + n);
-#pragma GCC unroll 16
-      for (int64_t m = 0; m < kBlock; ++m)
-        acc[m] = _mm512_fmadd_ps(_mm512_set1_ps(a[k * lda + m]), row, acc[m]);
-    }
-    for (int64_t m = 0; m < kBlock; ++m) _mm512_storeu_ps(c + m * ldc + n, acc[m]);
-  }
-#elif defined(__AVX2__)
-  for (int64_t n = 0; n < N; n += kBlock)
-    for (int64_t m0 = 0; m0 < kBlock; m0 += 4) {  // 4 rows x 16 columns: 8 accumulators
-      __m256 lo[4], hi[4];
-      for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
-      for (int64_t k = 0; k < K; ++k) {
-        const __m256 left = _mm256_loadu_ps(b + k * ldb + n);
-        const __m256 right = _mm256_loadu_ps(b + k * ldb + n + 8);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
-          const __m256 x = _mm256_broadcast_ss(a + k * lda + m0 + i);
-          lo[i] = _mm256_fmadd_ps(x, left, lo[i]);
-          hi[i] = _mm256_fmadd_ps(x, right, hi[i]);
-        }
-      }
-      for (int i = 0; i < 4; ++i) {
-        _mm256_storeu_ps(c + (m0 + i) * ldc + n, lo[i]);
-        _mm256_storeu_ps(c + (m0 + i) * ldc + n + 8, hi[i]);
-      }
-    }
 #else
-  for (int64_t m = 0; m < kBlock; ++m)
-    for (int64_t n = 0; n < N; n += kBlock) {
-      float sum[kBlock] = {0};
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t j = 0; j < kBlock; ++j) sum[j] += a[k * lda + m] * b[k * ldb + n + j];
-      for (int64_t j = 0; j < kBlock; ++j) c[m * ldc + n + j] = sum[j];
-    }
+  small_gemm(c, ldc, a, lda, b, ldb, kBlock, K, N);
 #endif
 }
 

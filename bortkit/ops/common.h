@@ -9,7 +9,12 @@
 //     scores (B, ..., T) + (1 - mask) * fill, with mask (B, T) of 1 (keep) / 0 (pad)
 //     broadcast over the middle axes. The gradient of scores is the output gradient; mask
 //     gets none (zeros).
-// bortkit_softmax_nll, bortkit_adamw: see below.
+// bortkit_dropout(data, training; p) -> (out, seed)
+//     data * keep / (1 - p) with a counter-based keep mask (training_kernels.h) when the
+//     training flag says so, else data; seed (2,) as in draw_seed. Only out carries a
+//     gradient: the output gradient through the same mask.
+// bortkit_attention, bortkit_softmax_nll, bortkit_adamw, bortkit_sum_squares: see their
+// sources.
 //
 // The loops are in the kernel table (kernels.h), one copy per ISA tier, chosen at run time
 // (isa.h); these files hold MXNet's registration: attributes, types, shapes, and the call.
@@ -49,6 +54,26 @@ inline float attr_float(const std::unordered_map<std::string, std::string>& attr
                         const char* name, float fallback) {
   auto it = attrs.find(name);
   return it == attrs.end() ? fallback : std::stof(it->second);
+}
+
+// The seed of a dropout mask (training_kernels.h), drawn from MXNet's random state (so
+// mx.random.seed makes runs repeat) and kept for the backward pass as a (2,) float32
+// output: two 16-bit halves, each exact in a float.
+inline uint32_t draw_seed(const OpResource& res, float* kept) {
+  const uint32_t seed = static_cast<uint32_t>((*res.get_cpu_rand_states())());
+  kept[0] = static_cast<float>(seed >> 16);
+  kept[1] = static_cast<float>(seed & 0xFFFFu);
+  return seed;
+}
+
+inline uint32_t kept_seed(const float* kept) {
+  return (static_cast<uint32_t>(kept[0]) << 16) | static_cast<uint32_t>(kept[1]);
+}
+
+// A (1,) training flag made by MXNet's Dropout of a 1 (ops/encoder.py): 1 exactly outside
+// training, where dropout is off.
+inline bool is_training(const MXTensor& flag) {
+  return *static_cast<const float*>(flag.data_ptr) != 1.0f;
 }
 
 }  // namespace bortkit_ops

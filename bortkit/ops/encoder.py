@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import available
 
-__all__ = ["layer_norm", "mask_scores"]
+__all__ = ["layer_norm", "mask_scores", "dropout", "self_attention"]
 
 
 def layer_norm(F, x, gamma, beta, eps: float):
@@ -23,3 +23,29 @@ def mask_scores(F, scores, attention_mask, fill: float):
         bias = F.expand_dims(F.expand_dims((1.0 - attention_mask) * fill, 1), 1)
         return F.broadcast_add(scores, bias)
     return F.bortkit_mask_scores(scores, F.BlockGrad(attention_mask), fill=fill)
+
+
+def _training_flag(F):
+    """MXNet tells operators whether they train only through its own: Dropout passes a 1
+    unchanged outside training (and makes it 0 or 2 in training), so its output tells the
+    fused operators (``is_training`` in common.h)."""
+    return F.Dropout(F.ones(shape=(1,)), p=0.5)
+
+
+def dropout(F, x, rate: float):
+    """Dropout at ``rate`` in training (MXNet ``Dropout``), a counter-based mask kept as a
+    seed for the backward pass; the identity outside training."""
+    if not available() or rate <= 0:
+        return F.Dropout(x, p=rate) if rate > 0 else x
+    return F.bortkit_dropout(x, _training_flag(F), p=rate)[0]
+
+
+def self_attention(F, qkv, attention_mask, heads: int, dropout: float, fill: float):
+    """Scaled dot-product attention from the interleaved (T, B, H, 3, d) projections ->
+    (T, B, U) context of the dropped-out probabilities, and the (B, H, T, T) probabilities,
+    as one operator (``attention_training.cc``), or None without the fused operators."""
+    if not available():
+        return None
+    context, probs, _ = F.bortkit_attention(qkv, F.BlockGrad(attention_mask), _training_flag(F),
+                                            heads=heads, dropout=dropout, fill=fill)
+    return context, probs

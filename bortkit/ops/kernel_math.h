@@ -18,8 +18,9 @@ static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
 // exp(x) for x <= 88 (Cephes' expf: Cody-Waite reduction and a degree-6 polynomial, about
-// 1 ulp), branch-free so that loops over it vectorise; x below -87.3 gives exp(-87.3),
-// about 1e-38, instead of a smaller number or 0.
+// 1 ulp), branch-free so that loops over it vectorise; x below -87.3 gives 0, not a
+// subnormal float (exp(-1e4) of a masked score times anything stays 0, where subnormal
+// operands slowed the products that read them several-fold).
 static inline float exp_approx(float x) {
   const float clamped = x > -87.3f ? x : -87.3f;
   const float n = floorf(clamped * 1.44269504088896341f + 0.5f);
@@ -34,7 +35,7 @@ static inline float exp_approx(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
+  return x > -87.3f ? y * scale : 0.0f;
 }
 
 // x * Phi(x) = x (1 + erf(x / sqrt 2)) / 2 with Abramowitz & Stegun's 7.1.26 for erf

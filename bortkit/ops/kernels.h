@@ -1,6 +1,7 @@
 // The kernel table: every loop of the fused operators, compiled once per ISA tier (tier.cc)
 // and chosen at run time (isa.h). The operator sources (encoder.cc, loss.cc, optimizer.cc,
-// int8_dense.cc, attention.cc) hold MXNet's registration and call kernels().
+// int8_dense.cc, attention.cc, attention_training.cc) hold MXNet's registration and call
+// kernels().
 //
 // Tiers, from the lowest: scalar (any x86-64: the build's -march), avx2 (AVX2, FMA, F16C),
 // avx512 (AVX-512 F/BW/DQ/VL and VNNI), amx (avx512 and AMX-TILE/INT8/BF16). The tiers
@@ -47,6 +48,23 @@ struct AttentionArgs {
   float fill;
 };
 
+// bortkit_attention (attention_training.cc has the arithmetic): the forward pass reads qkv
+// and mask and writes context and probs; the backward pass reads qkv, probs and the output
+// gradients d_context and d_probs and writes d_qkv.
+struct TrainingAttentionArgs {
+  const float* qkv;   // (T, B, H, 3, d)
+  const float* mask;  // (B, T), 1 real / 0 padding
+  int64_t T, B, H, d;
+  float fill;
+  float dropout;      // the probabilities' dropout rate, 0 outside training
+  uint32_t seed;      // dropout's keep mask is a hash of (seed, batch, head, query, key)
+  float* context;     // (T, B, H * d)
+  float* probs;       // (B, H, T, T) softmax before dropout
+  const float* d_context;
+  const float* d_probs;
+  float* d_qkv;       // (T, B, H, 3, d)
+};
+
 struct Kernels {
   const char* name;
   int int8_levels;  // bortkit_int8_dense quantizes its input to [-levels, levels]
@@ -66,6 +84,10 @@ struct Kernels {
                 int64_t n, float lr, float wd, float beta1, float beta2, float epsilon);
   void (*int8_dense)(const DenseArgs& args);
   void (*self_attention)(const AttentionArgs& args);
+  void (*dropout)(const float* x, float* y, int64_t n, float rate, uint32_t seed);
+  double (*sum_squares)(const float* x, int64_t n);
+  void (*attention_training_forward)(const TrainingAttentionArgs& args);
+  void (*attention_training_backward)(const TrainingAttentionArgs& args);
 };
 
 // One table per tier, each from its own translation unit of tier.cc.

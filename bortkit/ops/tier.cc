@@ -1,9 +1,10 @@
 // One kernel tier: every loop of the fused operators (training_kernels.h, dense_kernels.h,
-// attention_kernels.h) compiled for one ISA. library.py compiles this file once per tier
-// with that tier's flags and -DBORTKIT_TIER=<name> (kernels.h lists the tiers); the
-// micro-kernels pick their instructions from the compiler's own macros (__AVX2__,
-// __AVX512VNNI__, __AMX_INT8__, ...). Everything but the table is in an anonymous
-// namespace, so no function of one tier can stand in for another's at link time.
+// small_gemm.h, attention_kernels.h, attention_training_kernels.h) compiled for one ISA.
+// library.py compiles this file once per tier with that tier's flags and
+// -DBORTKIT_TIER=<name> (kernels.h lists the tiers); the micro-kernels pick their
+// instructions from the compiler's own macros (__AVX2__, __AVX512VNNI__, __AMX_INT8__,
+// ...). Everything but the table is in an anonymous namespace, so no function of one tier
+// can stand in for another's at link time.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -47,14 +48,17 @@ void configure_tiles(int count) {
 
 #include "training_kernels.h"
 #include "dense_kernels.h"
+#include "small_gemm.h"
 #include "attention_kernels.h"
+#include "attention_training_kernels.h"
 
 #define BORTKIT_STR2(x) #x
 #define BORTKIT_STR(x) BORTKIT_STR2(x)
 
 const Kernels kTable = {
     BORTKIT_STR(BORTKIT_TIER), kLevels, layer_norm_forward, layer_norm_backward, mask_scores,
-    softmax_nll_forward, softmax_nll_backward, adamw, int8_dense, self_attention};
+    softmax_nll_forward, softmax_nll_backward, adamw, int8_dense, self_attention, dropout,
+    sum_squares, attention_training_forward, attention_training_backward};
 
 }  // namespace
 

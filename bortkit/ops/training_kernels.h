@@ -135,3 +135,70 @@ void adamw(const float* grad, float scale, float* w, float* m, float* v, int64_t
     w[i] -= lr * (mi / (sqrtf(vi) + eps) + wd * w[i]);
   }
 }
+
+// Dropout's keep mask, counter-based so that the backward pass recomputes the forward's
+// and the result does not depend on the number of threads: element j of block `block`
+// (1,024 elements of a tensor, or one row of attention probabilities) is kept when the top
+// 24 bits of mix32(key + j), key = a hash of (seed, block), are >= rate * 2^24; lowbias32
+// (mix32) is a bijection with full avalanche. Kept values are scaled by 1 / (1 - rate).
+struct DropoutMask {
+  uint32_t seed, threshold;  // threshold 0: keep everything
+  float kept;
+};
+
+inline DropoutMask dropout_mask(float rate, uint32_t seed) {
+  if (!(rate > 0.0f)) return DropoutMask{seed, 0u, 1.0f};
+  return DropoutMask{seed, static_cast<uint32_t>(lrintf(rate * 16777216.0f)),
+                     1.0f / (1.0f - rate)};
+}
+
+static inline uint32_t mix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352du;
+  x ^= x >> 15;
+  x *= 0x846ca68bu;
+  x ^= x >> 16;
+  return x;
+}
+
+// factor[j] = 1 / (1 - rate) where element j of the block is kept, else 0 (j < n).
+static inline void keep_factors(float* factor, const DropoutMask& m, int64_t block, int64_t n) {
+  const uint32_t key = mix32(m.seed ^ mix32(static_cast<uint32_t>(block) * 0x9E3779B9u + 1u));
+#pragma omp simd
+  for (int64_t j = 0; j < n; ++j)
+    factor[j] = (mix32(key + static_cast<uint32_t>(j)) >> 8) >= m.threshold ? m.kept : 0.0f;
+}
+
+constexpr int64_t kDropoutBlock = 1024;
+
+// y = x * factor (the forward pass on the input, the backward pass on the output gradient).
+void dropout(const float* x, float* y, int64_t n, float rate, uint32_t seed) {
+  const DropoutMask m = dropout_mask(rate, seed);
+  if (m.threshold == 0) {  // outside training: a copy
+    if (y != x) memcpy(y, x, n * sizeof(float));
+    return;
+  }
+  const int64_t blocks = (n + kDropoutBlock - 1) / kDropoutBlock;
+#pragma omp parallel for schedule(static) if (n >= kParallelMin)
+  for (int64_t block = 0; block < blocks; ++block) {
+    float factor[kDropoutBlock];
+    const int64_t start = block * kDropoutBlock, count = min64(kDropoutBlock, n - start);
+    keep_factors(factor, m, block, count);
+#pragma omp simd
+    for (int64_t j = 0; j < count; ++j) y[start + j] = x[start + j] * factor[j];
+  }
+}
+
+// sum of x[i]^2 in double (float32 sums lose about 1% over millions of entries).
+double sum_squares(const float* x, int64_t n) {
+  double total = 0.0;
+#pragma omp parallel for reduction(+ : total) schedule(static) if (n >= 4 * kParallelMin)
+  for (int64_t start = 0; start < n; start += 4096) {
+    float part = 0.0f;  // 4,096 squares in float, then added in double
+    const int64_t end = min64(n, start + 4096);
+#pragma omp simd reduction(+ : part)
+    for (int64_t i = start; i < end; ++i) part += x[i] * x[i];
+    total += part;
+  }
+  return total;
+}

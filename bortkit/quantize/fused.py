@@ -11,7 +11,8 @@ the add and the LayerNorm (one pass over the row block while it is in cache); wh
 feeds only an exact GELU (the FFN's first product), the operator applies it.
 
 Each dot-product self-attention (scores, mask, softmax and weighted values, four operators
-around a (B, H, T, T) tensor) becomes one ``bortkit_self_attention`` node
+around a (B, H, T, T) tensor, or the fused training operator ``bortkit_attention`` the
+encoder uses when the operators are loaded) becomes one ``bortkit_self_attention`` node
 (``bortkit/ops/attention.cc``: both products on bf16 operands, the softmax in fp32); attention
 variants with other score terms keep their operators. Embeddings and the task head stay
 fp32, as in the fp32 graph.
@@ -24,6 +25,8 @@ from typing import Sequence
 
 OP = "bortkit_int8_dense"
 ATTENTION_OP = "bortkit_self_attention"
+TRAINING_ATTENTION_OP = "bortkit_attention"  # the encoder's graph with the fused operators
+DROPOUT_OPS = ("Dropout", "bortkit_dropout")    # without and with them
 
 
 def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
@@ -64,6 +67,8 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
     for index, node in enumerate(nodes):
         if node["op"] == "_contrib_interleaved_matmul_selfatt_valatt":
             _fuse_attention(nodes, index, graph["heads"])
+        elif node["op"] == TRAINING_ATTENTION_OP:
+            _attention_for_inference(nodes, index, graph["heads"])
     graph["arg_nodes"] = [i for i, node in enumerate(nodes) if node["op"] == "null"]
     # appended variables come after their readers: MXNet needs a topological order
     order = _topological(nodes, graph["heads"])
@@ -104,9 +109,11 @@ def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
     chain = [dense]
     readers = _readers(nodes, heads, dense)
     if len(readers) == 1 and readers[0][0] is not None and \
-            nodes[readers[0][0]]["op"] == "Dropout":
+            nodes[readers[0][0]]["op"] in DROPOUT_OPS:
         chain.append(readers[0][0])
         readers = _readers(nodes, heads, chain[-1])
+        if any(o != 0 for _, o in readers):  # bortkit_dropout's seed is read
+            return
     if len(readers) != 1 or readers[0][0] is None or \
             nodes[readers[0][0]]["op"] != "elemwise_add":
         return
@@ -154,6 +161,19 @@ def _fuse_attention(nodes: list, valatt: int, heads: list) -> None:
     nodes[valatt] = {"op": ATTENTION_OP, "name": nodes[valatt]["name"],
                      "attrs": {"heads": heads_attr, "fill": mask["attrs"]["fill"]},
                      "inputs": [qkv, mask["inputs"][1]]}
+
+
+def _attention_for_inference(nodes: list, index: int, heads: list) -> None:
+    """``bortkit_attention(qkv, mask, training)`` (the training operator the encoder uses
+    when the fused operators are loaded), read for its context only, becomes
+    ``bortkit_self_attention(qkv, mask)``; read for its probabilities too, it stays."""
+    if any(o != 0 for _, o in _readers(nodes, heads, index)):
+        return
+    node = nodes[index]
+    attrs = node.get("attrs", {})
+    nodes[index] = {"op": ATTENTION_OP, "name": node["name"],
+                    "attrs": {"heads": attrs["heads"], "fill": attrs["fill"]},
+                    "inputs": node["inputs"][:2]}
 
 
 def _topological(nodes: list, heads: list) -> list:

@@ -66,6 +66,10 @@ def fold_parameters(sym, params: dict, suffix: str = "_folded") -> tuple:
             name = f"{nodes[key[0]]['name']}{suffix}" + (f"{key[1]}" if key[1] else "")
             if reader is not None and reader["op"] == "FullyConnected" and slot in (1, 2):
                 name = f"{reader['name']}_{('weight', 'bias')[slot - 1]}"  # MXNet's names
+            unique, n = name, 1  # a block called twice names its nodes twice (dropout)
+            while unique in new_params:
+                unique, n = f"{name}_{n}", n + 1
+            name = unique
             index[key] = len(new_nodes)
             new_nodes.append({"op": "null", "name": name, "inputs": []})
             new_params[name] = values[key]
