@@ -164,9 +164,11 @@ static inline uint32_t mix32(uint32_t x) {
 // factor[j] = 1 / (1 - rate) where element j of the block is kept, else 0 (j < n).
 static inline void keep_factors(float* factor, const DropoutMask& m, int64_t block, int64_t n) {
   const uint32_t key = mix32(m.seed ^ mix32(static_cast<uint32_t>(block) * 0x9E3779B9u + 1u));
+  const uint32_t threshold = m.threshold;  // locals: read through m, they stop vectorisation
+  const float kept = m.kept;
 #pragma omp simd
   for (int64_t j = 0; j < n; ++j)
-    factor[j] = (mix32(key + static_cast<uint32_t>(j)) >> 8) >= m.threshold ? m.kept : 0.0f;
+    factor[j] = (mix32(key + static_cast<uint32_t>(j)) >> 8) >= threshold ? kept : 0.0f;
 }
 
 constexpr int64_t kDropoutBlock = 1024;
