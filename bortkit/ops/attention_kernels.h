@@ -133,16 +133,10 @@ void gather(const Attention& a, int64_t b, int64_t h, Scratch& w) {
       memcpy(w.v + value_at(a, t0 + r, 0), rounded, x.d * sizeof(Value));
 #endif
     }
-#if defined(__AVX512F__) && !defined(BORTKIT_ATTENTION_TILES)
+#if !defined(BORTKIT_ATTENTION_TILES)
     if (count == kBlock) {
-      const __m512i rows = _mm512_mullo_epi32(
-          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-          _mm512_set1_epi32(static_cast<int32_t>(3 * x.d)));
-      for (int64_t n = 0; n < x.d; ++n) {
-        _mm512_storeu_ps(w.q + query_at(a, t0, n), _mm512_i32gather_ps(rows, w.row + n, 4));
-        _mm512_storeu_ps(w.k + key_at(a, n, t0),
-                         _mm512_i32gather_ps(rows, w.row + x.d + n, 4));
-      }
+      transpose16(w.q + query_at(a, t0, 0), a.rows, w.row, 3 * x.d, x.d);
+      transpose16(w.k + key_at(a, 0, t0), a.keys, w.row + x.d, 3 * x.d, x.d);
       continue;
     }
 #endif

@@ -20,13 +20,14 @@ struct TrainingAttention {
 //   block            (rows, 16): one block's dropped probabilities, keys first
 //   out, dq, dk, dv  (rows, depth): products before they are scattered
 //   bias, factor     (rows): the mask's additive term, a row's dropout factors
+//   row              (16, 3 depth): 16 input rows staged for a transpose
 struct TrainingScratch {
   float *qt, *kt, *vt, *dct, *q, *k, *v, *dc, *s, *ds, *dst, *block, *out, *dq, *dk, *dv,
-      *bias, *factor;
+      *bias, *factor, *row;
   PaddedMemory memory;
   void resize(const TrainingAttention& a) {
     const size_t plane = a.rows * a.depth, square = a.rows * a.rows;
-    const size_t floats = 12 * plane + 3 * square + 16 * a.rows + 2 * a.rows;
+    const size_t floats = 12 * plane + 3 * square + 16 * a.rows + 2 * a.rows + 48 * a.depth;
     float* x = static_cast<float*>(memory.get(floats * sizeof(float), a.args.T, a.args.d));
     float** planes[] = {&qt, &kt, &vt, &dct, &q, &k, &v, &dc, &out, &dq, &dk, &dv};
     for (float** p : planes) *p = x, x += plane;
@@ -34,7 +35,8 @@ struct TrainingScratch {
     for (float** p : squares) *p = x, x += square;
     block = x, x += 16 * a.rows;
     bias = x, x += a.rows;
-    factor = x;
+    factor = x, x += a.rows;
+    row = x;
   }
 };
 
@@ -46,16 +48,35 @@ inline const float* qkv_row(const TrainingAttention& a, int64_t t, int64_t b, in
   return x.qkv + ((t * x.B + b) * x.H + h) * 3 * x.d;
 }
 
+// The rows t0 .. t0 + 15 of item (b, h) are B * 3U floats apart, too far for the hardware
+// prefetcher: the next block's are asked for while this one is copied.
+inline void prefetch_rows(const TrainingAttention& a, int64_t t0, int64_t b, int64_t h) {
+  for (int64_t t = t0; t < min64(t0 + 16, a.args.T); ++t)
+    for (int64_t n = 0; n < 3 * a.args.d; n += 16) __builtin_prefetch(qkv_row(a, t, b, h) + n);
+}
+
 void attend_forward(const TrainingAttention& a, int64_t b, int64_t h, TrainingScratch& w) {
   const TrainingAttentionArgs& x = a.args;
   const int64_t T = x.T, d = x.d, R = a.rows, D = a.depth, item = b * x.H + h;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = qkv_row(a, t, b, h);
-    for (int64_t n = 0; n < d; ++n) {
-      w.qt[n * R + t] = row[n] * a.scale;
-      w.kt[n * R + t] = row[d + n];
+  // 16 rows at a time: q / sqrt(d) and k staged by rows (zeros past T) and transposed, v
+  // copied by rows
+  prefetch_rows(a, 0, b, h);
+  for (int64_t t0 = 0; t0 < T; t0 += 16) {
+    prefetch_rows(a, t0 + 16, b, h);
+    for (int64_t r = 0; r < 16; ++r) {
+      float* staged = w.row + r * 2 * d;
+      if (t0 + r >= T) {
+        memset(staged, 0, 2 * d * sizeof(float));
+        continue;
+      }
+      const float* row = qkv_row(a, t0 + r, b, h);
+#pragma omp simd
+      for (int64_t n = 0; n < d; ++n) staged[n] = row[n] * a.scale;
+      memcpy(staged + d, row + d, d * sizeof(float));
+      memcpy(w.v + (t0 + r) * D, row + 2 * d, d * sizeof(float));
     }
-    memcpy(w.v + t * D, row + 2 * d, d * sizeof(float));
+    transpose16(w.qt + t0, R, w.row, 2 * d, d);
+    transpose16(w.kt + t0, R, w.row + d, 2 * d, d);
   }
   for (int64_t j = 0; j < T; ++j) w.bias[j] = (1.0f - x.mask[b * T + j]) * x.fill;
   for (int64_t i0 = 0; i0 < T; i0 += 16) {
@@ -79,15 +100,15 @@ void attend_forward(const TrainingAttention& a, int64_t b, int64_t h, TrainingSc
       float* probs = x.probs + (item * T + i0 + r) * T;
 #pragma omp simd
       for (int64_t j = 0; j < T; ++j) probs[j] = s[j] * inv;
-      if (a.dropout.threshold > 0) {
+      if (a.dropout.threshold > 0) {  // s: the dropped probabilities the values are weighed by
         keep_factors(w.factor, a.dropout, item * T + i0 + r, T);
-        for (int64_t j = 0; j < T; ++j) w.block[j * 16 + r] = probs[j] * w.factor[j];
+#pragma omp simd
+        for (int64_t j = 0; j < T; ++j) s[j] = probs[j] * w.factor[j];
       } else {
-        for (int64_t j = 0; j < T; ++j) w.block[j * 16 + r] = probs[j];
+        memcpy(s, probs, T * sizeof(float));
       }
     }
-    for (int64_t r = count; r < 16; ++r)
-      for (int64_t j = 0; j < T; ++j) w.block[j * 16 + r] = 0.0f;
+    transpose16(w.block, 16, w.s, R, T);  // rows past T: zero scores of zero queries
     small_gemm(w.out, D, w.block, 16, w.v, D, 16, T, D);  // context rows (16, D)
     for (int64_t r = 0; r < count; ++r)
       memcpy(x.context + ((i0 + r) * x.B + b) * x.H * d + h * d, w.out + r * D,
@@ -99,16 +120,29 @@ void attend_backward(const TrainingAttention& a, int64_t b, int64_t h, TrainingS
   const TrainingAttentionArgs& x = a.args;
   const int64_t T = x.T, d = x.d, R = a.rows, D = a.depth, item = b * x.H + h;
   const int64_t U = x.H * d;
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = qkv_row(a, t, b, h);
-    const float* dc = x.d_context + (t * x.B + b) * U + h * d;
-    for (int64_t n = 0; n < d; ++n) {
-      w.q[t * D + n] = row[n] * a.scale;
-      w.vt[n * R + t] = row[2 * d + n];
-      w.dct[n * R + t] = dc[n];
+  // 16 rows at a time: q / sqrt(d), k and the context gradient copied by rows, v and the
+  // context gradient staged by rows (zeros past T) and transposed
+  prefetch_rows(a, 0, b, h);
+  for (int64_t t0 = 0; t0 < T; t0 += 16) {
+    prefetch_rows(a, t0 + 16, b, h);
+    for (int64_t r = 0; r < 16; ++r) {
+      const int64_t t = t0 + r;
+      float* staged = w.row + r * 2 * d;
+      if (t >= T) {
+        memset(staged, 0, 2 * d * sizeof(float));
+        continue;
+      }
+      const float* row = qkv_row(a, t, b, h);
+      const float* dc = x.d_context + (t * x.B + b) * U + h * d;
+#pragma omp simd
+      for (int64_t n = 0; n < d; ++n) w.q[t * D + n] = row[n] * a.scale;
+      memcpy(w.k + t * D, row + d, d * sizeof(float));
+      memcpy(w.dc + t * D, dc, d * sizeof(float));
+      memcpy(staged, row + 2 * d, d * sizeof(float));
+      memcpy(staged + d, dc, d * sizeof(float));
     }
-    memcpy(w.k + t * D, row + d, d * sizeof(float));
-    memcpy(w.dc + t * D, dc, d * sizeof(float));
+    transpose16(w.vt + t0, R, w.row, 2 * d, d);
+    transpose16(w.dct + t0, R, w.row + d, 2 * d, d);
   }
   // s: the dropped probabilities the forward pass multiplied the values by
   const float* probs = x.probs + item * T * T;
@@ -141,8 +175,8 @@ void attend_backward(const TrainingAttention& a, int64_t b, int64_t h, TrainingS
     for (int64_t j = 0; j < T; ++j) dot += p[j] * ds[j];
 #pragma omp simd
     for (int64_t j = 0; j < T; ++j) ds[j] = p[j] * (ds[j] - dot);
-    for (int64_t j = 0; j < T; ++j) w.dst[j * R + i] = ds[j];
   }
+  for (int64_t i0 = 0; i0 < R; i0 += 16) transpose16(w.dst + i0, R, w.ds + i0 * R, R, R);
   small_gemm(w.dk, D, w.ds, R, w.q, D, R, T, D);   // dk (j, n) = sum_i ds(i, j) q(i, n)
   small_gemm(w.dq, D, w.dst, R, w.k, D, R, T, D);  // dq (i, n) = sum_j ds(i, j) k(j, n)
   for (int64_t t = 0; t < T; ++t) {

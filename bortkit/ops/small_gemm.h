@@ -28,6 +28,22 @@ struct PaddedMemory {
   }
 };
 
+// dst[n * ldd + r] = src[r * lds + n] for r < 16, n < cols: 16 rows of src become 16
+// adjacent values of each row of dst (one gather per row at AVX-512), so that the
+// transposed stores are contiguous. 16 * lds must fit in an int32.
+void transpose16(float* dst, int64_t ldd, const float* src, int64_t lds, int64_t cols) {
+#if defined(__AVX512F__)
+  const __m512i rows =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int32_t>(lds)));
+  for (int64_t n = 0; n < cols; ++n)
+    _mm512_storeu_ps(dst + n * ldd, _mm512_i32gather_ps(rows, src + n, 4));
+#else
+  for (int64_t n = 0; n < cols; ++n)
+    for (int64_t r = 0; r < 16; ++r) dst[n * ldd + r] = src[r * lds + n];
+#endif
+}
+
 // c (M, N) = a (M, K) . b (K, N); a is read along its summed axis first (a(m, k) at
 // a[k * lda + m], M a multiple of 16), b by rows (b(k, n) at b[k * ldb + n], N a multiple of
 // 16); c (rows ldc apart) is overwritten. At each step of k, one row of b is loaded and the
