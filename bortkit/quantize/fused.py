@@ -26,7 +26,7 @@ from typing import Sequence
 OP = "bortkit_int8_dense"
 ATTENTION_OP = "bortkit_self_attention"
 TRAINING_ATTENTION_OP = "bortkit_attention"  # the encoder's graph with the fused operators
-DROPOUT_OPS = ("Dropout", "bortkit_dropout")    # without and with them
+DROPOUT_OPS = ("Dropout", "bortkit_dropout")    # MXNet's, and the fused operator
 
 
 def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
