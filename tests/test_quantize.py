@@ -140,6 +140,7 @@ def test_fused_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, 
     assert state.config.activation == "gelu" and "LeakyReLU" not in ops
     assert sum(n.get("attrs", {}).get("activation") == "gelu" for n in nodes) == layers
     assert ops.count("bortkit_layer_norm") == 1 and ops.count("elemwise_add") == 2
+    assert not {"Dropout", "bortkit_dropout"} & set(ops)  # identities at inference: skipped
     # each attention is one fused bf16 operator: no scores, mask or softmax node is left
     assert ops.count("bortkit_self_attention") == layers
     assert not {"_contrib_interleaved_matmul_selfatt_qk", "bortkit_mask_scores",

@@ -15,7 +15,7 @@ around a (B, H, T, T) tensor, or the fused training operator ``bortkit_attention
 encoder uses when the operators are loaded) becomes one ``bortkit_self_attention`` node
 (``bortkit/ops/attention.cc``: both products on bf16 operands, the softmax in fp32); attention
 variants with other score terms keep their operators. Embeddings and the task head stay
-fp32, as in the fp32 graph.
+fp32, as in the fp32 graph. Dropouts, identities at inference, are skipped.
 """
 from __future__ import annotations
 
@@ -69,6 +69,7 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
             _fuse_attention(nodes, index, graph["heads"])
         elif node["op"] == TRAINING_ATTENTION_OP:
             _attention_for_inference(nodes, index, graph["heads"])
+    _skip_dropouts(nodes, graph["heads"])
     graph["arg_nodes"] = [i for i, node in enumerate(nodes) if node["op"] == "null"]
     # appended variables come after their readers: MXNet needs a topological order
     order = _topological(nodes, graph["heads"])
@@ -174,6 +175,19 @@ def _attention_for_inference(nodes: list, index: int, heads: list) -> None:
     nodes[index] = {"op": ATTENTION_OP, "name": node["name"],
                     "attrs": {"heads": attrs["heads"], "fill": attrs["fill"]},
                     "inputs": node["inputs"][:2]}
+
+
+def _skip_dropouts(nodes: list, heads: list) -> None:
+    """Readers of a dropout (an identity at inference, but a copy) read its input instead;
+    a ``bortkit_dropout`` whose seed is read stays."""
+    for index, node in enumerate(nodes):
+        if node["op"] not in DROPOUT_OPS or any(o != 0 for _, o in _readers(nodes, heads, index)):
+            continue
+        source = node["inputs"][0]
+        for reader in nodes:
+            reader["inputs"] = [source if i == index else [i, o, v]
+                                for i, o, v in reader["inputs"]]
+        heads[:] = [source if i == index else [i, o, v] for i, o, v in heads]
 
 
 def _topological(nodes: list, heads: list) -> list:
