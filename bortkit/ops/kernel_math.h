@@ -67,8 +67,9 @@ static inline float from_bf16(uint16_t b) {
 
 // Row sums for the LayerNorm statistics, in order, in float: the arithmetic of MXNet's CPU
 // LayerNorm kernel (layer_norm_cpu.h, as built in the mxnet 1.9.1 wheel, which MXNet runs
-// for inference), so that inference outputs are bit-identical to MXNet's. In order: no
-// tier vectorises it (a reordered sum would change the last bit).
+// for inference), so that the fused LayerNorm's outputs are bit-identical to MXNet's
+// LayerNorm's. In order: no tier vectorises it (a reordered sum would change the last bit),
+// which makes the forward pass latency-bound in training too.
 static inline float row_sum(const float* x, int64_t n, float centre, bool square) {
   float s = 0;
   for (int64_t j = 0; j < n; ++j) {

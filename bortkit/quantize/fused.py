@@ -5,10 +5,10 @@ fold_parameters`): every ``FullyConnected`` node named in ``products`` (the quer
 product, the attention output and both FFN products of every layer) becomes a
 ``bortkit_int8_dense`` node (:mod:`bortkit.ops.int8_dense`) reading the packed int8 weight,
 its per-channel scales and column sums, and the fp32 bias; the input is quantized per row
-inside the operator (dynamic, so no thresholds). Where such a product feeds (through an
-inference Dropout) only a residual add that feeds only a LayerNorm, the operator also does
-the add and the LayerNorm (one pass over the row block while it is in cache); where it
-feeds only an exact GELU (the FFN's first product), the operator applies it.
+inside the operator (dynamic, so no thresholds). Where such a product feeds only a residual
+add that feeds only a LayerNorm, the operator also does the add and the LayerNorm (one pass
+over the row block while it is in cache); where it feeds only an exact GELU (the FFN's
+first product), the operator applies it.
 
 Each dot-product self-attention (scores, mask, softmax and weighted values, four operators
 around a (B, H, T, T) tensor, or the fused training operator ``bortkit_attention`` the
@@ -38,6 +38,7 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
     nodes = graph["nodes"]
     by_name = {node["name"]: i for i, node in enumerate(nodes)}
     new_params = dict(params)
+    _skip_dropouts(nodes, graph["heads"])
     for name in products:
         node = nodes[by_name[name]]  # KeyError: not in the graph
         if node["op"] != "FullyConnected" or node.get("attrs", {}).get("flatten") != "False":
@@ -69,7 +70,6 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
             _fuse_attention(nodes, index, graph["heads"])
         elif node["op"] == TRAINING_ATTENTION_OP:
             _attention_for_inference(nodes, index, graph["heads"])
-    _skip_dropouts(nodes, graph["heads"])
     graph["arg_nodes"] = [i for i, node in enumerate(nodes) if node["op"] == "null"]
     # appended variables come after their readers: MXNet needs a topological order
     order = _topological(nodes, graph["heads"])
@@ -104,17 +104,10 @@ def _fuse_gelu(nodes: list, dense: int, heads: list) -> bool:
 
 
 def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
-    """dense -> (Dropout) -> elemwise_add(., residual) -> bortkit_layer_norm (each read
+    """dense -> elemwise_add(., residual) -> bortkit_layer_norm (each read
     once, the LayerNorm's output 0 only): the LayerNorm node becomes the dense operator
     with the residual, gamma and beta; the others are left unread."""
-    chain = [dense]
     readers = _readers(nodes, heads, dense)
-    if len(readers) == 1 and readers[0][0] is not None and \
-            nodes[readers[0][0]]["op"] in DROPOUT_OPS:
-        chain.append(readers[0][0])
-        readers = _readers(nodes, heads, chain[-1])
-        if any(o != 0 for _, o in readers):  # bortkit_dropout's seed is read
-            return
     if len(readers) != 1 or readers[0][0] is None or \
             nodes[readers[0][0]]["op"] != "elemwise_add":
         return
@@ -126,7 +119,7 @@ def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
     if nodes[norm]["op"] != "bortkit_layer_norm" or nodes[norm]["inputs"][0][0] != add or \
             any(o != 0 for _, o in _readers(nodes, heads, norm)):
         return
-    residual = [entry for entry in nodes[add]["inputs"] if entry[0] != chain[-1]]
+    residual = [entry for entry in nodes[add]["inputs"] if entry[0] != dense]
     if len(residual) != 1:
         return
     attrs = {**nodes[dense]["attrs"], "norm": "1", "eps": nodes[norm]["attrs"].get("eps", "1e-5")}
@@ -134,20 +127,18 @@ def _fuse_add_norm(nodes: list, dense: int, heads: list) -> None:
                    "inputs": nodes[dense]["inputs"] + residual + nodes[norm]["inputs"][1:]}
 
 
-# From valatt's probabilities back to the scores, each read once (Dropout may be absent).
-ATTENTION_CHAIN = ("Reshape", "Dropout", "softmax", "bortkit_mask_scores", "Reshape",
+# From valatt's probabilities back to the scores, each read once (dropouts are skipped).
+ATTENTION_CHAIN = ("Reshape", "softmax", "bortkit_mask_scores", "Reshape",
                    "_contrib_interleaved_matmul_selfatt_qk")
 
 
 def _fuse_attention(nodes: list, valatt: int, heads: list) -> None:
-    """valatt(qkv, Reshape((Dropout) softmax(bortkit_mask_scores(Reshape(qk(qkv)), mask))))
+    """valatt(qkv, Reshape(softmax(bortkit_mask_scores(Reshape(qk(qkv)), mask))))
     with every intermediate read once: the valatt node becomes ``bortkit_self_attention(qkv,
     mask)``; the others are left unread. Any other graph is left as it is."""
     found, entry = {}, nodes[valatt]["inputs"][1]
     for op in ATTENTION_CHAIN:
         source = entry[0]
-        if nodes[source]["op"] != op and op == "Dropout":
-            continue
         if nodes[source]["op"] != op or len(_readers(nodes, heads, source)) != 1:
             return
         found[op] = source
@@ -178,8 +169,9 @@ def _attention_for_inference(nodes: list, index: int, heads: list) -> None:
 
 
 def _skip_dropouts(nodes: list, heads: list) -> None:
-    """Readers of a dropout (an identity at inference, but a copy) read its input instead;
-    a ``bortkit_dropout`` whose seed is read stays."""
+    """Readers of a dropout (an identity at inference, but a copy) read its input instead,
+    before the fusions, so that they see the products' real readers; a ``bortkit_dropout``
+    whose seed is read stays."""
     for index, node in enumerate(nodes):
         if node["op"] not in DROPOUT_OPS or any(o != 0 for _, o in _readers(nodes, heads, index)):
             continue
@@ -188,6 +180,7 @@ def _skip_dropouts(nodes: list, heads: list) -> None:
             reader["inputs"] = [source if i == index else [i, o, v]
                                 for i, o, v in reader["inputs"]]
         heads[:] = [source if i == index else [i, o, v] for i, o, v in heads]
+        node["inputs"] = []  # unread now: a reader of its input no more
 
 
 def _topological(nodes: list, heads: list) -> list:
