@@ -1,6 +1,7 @@
 """The fused training operators of bortkit.ops at every ISA tier this CPU runs:
 bortkit_attention (forward and backward against float64 NumPy, its dropout mask recovered
-and checked, no dropout outside training), bortkit_dropout, and bortkit_sum_squares."""
+and checked, no dropout outside training), bortkit_dropout, bortkit_sum_squares, and
+bortkit_interleave_heads (with the rule that keeps gradient accumulation correct around it)."""
 import mxnet as mx
 import numpy as np
 import pytest
@@ -111,3 +112,68 @@ def test_sum_squares_is_the_float64_sum_over_every_array(tier):
     got = ops.sum_squares([mx.nd.array(a) for a in arrays]).asscalar()
     want = sum(float(np.dot(a.astype(np.float64), a.astype(np.float64))) for a in arrays)
     assert got == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("trailing", [(), (24,)])
+def test_interleave_heads_places_each_heads_rows_and_splits_the_gradient(trailing, tier):
+    """(U, ...) x 3 -> (3U, ...) with head i's rows of query, key, value in turn; the
+    backward pass hands each parameter its rows of the output gradient."""
+    heads, d = 3, 5
+    rng = np.random.default_rng(len(trailing))
+    parts = [rng.normal(size=(heads * d,) + trailing).astype(np.float32) for _ in range(3)]
+    arrays = [mx.nd.array(p) for p in parts]
+    for a in arrays:
+        a.attach_grad()
+    dout = rng.normal(size=(3 * heads * d,) + trailing).astype(np.float32)
+    with autograd.record():
+        out = mx.nd.bortkit_interleave_heads(*arrays, heads=heads)
+        loss = (out * mx.nd.array(dout)).sum()
+    loss.backward()
+    want = np.stack([p.reshape((heads, d) + trailing) for p in parts], 1)
+    np.testing.assert_array_equal(out.asnumpy(), want.reshape((-1,) + trailing))
+    split = dout.reshape((heads, 3, d) + trailing)
+    for i, a in enumerate(arrays):
+        np.testing.assert_array_equal(a.grad.asnumpy(), split[:, i].reshape((-1,) + trailing))
+
+
+def _attention_block():
+    from bortkit.config import ModelConfig
+    from bortkit.model.blocks import MultiHeadSelfAttention
+    config = ModelConfig(num_layers=1, num_heads=2, units=8, ffn_units=16, vocab_size=20,
+                         max_length=16, dropout=0.0, attention_dropout=0.0)
+    block = MultiHeadSelfAttention(config, prefix="attention_")
+    mx.random.seed(0)
+    block.initialize(mx.init.Normal(0.5))
+    block.hybridize()
+    return block
+
+
+def _query_gradient(block, passes: int) -> np.ndarray:
+    x = mx.nd.array(np.random.default_rng(0).normal(size=(4, 2, 8)))
+    mask = mx.nd.ones((2, 4))
+    for _ in range(passes):
+        with autograd.record():
+            loss = block(x, mask)[0].sum()
+        loss.backward()
+    return block.query.weight.grad().asnumpy().copy()
+
+
+def test_interleaved_weights_accumulate_when_traced_with_grad_req_add(kernels):
+    """The operator writes the q/k/v gradients, so a graph traced while they accumulate
+    keeps MXNet's operators: two backward passes add up to twice one."""
+    once = _query_gradient(_attention_block(), 1)
+    block = _attention_block()
+    for param in block.collect_params().values():
+        param.grad_req = "add"
+    np.testing.assert_allclose(_query_gradient(block, 2), 2 * once, rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_refuses_accumulation_for_weights_traced_into_the_operator(kernels):
+    from bortkit.train import make_trainer
+    block = _attention_block()
+    _query_gradient(block, 1)  # traced with grad_req="write": the operator writes
+    params = {name: p for name, p in block.collect_params().items()}
+    assert ops.writes_gradient(block.query.weight)
+    with pytest.raises(RuntimeError, match="query_weight was traced into a fused operator"):
+        make_trainer(params, accumulate=2)
+    make_trainer(params, accumulate=1)  # writing is what the graph does: fine

@@ -28,6 +28,7 @@ from typing import Optional
 import mxnet as mx
 import numpy as np
 from mxnet import autograd
+from mxnet.gluon import HybridBlock
 
 from ..checkpoint import named_parameters, read_state, save_pretrained
 from ..checkpoint.core import assign
@@ -37,6 +38,43 @@ from .losses import DistillationObjective, describe, masked_lm_loss
 from .models import MaskedLMWithInternals, as_outputs, batch_arrays, build_masked_lm, token_types
 from .plan import FINAL, OBJECTIVE, TEACHER, Plan, PretrainingArguments, plan_run
 from .teacher import inverse_counts, train_masked_lm
+
+
+class StudentObjective(HybridBlock):
+    """The student and its loss terms as one graph: hybridized together, the gradient of the
+    logits (masked tokens x vocabulary, 32 MB a Bort step) lives in memory planned once,
+    where two graphs handed it over in a fresh allocation every step. Parameters keep the
+    names they have in ``student`` and ``objective``.
+
+    Inputs: the student's four (input ids, token types, attention mask, masked positions),
+    masked labels and weights, ``inv_masked``, then ``inv_tokens`` when a hidden-state or
+    attention term uses it, then the teacher's outputs (none without a teacher). Returns the
+    objective's 5 terms."""
+
+    def __init__(self, student, objective, use_hidden: bool, use_attention: bool):
+        super().__init__(prefix="")
+        self.student, self.objective = student, objective  # registered as children
+        self._use_hidden, self._use_attention = use_hidden, use_attention
+
+    def hybrid_forward(self, F, input_ids, types, attention_mask, positions, labels, weights,
+                       inv_masked, *rest):
+        uses_tokens = self._use_hidden or self._use_attention
+        inv_tokens, teacher_out = (rest[0], rest[1:]) if uses_tokens else (None, rest)
+        student_out = self.student(input_ids, types, attention_mask, positions)
+        student_out = [student_out] if not isinstance(student_out, (list, tuple)) \
+            else list(student_out)
+        inputs = [student_out[0], labels, weights, inv_masked]
+        if teacher_out:
+            inputs.append(teacher_out[0])
+            k = 1
+            if self._use_hidden:
+                inputs += [student_out[k], teacher_out[k]]
+                k += 1
+            if self._use_attention:
+                inputs += [student_out[k], teacher_out[k]]
+            if uses_tokens:
+                inputs += [attention_mask, inv_tokens]
+        return self.objective(*inputs)
 
 
 @dataclass
@@ -71,7 +109,9 @@ class PretrainingRun:
             self.weights, teacher, plan.layer_map, plan.student_config.units, tconfig.units,
             plan.student_config.num_heads, tconfig.num_heads, prefix="objective_")
         self.objective.initialize(mx.init.Normal(0.02), ctx=self.ctx)
-        for block in (self.student, self.objective):
+        self.training = StudentObjective(self.student, self.objective, self.use_hidden,
+                                         self.use_attention)
+        for block in (self.student, self.training):
             block.hybridize(static_alloc=True, static_shape=True)
         self.params = self._trainable_params()
         workers.broadcast(self.params)
@@ -117,37 +157,20 @@ class PretrainingRun:
         return as_outputs(self.teacher(nd["input_ids"], token_types(config, nd["token_type_ids"]),
                                      nd["attention_mask"], nd["masked_positions"]))
 
-    def _loss_inputs(self, student_out: list, teacher_out: Optional[list], nd: dict,
-                     inv_masked, inv_tokens) -> list:
-        inputs = [student_out[0], nd["masked_labels"], nd["masked_weights"], inv_masked]
-        if teacher_out is None:
-            return inputs
-        inputs.append(teacher_out[0])
-        k = 1
-        if self.use_hidden:
-            inputs += [student_out[k], teacher_out[k]]
-            k += 1
-        if self.use_attention:
-            inputs += [student_out[k], teacher_out[k]]
-        if self.use_hidden or self.use_attention:
-            inputs += [nd["attention_mask"], inv_tokens]
-        return inputs
-
     def loss(self, micro_batch) -> list:
         """The 5 loss terms of one micro-batch ``(batch, inv_masked, inv_tokens)`` (see
         :meth:`micro_batches`); the first, the total, is differentiated. For :class:`TrainStep`."""
         batch, inv_masked, inv_tokens = micro_batch
         nd = batch_arrays(batch, self.ctx)
-        teacher_out = None
+        teacher_out = []
         if self.teacher is not None:
             with autograd.pause():  # a frozen teacher: no graph, no dropout
                 teacher_out = self._teacher_outputs(nd)
         config = self.plan.student_config
-        student_out = as_outputs(self.student(
-            nd["input_ids"], token_types(config, nd["token_type_ids"]),
-            nd["attention_mask"], nd["masked_positions"]))
-        return self.objective(*self._loss_inputs(student_out, teacher_out, nd,
-                                                 inv_masked, inv_tokens))
+        counts = [inv_tokens] if self.use_hidden or self.use_attention else []
+        return self.training(nd["input_ids"], token_types(config, nd["token_type_ids"]),
+                             nd["attention_mask"], nd["masked_positions"], nd["masked_labels"],
+                             nd["masked_weights"], inv_masked, *counts, *teacher_out)
 
     def micro_batches(self, start: int):
         """The micro-batches of each step after ``start``: ``(batch, inv_masked,

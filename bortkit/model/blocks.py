@@ -159,10 +159,9 @@ class MultiHeadSelfAttention(HybridBlock):
                             dim=3).reshape((0, 0, -1))                 # (T, B, H, 3, d)
 
         def interleaved(name, shape):  # (U, U) or (U,) per projection -> (3U, U) or (3U,)
-            tensors = [getattr(dense, name) for dense in (self.query, self.key, self.value)]
-            tensors = [t.var() if F is symbol else t.data(x.context) for t in tensors]
-            return F.concat(*[t.reshape((h, 1, -1) + shape) for t in tensors],
-                            dim=1).reshape((3 * u,) + shape)
+            params = [getattr(dense, name) for dense in (self.query, self.key, self.value)]
+            tensors = [p.var() if F is symbol else p.data(x.context) for p in params]
+            return ops.interleave_heads(F, params, tensors, h, shape)
 
         return F.FullyConnected(x, interleaved("weight", (u,)), interleaved("bias", ()),
                                 num_hidden=3 * u, flatten=False)

@@ -14,7 +14,7 @@ the per-array norms of gradient clipping slow too.
 
 They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
 source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask,
-dropout), ``attention_training.cc`` (the whole self-attention, forward and backward, in
+dropout, the per-head interleave of the query/key/value weights), ``attention_training.cc`` (the whole self-attention, forward and backward, in
 float32), ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW, the sum of squares of
 all gradients), with ``common.h`` and ``library.cc``; two inference operators serve
 :mod:`bortkit.quantize`: ``int8_dense.cc``, the int8 dense layer
@@ -29,6 +29,12 @@ call them are in :mod:`~bortkit.ops.encoder`, :mod:`~bortkit.ops.loss` and
 function falls back to MXNet's own operators. Parameters and checkpoints are the same both
 ways; results differ by float32 rounding (about 1e-6 relative), and dropout draws other
 masks (a counter-based hash here, MXNet's generator there).
+
+Library operators write their gradients (they see no request type), so a parameter read
+directly by one must not accumulate (``grad_req="add"``) after the graph is traced:
+:func:`~bortkit.ops.encoder.interleave_heads` falls back to MXNet's operators for
+parameters that accumulate when traced, and :func:`bortkit.train.make_trainer` refuses to
+make the others accumulate later (:func:`writes_gradient`).
 """
 from __future__ import annotations
 
@@ -38,7 +44,8 @@ import warnings
 from . import library  # MXNet is imported inside its functions
 
 __all__ = ["ENV_SWITCH", "available", "loaded_path", "status", "layer_norm", "mask_scores",
-           "dropout", "self_attention", "softmax_nll", "adamw_update", "sum_squares"]
+           "dropout", "self_attention", "interleave_heads", "writes_gradient", "softmax_nll",
+           "adamw_update", "sum_squares"]
 
 ENV_SWITCH = "BORTKIT_KERNELS"   # "0" turns the fused operators off
 _state: dict = {}               # "loaded": bool, "error": str, "path": Path
@@ -92,7 +99,8 @@ def status() -> str:
 # The wrappers import MXNet, so they load on first use: ``python -m bortkit.ops --help`` and
 # the ISA helpers answer without it.
 _WRAPPERS = {"layer_norm": "encoder", "mask_scores": "encoder", "dropout": "encoder",
-             "self_attention": "encoder", "softmax_nll": "loss", "adamw_update": "optimizer",
+             "self_attention": "encoder", "interleave_heads": "encoder",
+             "writes_gradient": "encoder", "softmax_nll": "loss", "adamw_update": "optimizer",
              "sum_squares": "optimizer"}
 
 

@@ -22,10 +22,6 @@ using namespace bortkit_ops;
 
 namespace {
 
-int64_t heads_of(const std::unordered_map<std::string, std::string>& attrs) {
-  return static_cast<int64_t>(attr_float(attrs, "heads", 0));
-}
-
 MXReturnValue training_parse(const std::unordered_map<std::string, std::string>& attrs,
                              int* num_in, int* num_out) {
   *num_in = 3;

@@ -13,6 +13,10 @@
 //     data * keep / (1 - p) with a counter-based keep mask (training_kernels.h) when the
 //     training flag says so, else data; seed (2,) as in draw_seed. Only out carries a
 //     gradient: the output gradient through the same mask.
+// bortkit_interleave_heads(a, b, c; heads) -> out
+//     three (U, ...) tensors -> (3U, ...): head i's U / heads rows of a, b, then c, for
+//     i = 0..heads-1 (the query/key/value weights in the fused attention's layout). The
+//     backward pass splits the output gradient the same way.
 // bortkit_attention, bortkit_softmax_nll, bortkit_adamw, bortkit_sum_squares: see their
 // sources.
 //
@@ -20,8 +24,9 @@
 // (isa.h); these files hold MXNet's registration: attributes, types, shapes, and the call.
 //
 // Library operators see no request type (write / add): gradients are always written, so
-// callers must not feed a parameter with grad_req="add" straight in (encoder.py wraps them
-// in identity()). Backward functions receive [output gradients..., inputs..., outputs...]
+// callers must not feed a parameter with grad_req="add" straight in (encoder.py wraps
+// LayerNorm's in identity(); interleave_heads reads the q/k/v weights directly only when
+// they are written, and make_trainer refuses to make them accumulate afterwards). Backward functions receive [output gradients..., inputs..., outputs...]
 // and write one gradient per input. Rows are split over OpenMP threads when there is
 // enough work; results do not depend on the number of threads except for LayerNorm's
 // gamma/beta gradients (per-thread partial sums).
@@ -54,6 +59,10 @@ inline float attr_float(const std::unordered_map<std::string, std::string>& attr
                         const char* name, float fallback) {
   auto it = attrs.find(name);
   return it == attrs.end() ? fallback : std::stof(it->second);
+}
+
+inline int64_t heads_of(const std::unordered_map<std::string, std::string>& attrs) {
+  return static_cast<int64_t>(attr_float(attrs, "heads", 0));
 }
 
 // The seed of a dropout mask (training_kernels.h), drawn from MXNet's random state (so

@@ -1,9 +1,15 @@
 """The encoder's fused operators (``encoder.cc``), with MXNet's operators as the fallback."""
 from __future__ import annotations
 
+import weakref
+
 from . import available
 
-__all__ = ["layer_norm", "mask_scores", "dropout", "self_attention"]
+__all__ = ["layer_norm", "mask_scores", "dropout", "self_attention", "interleave_heads",
+           "writes_gradient"]
+
+# Parameters traced straight into a library operator, whose gradient it writes (not adds).
+_WRITTEN = weakref.WeakSet()
 
 
 def layer_norm(F, x, gamma, beta, eps: float):
@@ -49,3 +55,24 @@ def self_attention(F, qkv, attention_mask, heads: int, dropout: float, fill: flo
     context, probs, _ = F.bortkit_attention(qkv, F.BlockGrad(attention_mask), _training_flag(F),
                                             heads=heads, dropout=dropout, fill=fill)
     return context, probs
+
+
+def interleave_heads(F, params, tensors, heads: int, trailing: tuple):
+    """The (U, *trailing) ``tensors`` of three parameters (query, key, value) interleaved per
+    head: (3U, *trailing) holding head i's U / heads rows of each in turn, the (..., H, 3, d)
+    layout of :func:`self_attention`. ``params`` are the Parameters the tensors come from.
+
+    The library operator reads the parameters directly (no copy), so it writes their
+    gradients: it is used only when all three are written (``grad_req="write"``), and
+    :func:`writes_gradient` then tells the optimizer not to make them accumulate later."""
+    if available() and all(p.grad_req == "write" for p in params):
+        _WRITTEN.update(params)
+        return F.bortkit_interleave_heads(*tensors, heads=heads)
+    return F.concat(*[t.reshape((heads, 1, -1) + trailing) for t in tensors],
+                    dim=1).reshape((-1,) + trailing)
+
+
+def writes_gradient(param) -> bool:
+    """True when ``param`` was traced straight into a library operator (whose gradients
+    overwrite): its ``grad_req`` must not become ``"add"`` after that."""
+    return param in _WRITTEN

@@ -124,6 +124,10 @@ def make_trainer(params: dict, optimizer: str = "bertadam", learning_rate: float
         if no_decay(name):
             param.wd_mult = 0.0
         if param.grad_req != "null":
+            if accumulate > 1 and kernels.writes_gradient(param):
+                raise RuntimeError(
+                    f"{name} was traced into a fused operator that writes its gradient; "
+                    "make the trainer with accumulate > 1 before the model's first forward pass")
             param.grad_req = "add" if accumulate > 1 else "write"
     kwargs = {"learning_rate": learning_rate, "wd": weight_decay, "epsilon": epsilon}
     if optimizer == "bertadam":
