@@ -52,8 +52,10 @@ def configure_threads(threads: Optional[int] = None, passive: bool = False) -> d
 
 # What each framework's own ISA cap is called for a bortkit tier (bortkit.ops.isa.TIERS):
 # oneDNN (MXNet's, and PyTorch's) reads DNNL_MAX_CPU_ISA / ONEDNN_MAX_CPU_ISA, PyTorch's own
-# kernels ATEN_CPU_CAPABILITY, MKL (PyTorch's fp32 GEMM) MKL_ENABLE_INSTRUCTIONS. ONNX Runtime has no cap: at a tier below the host's its
-# figures are conservative anchors (it keeps the host's ISA).
+# kernels ATEN_CPU_CAPABILITY, MKL (PyTorch's fp32 GEMM) MKL_ENABLE_INSTRUCTIONS. ONNX Runtime
+# has no cap of its own: at the avx2 and avx512 tiers below the host's, the whole process
+# runs under a capped CPUID instead (cap_cpuid, bench/cpuid_cap.c), where the CPU allows;
+# elsewhere its figures are conservative anchors (it keeps the host's ISA).
 ONEDNN_ISA = {"scalar": "SSE41", "avx2": "AVX2", "avx512": "AVX512_CORE_VNNI",
               "amx": "AVX512_CORE_AMX"}
 ATEN_CAPABILITY = {"scalar": "default", "avx2": "avx2", "avx512": "avx512", "amx": "avx512"}
@@ -71,6 +73,7 @@ def configure_isa(tier: Optional[str]) -> dict[str, str]:
             raise ValueError(f"--isa must be one of {', '.join(ONEDNN_ISA)}, got {tier!r}")
         if "mxnet" in sys.modules or "torch" in sys.modules:
             raise RuntimeError("configure_isa must run before mxnet or torch is imported")
+        cap_cpuid(tier)
         os.environ.update({"BORTKIT_ISA": tier, "DNNL_MAX_CPU_ISA": ONEDNN_ISA[tier],
                            "ONEDNN_MAX_CPU_ISA": ONEDNN_ISA[tier],
                            "ATEN_CPU_CAPABILITY": ATEN_CAPABILITY[tier],
@@ -78,14 +81,68 @@ def configure_isa(tier: Optional[str]) -> dict[str, str]:
     return {name: os.environ[name] for name in ISA_VARIABLES if name in os.environ}
 
 
+CPUID_TIERS = ("avx2", "avx512")  # the tiers bench/cpuid_cap.c caps CPUID at
+CPUID_VARIABLE = "BENCH_CPUID_TIER"  # set in a process running under the capped CPUID
+
+
+def machine_tier() -> str:
+    """The machine's own tier, from the kernel's CPU flags (not CPUID, which may be capped)."""
+    flags = set()
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        for line in info:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if {"amx_tile", "amx_int8", "amx_bf16"} <= flags:
+        return "amx"
+    if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags:
+        return "avx512"
+    return "avx2" if {"avx2", "fma"} <= flags else "scalar"
+
+
+def cap_cpuid(tier: str) -> None:
+    """Re-run this process under CPUID capped at ``tier`` (bench/cpuid_cap.c, preloaded), so
+    that ONNX Runtime, MKL, oneDNN and NumPy see that tier's CPU, when ``tier`` is avx2 or
+    avx512 below the machine's, the CPU can fault on CPUID, and a C compiler exists;
+    otherwise (or with ``BENCH_CPUID_CAP=0``) return and leave CPUID alone."""
+    import hashlib
+    import subprocess
+    tiers = tuple(ONEDNN_ISA)
+    if os.environ.get(CPUID_VARIABLE) == tier or tier not in CPUID_TIERS or \
+            tiers.index(tier) >= tiers.index(machine_tier()) or \
+            os.environ.get("BENCH_CPUID_CAP", "1") == "0":
+        return
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        if "cpuid_fault" not in info.read().split():
+            return
+    source = Path(__file__).with_name("cpuid_cap.c")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bortkit"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    library = cache / f"cpuid_cap-{digest}.so"
+    if not library.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        partial = library.with_suffix(f".{os.getpid()}.tmp")
+        built = subprocess.run([os.environ.get("CC", "gcc"), "-O2", "-shared", "-fPIC",
+                                str(source), "-o", str(partial), "-ldl"])
+        if built.returncode != 0:
+            return
+        partial.replace(library)
+    preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))
+    env = {**os.environ, "LD_PRELOAD": preload, CPUID_VARIABLE: tier}
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
 def isa_record() -> dict:
-    """The tier bortkit's kernels run at and the host's (after the library loaded)."""
+    """The tier bortkit's kernels run at and the host's (after the library loaded); under a
+    capped CPUID (``cpuid``), the host is the capped CPU and ``machine`` the real one."""
     from bortkit import ops
     from bortkit.ops import isa
+    cpuid = {"cpuid": os.environ.get(CPUID_VARIABLE) or "host", "machine": machine_tier()}
     if not ops.available():
-        return {"tier": None, "host": None, "status": ops.status()}
+        return {"tier": None, "host": None, "status": ops.status(), **cpuid}
     return {"tier": isa.active(), "host": isa.host(), "int8_levels": isa.int8_levels(),
-            "capped": isa.active() != isa.host(),
+            "capped": isa.active() != isa.host(), **cpuid,
             "variables": {n: os.environ[n] for n in ISA_VARIABLES if n in os.environ}}
 
 

@@ -22,9 +22,12 @@ all-MiniLM-L6-v2 SST-2 classifier (``--finetuned``, a ``best/`` directory of
 
 ISA tiers: ``--isa avx2`` caps bortkit's kernels (``BORTKIT_ISA``), MXNet's and PyTorch's
 oneDNN and PyTorch's own kernels at that tier; ``--isa avx2 avx512 amx`` runs one process per
-tier and prints a table per tier. ONNX Runtime cannot be capped: below the host's tier its
-paths keep the host's ISA, so they are conservative anchors there, and bortkit's own ONNX
-paths do not count among "ours" (``ours_capped`` in the results)::
+tier and prints a table per tier. ONNX Runtime has no cap of its own: at avx2 and avx512
+below the machine's tier the process runs under CPUID capped at the tier
+(``bench/cpuid_cap.c``, where the CPU can fault on CPUID; ``BENCH_CPUID_CAP=0`` turns it
+off), so every framework in it sees that tier's CPU (``isa.cpuid`` in the results).
+Without it, ONNX Runtime keeps the host's ISA, its paths are conservative anchors, and
+bortkit's own ONNX paths do not count among "ours" (``ours_capped`` in the results)::
 
     python bench/inference.py --quick --presets bort --isa avx2 avx512
 
@@ -542,9 +545,11 @@ def per_tier(argv: list, args) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-inference-tiers-") as tmp:
         results = common.run_per_tier(__file__, argv, args.isa, Path(tmp))
     for tier, result in results.items():
-        print(f"\n{tier} tier (bortkit at {result['isa']['tier']}, host {result['isa']['host']}"
-              + ("; ONNX Runtime at the host's ISA" if result["isa"].get("capped") else "")
-              + ")")
+        isa = result["isa"]
+        print(f"\n{tier} tier (bortkit at {isa['tier']}, host {isa['host']}"
+              + (f"; CPUID capped at {isa['cpuid']} for every framework on this "
+                 f"{isa['machine']} machine" if isa.get("cpuid", "host") != "host" else "")
+              + ("; ONNX Runtime at the host's ISA" if isa.get("capped") else "") + ")")
         print(table(result["cells"]))
     path = common.write_results("inference-tiers", {"tiers": results}, path=args.out)
     print(f"wrote {path}")
