@@ -2,7 +2,9 @@
 and the one Horovod rule, against NumPy and by their observable effects."""
 from __future__ import annotations
 
+import io
 import math
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -227,3 +229,29 @@ def test_run_keeps_every_group_and_refuses_other_inputs_on_resume(tmp_path):
     with pytest.raises(ConfigError, match=r"--resume: no checkpoint to resume from"):
         Run(tmp_path / "empty", settings, ["seed"], resume=True)
     assert not (tmp_path / "empty").exists()
+
+
+class _Stream(io.StringIO):
+    def __init__(self, terminal: bool):
+        super().__init__()
+        self.terminal = terminal
+
+    def isatty(self) -> bool:
+        return self.terminal
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bar_on_a_terminal_and_step_lines_in_a_log(terminal, monkeypatch):
+    """Progress is on by default: a bar on a terminal; redirected to a file, the per-step
+    lines instead of a bar's redraws."""
+    from bortkit.train import Progress
+    stream = _Stream(terminal)
+    monkeypatch.setattr(sys, "stderr", stream)
+    progress = Progress(total=3, desc="steps")
+    for step in range(3):
+        progress.update(1)
+        progress.say(f"step {step + 1}: loss 1.0")
+    progress.close()
+    text = stream.getvalue()
+    assert ("steps:" in text) is terminal
+    assert ("step 2: loss 1.0" in text) is not terminal

@@ -107,7 +107,8 @@ def write_line_sample(files: Sequence[Path], output: Path, size: int, seed: int,
     seen = 0
     total = sum(path.stat().st_size for path in files)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-              desc="sampling for SentencePiece", disable=not progress, file=sys.stderr) as bar:
+              desc="sampling for SentencePiece", disable=None if progress else True,
+              file=sys.stderr) as bar:
         for file_index, path in enumerate(files):
             for number, offset, raw in raw_lines(path):
                 bar.update(len(raw))

@@ -225,7 +225,8 @@ def tokenize_corpus(inputs: Union[PathLike, Sequence[PathLike]],
     packer = _Packer(tokenizer, max_seq_length, sentence_pairs, seed)
     total = sum(path.stat().st_size for path in files)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="tokenizing",
-              disable=not progress, file=sys.stderr) as bar:
+              disable=None if progress else True,
+              file=sys.stderr) as bar:
         chunks = _encoded_chunks(read_chunks(files, bar), _LineEncoder(tokenizer), workers)
         for chunk, encoded in chunks:
             pieces = iter(encoded)

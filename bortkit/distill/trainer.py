@@ -109,9 +109,9 @@ class PretrainingRun:
             self.weights, teacher, plan.layer_map, plan.student_config.units, tconfig.units,
             plan.student_config.num_heads, tconfig.num_heads, prefix="objective_")
         self.objective.initialize(mx.init.Normal(0.02), ctx=self.ctx)
-        self.training = StudentObjective(self.student, self.objective, self.use_hidden,
-                                         self.use_attention)
-        for block in (self.student, self.training):
+        self.student_objective = StudentObjective(self.student, self.objective,
+                                                  self.use_hidden, self.use_attention)
+        for block in (self.student, self.student_objective):
             block.hybridize(static_alloc=True, static_shape=True)
         self.params = self._trainable_params()
         workers.broadcast(self.params)
@@ -168,9 +168,10 @@ class PretrainingRun:
                 teacher_out = self._teacher_outputs(nd)
         config = self.plan.student_config
         counts = [inv_tokens] if self.use_hidden or self.use_attention else []
-        return self.training(nd["input_ids"], token_types(config, nd["token_type_ids"]),
-                             nd["attention_mask"], nd["masked_positions"], nd["masked_labels"],
-                             nd["masked_weights"], inv_masked, *counts, *teacher_out)
+        return self.student_objective(
+            nd["input_ids"], token_types(config, nd["token_type_ids"]), nd["attention_mask"],
+            nd["masked_positions"], nd["masked_labels"], nd["masked_weights"], inv_masked,
+            *counts, *teacher_out)
 
     def micro_batches(self, start: int):
         """The micro-batches of each step after ``start``: ``(batch, inv_masked,

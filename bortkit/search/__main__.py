@@ -261,7 +261,8 @@ class _Progress:
     def __call__(self, candidate, done: int, total: int) -> None:
         if self.bar is None and self.enabled:
             from tqdm import tqdm
-            self.bar = tqdm(total=total, desc="candidates", unit="cand")
+            self.bar = tqdm(total=total, desc="candidates", unit="cand",
+                            disable=None)  # None: only on a terminal
         if self.bar is not None:
             self.bar.update(1)
         self.log.write("candidate", done=done, total=total, **candidate.to_dict())

@@ -89,7 +89,8 @@ class Messages:
     (``bar_shown``), other news (``always=True``) always. Usable before a bar exists."""
 
     def __init__(self, writer: bool = True, bar_shown: bool = False):
-        self.writer, self.bar_shown = writer, bar_shown
+        # Bars only on a terminal: in a log file, per-step lines read better than bars.
+        self.writer, self.bar_shown = writer, bar_shown and sys.stderr.isatty()
 
     def say(self, message: str, always: bool = False) -> None:
         if self.writer and (always or not self.bar_shown):
@@ -97,8 +98,8 @@ class Messages:
 
 
 class Progress(Messages):
-    """A tqdm bar on stderr (``enabled=False``: none, as with ``--no-progress``) and
-    one-line messages that do not tear it.
+    """A tqdm bar on stderr when it is a terminal (``enabled=False``: none, as with
+    ``--no-progress``) and one-line messages that do not tear it.
 
     :meth:`say` prints evaluations and other news always, per-step lines (``always=False``)
     only when there is no bar to show them.
