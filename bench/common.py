@@ -85,19 +85,25 @@ CPUID_TIERS = ("avx2", "avx512")  # the tiers bench/cpuid_cap.c caps CPUID at
 CPUID_VARIABLE = "BENCH_CPUID_TIER"  # set in a process running under the capped CPUID
 
 
-def machine_tier() -> str:
-    """The machine's own tier, from the kernel's CPU flags (not CPUID, which may be capped)."""
-    flags = set()
+def cpu_flags() -> set[str]:
+    """The CPU's flags as the kernel reports them (/proc/cpuinfo; not CPUID, which
+    :func:`cap_cpuid` may have capped)."""
     with open("/proc/cpuinfo", encoding="utf-8") as info:
         for line in info:
             if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    if {"amx_tile", "amx_int8", "amx_bf16"} <= flags:
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def machine_tier() -> str:
+    """The machine's own tier (bortkit.ops.isa's definitions), from :func:`cpu_flags`."""
+    flags = cpu_flags()
+    avx512 = {"avx512f", "avx512dq", "avx512bw", "avx512vl", "avx512_vnni"}
+    if avx512 | {"amx_tile", "amx_int8", "amx_bf16"} <= flags:
         return "amx"
-    if {"avx512f", "avx512bw", "avx512vl", "avx512_vnni"} <= flags:
+    if avx512 <= flags:
         return "avx512"
-    return "avx2" if {"avx2", "fma"} <= flags else "scalar"
+    return "avx2" if {"avx2", "fma", "f16c"} <= flags else "scalar"
 
 
 def cap_cpuid(tier: str) -> None:
@@ -110,11 +116,8 @@ def cap_cpuid(tier: str) -> None:
     tiers = tuple(ONEDNN_ISA)
     if os.environ.get(CPUID_VARIABLE) == tier or tier not in CPUID_TIERS or \
             tiers.index(tier) >= tiers.index(machine_tier()) or \
-            os.environ.get("BENCH_CPUID_CAP", "1") == "0":
+            os.environ.get("BENCH_CPUID_CAP", "1") == "0" or "cpuid_fault" not in cpu_flags():
         return
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        if "cpuid_fault" not in info.read().split():
-            return
     source = Path(__file__).with_name("cpuid_cap.c")
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bortkit"
     digest = hashlib.sha256(source.read_bytes()).hexdigest()[:16]
@@ -125,6 +128,7 @@ def cap_cpuid(tier: str) -> None:
         built = subprocess.run([os.environ.get("CC", "gcc"), "-O2", "-shared", "-fPIC",
                                 str(source), "-o", str(partial), "-ldl"])
         if built.returncode != 0:
+            partial.unlink(missing_ok=True)
             return
         partial.replace(library)
     preload = " ".join(filter(None, [str(library), os.environ.get("LD_PRELOAD")]))

@@ -123,12 +123,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def cpu_flags() -> list[str]:
     """The CPU's vector and matrix extensions (AVX*, FMA, AMX, SSE4) from /proc/cpuinfo."""
-    with open("/proc/cpuinfo", encoding="utf-8") as fh:
-        for row in fh:
-            if row.startswith("flags"):
-                return sorted(f for f in row.split(":", 1)[1].split()
-                              if f.startswith(FLAG_PREFIXES) or "vnni" in f or "bf16" in f)
-    return []
+    return sorted(f for f in common.cpu_flags()
+                  if f.startswith(FLAG_PREFIXES) or "vnni" in f or "bf16" in f)
 
 
 # ---------------------------------------------------------------------- the PyTorch side

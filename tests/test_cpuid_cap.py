@@ -33,14 +33,6 @@ if len(sys.argv) > 2:  # a real fault must still end the process
 """
 
 
-def _cpu_flags() -> set:
-    with open("/proc/cpuinfo", encoding="utf-8") as info:
-        for line in info:
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    return set()
-
-
 def _capped(tier: str, *extra: str, cap: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", common.CPUID_VARIABLE)}
     env["BENCH_CPUID_CAP"] = "1" if cap else "0"
@@ -49,7 +41,7 @@ def _capped(tier: str, *extra: str, cap: bool = True) -> subprocess.CompletedPro
 
 
 def _require_cap(tier: str) -> None:
-    if "cpuid_fault" not in _cpu_flags():
+    if "cpuid_fault" not in common.cpu_flags():
         pytest.skip("this CPU (or its hypervisor) cannot fault on CPUID: nothing to cap with")
     if TIERS.index(common.machine_tier()) <= TIERS.index(tier):
         pytest.skip(f"this machine runs at most {common.machine_tier()}: no tier above "

@@ -60,9 +60,7 @@ class StudentObjective(HybridBlock):
                        inv_masked, *rest):
         uses_tokens = self._use_hidden or self._use_attention
         inv_tokens, teacher_out = (rest[0], rest[1:]) if uses_tokens else (None, rest)
-        student_out = self.student(input_ids, types, attention_mask, positions)
-        student_out = [student_out] if not isinstance(student_out, (list, tuple)) \
-            else list(student_out)
+        student_out = as_outputs(self.student(input_ids, types, attention_mask, positions))
         inputs = [student_out[0], labels, weights, inv_masked]
         if teacher_out:
             inputs.append(teacher_out[0])

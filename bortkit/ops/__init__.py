@@ -14,8 +14,8 @@ the per-array norms of gradient clipping slow too.
 
 They are C++ operators of an MXNet custom-operator library (``include/mxnet/lib_api.h``), one
 source file per group beside this module: ``encoder.cc`` (LayerNorm, attention mask,
-dropout, the per-head interleave of the query/key/value weights), ``attention_training.cc`` (the whole self-attention, forward and backward, in
-float32), ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW, the sum of squares of
+dropout, the per-head interleave of the query/key/value weights), ``attention_training.cc``
+(the whole self-attention, forward and backward, in float32), ``loss.cc`` (softmax cross entropy), ``optimizer.cc`` (AdamW, the sum of squares of
 all gradients), with ``common.h`` and ``library.cc``; two inference operators serve
 :mod:`bortkit.quantize`: ``int8_dense.cc``, the int8 dense layer
 (:mod:`~bortkit.ops.int8_dense`), and ``attention.cc``, the fused self-attention on bf16

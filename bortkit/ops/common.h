@@ -26,8 +26,9 @@
 // Library operators see no request type (write / add): gradients are always written, so
 // callers must not feed a parameter with grad_req="add" straight in (encoder.py wraps
 // LayerNorm's in identity(); interleave_heads reads the q/k/v weights directly only when
-// they are written, and make_trainer refuses to make them accumulate afterwards). Backward functions receive [output gradients..., inputs..., outputs...]
-// and write one gradient per input. Rows are split over OpenMP threads when there is
+// they are written, and make_trainer refuses to make them accumulate afterwards). Backward
+// functions receive [output gradients..., inputs..., outputs...] and write one gradient
+// per input. Rows are split over OpenMP threads when there is
 // enough work; results do not depend on the number of threads except for LayerNorm's
 // gamma/beta gradients (per-thread partial sums).
 #ifndef BORTKIT_OPS_COMMON_H_

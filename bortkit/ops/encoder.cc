@@ -187,8 +187,8 @@ MXReturnValue dropout_backward(const std::unordered_map<std::string, std::string
 
 // ------------------------------------------------------------------ interleave heads
 // Hand-written: the same layout from MXNet's operators (a reshape per parameter, then a
-// concat, and their backward passes) copied every q/k/v weight twice each way, about 11 ms
-// a Bort layer a step at two threads; this is one copy each way.
+// concat, and their backward passes) copied every q/k/v weight twice each way, 33 ms of a
+// Bort step at two threads (bench/pretrain.py --profile); this is one copy each way.
 MXReturnValue interleave_parse(const std::unordered_map<std::string, std::string>& attrs,
                                int* num_in, int* num_out) {
   *num_in = 3;
