@@ -258,7 +258,7 @@ def test_two_prune_runs_in_one_folder_and_a_killed_save(capsys, classifier, glue
     leftovers = [out / ".checkpoint.bortkit-staging-save",
                  out / ".gated.bortkit-staging-x1y2.tmp"]
     for folder in leftovers:
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)  # the kill may have landed in a real save, leaving it
         (folder / "model.safetensors").write_bytes(b"half")
     step = __import__("json").loads((out / "checkpoint" / "state.json").read_text())["run"]
     code, err = cli(capsys, "prune", *_prune(classifier, glue_dir, out, "--resume",
