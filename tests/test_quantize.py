@@ -153,6 +153,33 @@ def test_fused_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, 
     assert np.abs(fused - fp32).max() < 0.05 * np.abs(fp32).max()
 
 
+def test_the_fused_graph_of_a_cls_head_runs_its_last_layer_for_the_first_position(saved):
+    quantized, path = saved
+    state = read_state(path)
+    graph = Int8Graph(state)
+    sym, params, products = graph.fused_graph()
+    last = state.config.num_layers - 1
+    assert sum(f"layer{last}_" in p for p in products) == 6  # query, key, value apart
+    sym, params = fused_symbol(sym, params, products)
+    nodes = json.loads(sym.tojson())["nodes"]
+    assert [n["op"] for n in nodes].count("bortkit_int8_dense") == 4 * last + 6
+    ids, types, mask = _batch(length=12, batch=3)
+    ffn_1 = [n["name"] for n in nodes if f"layer{last}_" in n["name"] and
+             n.get("attrs", {}).get("activation") == "gelu"]  # the product with its GELU
+    assert len(ffn_1) == 1
+    output = sym.get_internals()[ffn_1[0] + "_output"]
+    known = {name: params[name].shape for name in output.list_arguments() if name in params}
+    _, shapes, _ = output.infer_shape(
+        data0=ids.shape, data1=ids.shape, data2=ids.shape, **known)
+    assert shapes[0] == (1, 3, state.config.ffn_units)  # one position of three sequences
+    # the same predictions as every position through the fused graph (which runs the
+    # attention products in bf16, this one in fp32)
+    from bortkit.quantize.fused import fused_block
+    whole = fused_block(graph.sym, graph.params, graph.dense_products(), graph.names)
+    expected = whole(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
+    np.testing.assert_allclose(quantized.predict(ids, types, mask), expected, atol=0.02)
+
+
 def test_a_record_with_an_unknown_dense_kernel_is_one_line(saved, tmp_path):
     _, path = saved
     copy = _copy(path, tmp_path / "copy", dense="avx2")

@@ -322,14 +322,15 @@ def from_pretrained(path: os.PathLike | str, config: Optional[ModelConfig] = Non
 
 
 def classifier_from_state(state: State, num_labels: int, pooling: str = "cls",
-                          ctx=None) -> tuple:
+                          ctx=None, first_position: bool = True) -> tuple:
     """A :class:`~bortkit.model.SequenceClassifier` holding ``state``'s weights; returns
     ``(classifier, names the state did not provide)`` (a new task head). With mean pooling
-    the pooler takes no part, so it is frozen."""
+    the pooler takes no part, so it is frozen. ``first_position``: see the classifier."""
     import mxnet as mx
     from ..model import BertNetwork, SequenceClassifier
     network = BertNetwork(state.config, prefix="bert_")
-    classifier = SequenceClassifier(network, num_labels, pooling=pooling, prefix="clf_")
+    classifier = SequenceClassifier(network, num_labels, pooling=pooling,
+                                    first_position=first_position, prefix="clf_")
     classifier.initialize(mx.init.Normal(0.02), ctx=ctx or mx.cpu())
     missing = assign(classifier, state)
     if pooling == "mean" and state.config.use_pooler:

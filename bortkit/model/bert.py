@@ -12,7 +12,7 @@ from ..config import ModelConfig
 from ..errors import BortkitError
 from .adapters import AdapterEncoderLayer, TaskProjections, TopLayer, TopProjectedAttention
 from .blocks import (ClassificationHead, Embeddings, EncoderLayer, LayerNorm, MaskedLMHead,
-                     Pooler)
+                     MultiHeadSelfAttention, Pooler)
 
 
 class BertNetwork(HybridBlock):
@@ -53,11 +53,22 @@ class BertNetwork(HybridBlock):
             if config.use_pooler:
                 self.pooler = Pooler(config.units, prefix="pooler_")
 
+    def first_position_suffices(self) -> bool:
+        """Whether :meth:`run` can compute the last layer for position 0 alone: a plain
+        encoder (no adapters) whose last layer is BERT's, with dot-product attention."""
+        last = self.encoder[len(self.encoder) - 1]
+        return self.config.adapter == "none" and type(last) is EncoderLayer and \
+            type(last.attention) is MultiHeadSelfAttention
+
     def run(self, F, input_ids, token_type_ids, attention_mask,
-            collect_hidden: bool = False, collect_attentions: bool = False, task_id=None):
+            collect_hidden: bool = False, collect_attentions: bool = False, task_id=None,
+            first_position: bool = False):
         """-> (sequence (B,T,U), pooled (B,U) or None, [hidden (B,T,U)], [probs (B,H,T,T)]).
 
-        ``task_id`` (1,) picks the task's adapters; models with adapters need it."""
+        ``task_id`` (1,) picks the task's adapters; models with adapters need it.
+        ``first_position``: the caller reads position 0 alone (a [CLS] head), so the last
+        layer computes only it where :meth:`first_position_suffices` (the sequence is then
+        (B, 1, U)); it takes no effect with ``collect_hidden`` or ``collect_attentions``."""
         if (task_id is None) != (self.config.adapter == "none"):
             raise BortkitError(
                 f"this model has {self.config.adapter} adapters for {self.config.num_tasks} "
@@ -70,13 +81,21 @@ class BertNetwork(HybridBlock):
         hidden = [x] if collect_hidden else []
         attentions = []
         x = F.transpose(x, axes=(1, 0, 2))                              # (T, B, U)
-        for layer in self.encoder:
+        layers = list(self.encoder)
+        if first_position and not (collect_hidden or collect_attentions) and \
+                self.first_position_suffices():
+            last = layers.pop()
+        else:
+            last = None
+        for layer in layers:
             x, probs = layer(x, attention_mask, task_id) if adapters else \
                 layer(x, attention_mask)
             if collect_hidden:
                 hidden.append(F.transpose(x, axes=(1, 0, 2)))
             if collect_attentions:
                 attentions.append(probs)
+        if last is not None:
+            x = last.first_position(F, x, attention_mask)                # (1, B, U)
         if self.config.adapter in ("top", "top_layer"):  # replaces the last layer's output
             top = self.top if self.config.adapter == "top" else self.top_layer
             x = top(x, attention_mask, task_id)
@@ -138,16 +157,21 @@ class MaskedLMModel(HybridBlock):
 class SequenceClassifier(HybridBlock):
     """Network + :class:`ClassificationHead`: (B, T) inputs -> (B, C) logits or scores."""
 
-    def __init__(self, network: BertNetwork, num_labels: int, pooling: str = "cls", **kwargs):
+    def __init__(self, network: BertNetwork, num_labels: int, pooling: str = "cls",
+                 first_position: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.num_labels = num_labels
+        # A [CLS] head reads position 0 alone: the last layer then computes only it. False
+        # keeps every position (the oneDNN int8 graph, whose saved thresholds name them).
+        self.first_position = first_position and pooling == "cls"
         with self.name_scope():
             self.network = network
             self.head = ClassificationHead(network.config, num_labels, pooling=pooling,
                                            prefix="head_")
 
     def hybrid_forward(self, F, input_ids, token_type_ids, attention_mask):
-        sequence, pooled, _, _ = self.network.run(F, input_ids, token_type_ids, attention_mask)
+        sequence, pooled, _, _ = self.network.run(F, input_ids, token_type_ids, attention_mask,
+                                                  first_position=self.first_position)
         if pooled is None:
             pooled = F.zeros((1, 1))  # a placeholder the head ignores without a pooler
         return self.head(sequence, pooled, attention_mask)

@@ -52,6 +52,8 @@ FFN_ACTIVATION_RANGE = 0.5
 DENSE_KERNELS = ("fused", "onednn")
 FUSED_TIERS = ("avx2", "avx512", "amx")  # below avx2 oneDNN is faster
 DENSE_PRODUCTS = ("attention.qkv", "attention.output", "ffn.ffn_1", "ffn.ffn_2")
+FIRST_POSITION_PRODUCTS = ("attention.query", "attention.key", "attention.value",
+                           "attention.output", "ffn.ffn_1", "ffn.ffn_2")
 
 
 def dense_kernel() -> str:
@@ -202,7 +204,8 @@ class QuantizedModel:
 
 def _network(state, head: Optional[TaskHead]):
     """The fp32 Gluon network of ``state`` (with ``head``, the task head ``state.meta``
-    declares, when it has one)."""
+    declares, when it has one), every position through every layer: the graph the oneDNN
+    thresholds name."""
     import mxnet as mx
     from ..checkpoint import assign, classifier_from_state
     from ..model import BertNetwork
@@ -211,8 +214,22 @@ def _network(state, head: Optional[TaskHead]):
         network.initialize(mx.init.Normal(0.02))
         assign(network, state)
         return network
-    network, _ = classifier_from_state(state, head.num_labels, head.pooling)
+    network, _ = classifier_from_state(state, head.num_labels, head.pooling,
+                                       first_position=False)
     return network
+
+
+def _first_position_twin(network):
+    """The same classifier (shared parameters) with its last layer computed for position 0
+    alone (:class:`~bortkit.model.SequenceClassifier`), or None where that changes nothing
+    (no [CLS] head, or a network that cannot)."""
+    from ..model import SequenceClassifier
+    if not isinstance(network, SequenceClassifier) or network.head.pooling != "cls" or \
+            not network.network.first_position_suffices():
+        return None
+    return SequenceClassifier(network.network, network.num_labels, network.head.pooling,
+                              first_position=True, prefix=network.prefix,
+                              params=network.collect_params())
 
 
 def _operators(network, name: str) -> list:
@@ -241,23 +258,27 @@ class Int8Graph:
     ``bench/int8_agreement.py`` compares others)."""
 
     def __init__(self, state):
-        import mxnet as mx
         from ..checkpoint.heads import TaskHead
         from ..model.names import named_parameters
-        from .graph import fold_parameters
         #: the task head the checkpoint declares (None: the encoder alone)
         self.head = TaskHead.from_meta(state.meta, state.weights_path.parent)
         self.network = _network(state, self.head)
         self.inputs = _Inputs(state.config)
         self.num_layers = state.config.num_layers
         self.parameter_names = set(named_parameters(self.network))  # family names
-        block = _graph_block(self.network, self.inputs)
-        block.hybridize()
         self.names = [f"data{i}" for i in range(3 if self.inputs.use_types else 2)]
+        self.sym, self.params = self._folded(self.network)
+
+    def _folded(self, network) -> tuple:
+        """(symbol, parameters) of ``network``'s inference graph, parameters folded."""
+        import mxnet as mx
+        from .graph import fold_parameters
+        block = _graph_block(network, self.inputs)
+        block.hybridize()
         sym = block(*[mx.sym.var(n) for n in self.names])
         sym = mx.sym.Group(list(sym)) if isinstance(sym, (list, tuple)) else sym
         params = {name: p.data() for name, p in block.collect_params().items()}
-        self.sym, self.params = fold_parameters(sym, params)
+        return fold_parameters(sym, params)
 
     def calibrate(self, batches: Sequence[tuple]) -> dict:
         """``{tensor: (min, max)}`` over (input_ids, token_type_ids, attention_mask)
@@ -300,17 +321,29 @@ class Int8Graph:
             if name not in thresholds:
                 raise _missing(name, path)
 
-    def dense_products(self) -> list:
+    def dense_products(self, first_position: bool = False) -> list:
         """The graph's operators of the encoder's dense layers (:data:`DENSE_PRODUCTS` of
-        every layer)."""
-        return [op for i in range(self.num_layers) for part in DENSE_PRODUCTS
+        every layer; with ``first_position``, the last layer's query, key and value are
+        three products, :data:`FIRST_POSITION_PRODUCTS`)."""
+        last = self.num_layers - 1
+        return [op for i in range(self.num_layers)
+                for part in (FIRST_POSITION_PRODUCTS if first_position and i == last
+                             else DENSE_PRODUCTS)
                 for op in _operators(self.network, f"encoder.{i}.{part}")]
+
+    def fused_graph(self) -> tuple:
+        """``(symbol, parameters, products)`` for the fused graph: under a [CLS] head the
+        last layer computes position 0 alone (the thresholds, which the fused graph does not
+        read, name the oneDNN graph's every position)."""
+        twin = _first_position_twin(self.network)
+        sym, params = (self.sym, self.params) if twin is None else self._folded(twin)
+        return sym, params, self.dense_products(twin is not None)
 
     def fused(self):
         """The graph with the encoder's dense layers on bortkit's int8 operator
         (:mod:`bortkit.quantize.fused`): needs no thresholds."""
         from .fused import fused_block
-        return fused_block(self.sym, self.params, self.dense_products(), self.names)
+        return fused_block(*self.fused_graph(), self.names)
 
     def build(self, dense: str, thresholds: dict, path=None):
         """The int8 block on ``dense`` (:data:`DENSE_KERNELS`); ``thresholds`` must fit
