@@ -256,9 +256,9 @@ def build(name: str, bortkit_dir: Path, hf_dir: Path, work: Path, texts: list,
     setup.info["export_seconds"] = time.perf_counter() - started
     graph = onnx.load(str(work / "bortkit_onnx_fp32" / "model.onnx"))
     ops = [n.op_type for n in graph.graph.node]
-    setup.info["bortkit_onnx_fused_ops"] = {op: ops.count(op) for op in
-                                            ("Attention", "SkipLayerNormalization", "BiasGelu",
-                                             "FastGelu") if op in ops}
+    fused_ops = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasGelu",
+                 "FastGelu")
+    setup.info["bortkit_onnx_fused_ops"] = {op: ops.count(op) for op in fused_ops if op in ops}
 
     module = torch_module(hf_dir, state, head)
     quantized_torch = torch.ao.quantization.quantize_dynamic(

@@ -30,6 +30,12 @@ CONFIGS = {
     "pre-ln-factorised": ModelConfig(num_layers=2, num_heads=4, units=32, ffn_units=48,
                                      embed_size=16, vocab_size=100, max_length=64,
                                      layer_norm_position="pre", activation="relu"),
+    # factored matrices in the last layer's query and value (and FFN), in layer 0's key
+    "low-rank": ModelConfig(num_layers=2, num_heads=2, units=32, ffn_units=64, vocab_size=100,
+                            max_length=64, low_rank={"encoder.0.attention.key": 5,
+                                                     "encoder.1.attention.query": 4,
+                                                     "encoder.1.attention.value": 3,
+                                                     "encoder.1.ffn.ffn_1": 8}),
 }
 
 
@@ -60,22 +66,93 @@ def test_encoder_round_trip(tmp_path, name):
             assert "pooler_output" not in theirs
 
 
-@pytest.mark.parametrize("name,pooling", [("bert", "cls"), ("bort-like", "cls"),
-                                          ("bert", "mean")])
-def test_head_round_trip(tmp_path, name, pooling):
-    config = CONFIGS[name]
-    save_pretrained(Model(config), tmp_path / "base", config=config)
-    classifier, missing = classifier_from_state(read_state(tmp_path / "base"), 3, pooling)
+def _classifier(path, config, pooling):
+    """A random model with a new 3-label head saved at ``path``; the head's output weights
+    N(0, 1) so that the logits are O(1) (the initialiser's are ~0.01: a 1e-5 bound on those
+    would hide a wrong token)."""
+    save_pretrained(Model(config), path.with_name(path.name + "-base"), config=config)
+    classifier, missing = classifier_from_state(read_state(path.with_name(path.name + "-base")),
+                                                3, pooling)
     assert missing  # a new head with random weights
+    out = classifier.head.out.weight
+    out.set_data(mx.nd.array(np.random.default_rng(1).normal(size=out.shape)))
     head = {"task": "test", "kind": "classification", "num_labels": 3,
             "labels": ["a", "b", "c"], "pooling": pooling}
-    save_pretrained(classifier, tmp_path / "clf", config=config, meta={"_head": head})
+    save_pretrained(classifier, path, config=config, meta={"_head": head})
+    return classifier
+
+
+@pytest.mark.parametrize("name,pooling", [("bert", "cls"), ("bort-like", "cls"),
+                                          ("pre-ln-factorised", "cls"), ("low-rank", "cls"),
+                                          ("bert", "mean"), ("low-rank", "mean")])
+def test_head_round_trip(tmp_path, name, pooling):
+    config = CONFIGS[name]
+    classifier = _classifier(tmp_path / "clf", config, pooling)
     export(tmp_path / "clf", tmp_path / "onnx")
     ids, types, mask = _inputs(config)
     expected = classifier(*(mx.nd.array(a) for a in (ids, types, mask))).asnumpy()
+    assert np.abs(expected).max() > 0.1  # logits large enough for the bound to mean something
     logits = OnnxModel(tmp_path / "onnx", threads=1).run(ids, types, mask)["logits"]
     assert logits.shape == (3, 3)
     assert np.abs(logits - expected).max() < 1e-5
+    # a cls head reads h[:, 0] alone: the last layer's attention is one query row's; mean
+    # pooling reads every token, every layer is whole
+    ops = Counter(n.op_type for n in onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph.node)
+    layers = config.num_layers
+    assert (ops["Attention"], ops["MultiHeadAttention"]) == \
+        ((layers - 1, 1) if pooling == "cls" else (layers, 0))
+
+
+def _with_outputs(graph, names: dict):
+    """ORT session of ``graph`` that also returns the outputs of the nodes ``names`` maps
+    to (node name -> key); ``run`` returns {key: array}."""
+    import onnxruntime
+    from onnx import TensorProto, helper
+    model = onnx.ModelProto()
+    model.CopyFrom(graph)
+    produced = {n.name: n.output[0] for n in model.graph.node}
+    for node in names:
+        model.graph.output.append(helper.make_tensor_value_info(produced[node],
+                                                                TensorProto.FLOAT, None))
+    sess = onnxruntime.InferenceSession(model.SerializeToString(),
+                                        providers=["CPUExecutionProvider"])
+
+    def run(feeds):
+        wanted = [produced[node] for node in names]
+        return dict(zip(names.values(), sess.run(wanted, feeds)))
+    return run
+
+
+@pytest.mark.parametrize("name", ["bert", "bort-like", "pre-ln-factorised", "low-rank"])
+def test_cls_head_computes_the_last_layer_for_the_first_token_only(tmp_path, name):
+    """With a cls head (pooler, or Bort's tanh dense over h[:, 0]) the last layer's keys and
+    values are every token's but its query, output projection and FFN run on one row, as ORT
+    computes them (padded rows in the batch); the layers before it stay whole."""
+    config = CONFIGS[name]
+    _classifier(tmp_path / "clf", config, "cls")
+    export(tmp_path / "clf", tmp_path / "onnx")
+    graph = onnx.load(str(tmp_path / "onnx" / "model.onnx"))
+    last, before = f"encoder.{config.num_layers - 1}", f"encoder.{config.num_layers - 2}"
+    nodes = {n.name: n for n in graph.graph.node}
+    assert f"{last}.attention.qkv" not in nodes and f"{before}.attention.qkv" in nodes
+    factored = {n[:-len(".down")] for n in nodes if n.endswith(".down")}
+    # the last layer's factored matrices stay two products (the fused Attention node of the
+    # others takes them multiplied back)
+    assert factored == {m for m in config.low_rank or () if m.startswith(f"{last}.")}
+    probes = {f"{last}.attention.{m}": m for m in ("query", "key", "value", "output")}
+    probes.update({f"{last}.ffn.ffn_1": "ffn_1", f"{last}.ffn.ffn_2": "ffn_2",
+                   f"{before}.ffn.ffn_2": "previous_ffn_2"})
+    run = _with_outputs(graph, probes)
+    ids, types, mask = _inputs(config, batch=3, length=17)
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if config.type_vocab_size:
+        feeds["token_type_ids"] = types
+    shapes = {key: value.shape for key, value in run(feeds).items()}
+    one, every = (3, 1), (3, 17)
+    assert shapes == {"query": (*one, config.units), "key": (*every, config.units),
+                      "value": (*every, config.units), "output": (*one, config.units),
+                      "ffn_1": (*one, config.ffn_units), "ffn_2": (*one, config.units),
+                      "previous_ffn_2": (*every, config.units)}
 
 
 def test_minilm_matches_and_uses_fused_operators(tmp_path, minilm_dir):
@@ -209,6 +286,40 @@ def test_int8_export_keeps_the_sensitive_product_in_fp32(sst2_classifier, sst2_o
     error = np.sqrt(np.mean((margin(int8) - margin(fp32)) ** 2) / np.mean(margin(fp32) ** 2))
     assert error <= INT8_MARGIN_ERROR
     assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.95  # 96.5 % measured
+
+
+@pytest.mark.parametrize("name", ["bert", "low-rank"])
+def test_int8_cls_export_quantizes_the_first_token_layer(tmp_path, name):
+    """The int8 export of a cls classifier: the last layer's query, key and value products
+    (each factor of a factored one) are integer ones, its attention (activation by
+    activation) stays fp32, the logits stay close to fp32's; a kept-fp32 list naming that
+    layer's ``attention.qkv`` keeps its three projections, as it keeps the fused node of the
+    layers before it."""
+    from bortkit.export.core import INT8_FP32_PRODUCTS, ONNX_FILE, quantize_dynamic_int8
+    config = CONFIGS[name]
+    _classifier(tmp_path / "clf", config, "cls")
+    export(tmp_path / "clf", tmp_path / "fp32")
+    export(tmp_path / "clf", tmp_path / "int8", quantize="int8")
+    last = f"encoder.{config.num_layers - 1}.attention"
+    projections = {f"{last}.{m}{f}" for m in ("query", "key", "value") for f in ("", ".down")
+                   if f == "" or f"{last}.{m}" in (config.low_rank or {})}
+    nodes = onnx.load(str(tmp_path / "int8" / ONNX_FILE)).graph.node
+    assert {n.name for n in nodes if n.op_type == "MatMul"} == set(INT8_FP32_PRODUCTS)
+    assert {f"{p}_quant" for p in projections} <= \
+        {n.name for n in nodes if n.op_type == "MatMulInteger"}
+    ops = Counter(n.op_type for n in nodes)
+    assert (ops["QAttention"], ops["MultiHeadAttention"]) == (config.num_layers - 1, 1)
+    ids, types, mask = _inputs(config)
+    fp32, int8 = (OnnxModel(tmp_path / d, threads=1).run(ids, types, mask)["logits"]
+                  for d in ("fp32", "int8"))
+    assert np.abs(int8 - fp32).max() < 0.03 * np.abs(fp32).max()  # 0.009-0.013 measured
+
+    first = f"encoder.{config.num_layers - 2}.attention.qkv"
+    quantize_dynamic_int8(tmp_path / "fp32" / ONNX_FILE, tmp_path / "kept.onnx",
+                          fp32_products=[f"{last}.qkv", first])
+    kept = onnx.load(str(tmp_path / "kept.onnx")).graph.node
+    assert {n.name for n in kept if n.op_type == "MatMul"} == projections
+    assert [n.name for n in kept if n.op_type == "Attention"] == [first]
 
 
 def test_unknown_fp32_product_is_refused(tmp_path):

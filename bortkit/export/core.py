@@ -71,28 +71,49 @@ def check_options(model: os.PathLike | str, output_dir: os.PathLike | str,
 INT8_FP32_PRODUCTS = ("encoder.0.ffn.ffn_2",)
 
 
+def fp32_nodes(names: set, fp32_products: Sequence[str], source: Path) -> list:
+    """The graph's node names for ``fp32_products``. A layer computed for the first token
+    alone (a ``cls`` head's last layer, see :mod:`bortkit.export.graph`) has no
+    ``encoder.N.attention.qkv`` node: that name there stands for the products it names in
+    every other layer, the query, key and value ones (each factor of a factored matrix).
+    A name the graph holds in neither form is refused."""
+    nodes = []
+    for product in fp32_products:
+        if product in names:
+            nodes.append(product)
+            continue
+        split = []
+        if product.endswith(".attention.qkv"):
+            prefix = product[:-len("qkv")]
+            split = [name for matrix in ("query", "key", "value")
+                     for name in (f"{prefix}{matrix}.down", f"{prefix}{matrix}") if name in names]
+        if not split:
+            raise ConfigError(f"no product named {product!r} in the graph to keep in fp32",
+                              path=source)
+        nodes.extend(split)
+    return nodes
+
+
 def quantize_dynamic_int8(source: Path, target: Path,
                           fp32_products: Sequence[str] = INT8_FP32_PRODUCTS,
                           **overrides) -> None:
     """ONNX Runtime's dynamic int8 quantization: int8 weights (per output channel),
     activations quantized per call. ``Attention`` becomes ``QAttention``; every product but
-    ``fp32_products`` (node names, see :data:`INT8_FP32_PRODUCTS`) becomes an integer one
-    (VNNI/AMX through MLAS). ``overrides`` replace arguments of ORT's ``quantize_dynamic``,
-    for benchmarks that compare settings."""
+    ``fp32_products`` (node names, see :data:`INT8_FP32_PRODUCTS` and :func:`fp32_nodes`)
+    becomes an integer one (VNNI/AMX through MLAS); ``MultiHeadAttention`` (the first-token
+    layer's scores and context, activation by activation) stays fp32. ``overrides`` replace
+    arguments of ORT's ``quantize_dynamic``, for benchmarks that compare settings."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     names = {node.name for node in onnx.load(str(source), load_external_data=False).graph.node}
-    unknown = [name for name in fp32_products if name not in names]
-    if unknown:
-        raise ConfigError(f"no product named {unknown[0]!r} in the graph to keep in fp32",
-                          path=source)
+    excluded = fp32_nodes(names, fp32_products, source)
     # ONNX shape inference knows no com.microsoft ops: their outputs are float32.
     # Per-channel weight scales: 97.4-98.6 % of predictions kept per tensor (same bench).
     # Measured and left out: reduce_range (98.97 % on one dev set, logits' error up to 1.7x),
     # QUInt8 weights (1.6-1.7x slower), Attention in fp32 (1.26-1.36x slower).
     options = {"weight_type": QuantType.QInt8, "per_channel": True,
                "op_types_to_quantize": ["MatMul", "Attention"],
-               "nodes_to_exclude": list(fp32_products),
+               "nodes_to_exclude": excluded,
                "extra_options": {"DefaultTensorType": onnx.TensorProto.FLOAT}, **overrides}
     quantize_dynamic(str(source), str(target), **options)
 
