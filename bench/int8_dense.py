@@ -4,8 +4,9 @@ tier this CPU runs, against MXNet's oneDNN int8 and fp32 products.
 Contenders (one process, interleaved rounds, same fp32 input and weight):
 
 - ``fused@<tier>``: bortkit's ``bortkit_int8_dense`` capped at each tier from avx2 up to the
-  host's (``bortkit.ops.isa.cap``): per-row dynamic input (8 bits; 7 at avx2), per-channel
-  s8 weight packed once; AMX ``TDPBUSD``, AVX-512 ``VPDPBUSD`` or AVX2 ``VPMADDUBSW``;
+  host's (``bortkit.ops.isa.cap``): per-row dynamic 8-bit input, per-channel weight packed
+  once with the tier's levels (8 bits; 7 at avx2, ``isa.weight_levels``); AMX ``TDPBUSD``,
+  AVX-512 ``VPDPBUSD`` or AVX2 ``VPMADDUBSW``;
 - ``onednn_int8``: MXNet 1.9.1's oneDNN quantized ``FullyConnected`` (calibrated static
   input, per-channel weight), built by bortkit's quantization pass;
 - ``fp32``: MXNet's ``FullyConnected``.
@@ -67,18 +68,26 @@ def contenders(x, weight, tiers) -> dict:
     from bortkit.quantize.graph import collect_thresholds, quantize_symbol
     units = weight.shape[0]
     data = mx.nd.array(x)
-    packed, scale, colsum = pack_weight(weight)
-    fused_args = [data, mx.nd.array(packed, dtype="int8"), mx.nd.array(scale),
-                  mx.nd.array(colsum, dtype="int32"), mx.nd.zeros(units)]
+    top = isa.active()
+    fused_args = {}  # tier -> (operator inputs, the weight's levels)
+    for tier in tiers:
+        isa.cap(tier)
+        levels = isa.weight_levels()
+        packed, scale, colsum = pack_weight(weight, levels)
+        fused_args[tier] = ([data, mx.nd.array(packed, dtype="int8"), mx.nd.array(scale),
+                             mx.nd.array(colsum, dtype="int32"), mx.nd.zeros(units)], levels)
+    isa.cap(top)
     sym = mx.sym.FullyConnected(mx.sym.var("data"), num_hidden=units, name="fc")
     params = {"fc_weight": mx.nd.array(weight), "fc_bias": mx.nd.zeros(units)}
     onednn = quantize_symbol(sym, params, collect_thresholds(sym, params, [{"data": x}]),
                              ["data"])
 
     def fused(tier):
+        inputs, levels = fused_args[tier]
+
         def call():
             isa.cap(tier)
-            int8_dense(mx.nd, *fused_args, units=units).wait_to_read()
+            int8_dense(mx.nd, *inputs, units=units, weight_levels=levels).wait_to_read()
         return call
 
     return {**{f"fused@{t}": fused(t) for t in tiers},

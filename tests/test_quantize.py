@@ -133,6 +133,11 @@ def test_fused_graph_puts_every_encoder_dense_layer_on_the_int8_operator(saved, 
     ops = [n["op"] for n in nodes]
     layers = state.config.num_layers
     assert ops.count("bortkit_int8_dense") == 4 * layers
+    # each weight packed at the tier's levels (7 bits at avx2), which the node is told
+    from bortkit.ops import isa
+    assert {n["attrs"]["weight_levels"] for n in nodes if n["op"] == "bortkit_int8_dense"} == \
+        {str(isa.weight_levels())}
+    assert tier != "avx2" or isa.weight_levels() == 63
     assert ops.count("FullyConnected") == 2  # the pooler and the classifier stay fp32
     # attention output and FFN output carry their residual add and LayerNorm
     assert sum(n.get("attrs", {}).get("norm") == "1" for n in nodes) == 2 * layers

@@ -1,22 +1,25 @@
 // The int8 dense layer's loops (int8_dense.cc says what it computes; kernels.h the layouts).
 // Included by tier.cc only, inside its anonymous namespace; the product of a 32 x 32 block
 // is this tier's: AMX tiles (TDPBUSD), AVX-512 VNNI (VPDPBUSD), AVX2 (VPMADDUBSW then
-// VPMADDWD), or a scalar loop, all on 8-bit inputs (q + kZero: u8, or s8 q at AVX2) and s8
-// weights.
+// VPMADDWD), or a scalar loop, all on u8 inputs (q + kZero) and s8 weights.
 
 constexpr int64_t kTileRows = 16, kTileBytes = 64, kTile = kTileRows * kTileBytes;
 
-// 8-bit inputs on every tier, q in [-127, 127], int32 sums throughout. AMX and VNNI multiply
-// u8 by s8, so they read q + 128; AVX2's VPMADDUBSW sums two u8 x s8 products in a
-// saturating int16, which (q + 128) x w could overflow, so it reads q itself as s8 and
-// multiplies |q| by w with q's sign: 2 * 127 * 127 < 2^15 keeps every pair exact. (7-bit
-// inputs, fbgemm's and MLAS's way on AVX2, kept 98.85 % of a fine-tuned MiniLM's fp32
-// predictions on SST-2 dev, under the 99 % goal; bench/README.md.)
+// 8-bit inputs on every tier, q in [-127, 127] stored as u8 q + kZero (TDPBUSD, VPDPBUSD
+// and VPMADDUBSW multiply u8 by s8), int32 sums throughout.
 constexpr int32_t kLevels = 127;
+constexpr int32_t kZero = kLevels + 1;
+
+// The weight levels this tier is fastest on (pack_weight's default, DenseArgs::
+// weight_levels). AVX2's VPMADDUBSW sums two u8 x s8 products in a saturating int16, exact
+// for |w| <= 63 (2 * 255 * 63 < 2^15; oneDNN's way on AVX2); wider weights take a slower
+// exact loop. 7-bit weights, not 7-bit inputs (fbgemm's and MLAS's way): those kept 98.85 %
+// of a fine-tuned MiniLM's fp32 SST-2 predictions, under the 99 % goal (bench/README.md).
+// The other tiers sum in int32 and take any s8 weight.
 #if defined(__AVX2__) && !defined(__AVX512VNNI__)
-constexpr int32_t kZero = 0;    // the inputs are stored as s8 q
+constexpr int32_t kWeightLevels = 63;
 #else
-constexpr int32_t kZero = kLevels + 1;  // the inputs are stored as u8 q + kZero
+constexpr int32_t kWeightLevels = 127;
 #endif
 
 #if defined(__AVX512VNNI__) && !defined(__AMX_INT8__)
@@ -125,15 +128,62 @@ struct Pending {
   }
 };
 
+#if defined(__AVX2__) && !defined(__AVX512VNNI__)
+// Rows 32 mb .. 32 mb + 31 by the 16 columns of one weight tile b into out (rows
+// kBlockCols apart), 4 rows a pass: a weight row of a tile (64 bytes) is 4 k values of 16
+// columns, two registers, against which a row's 4 bytes are broadcast. VPMADDUBSW sums
+// pairs of products to int16, VPMADDWD with ones the pairs of pairs to int32. On u8
+// q + kZero (sums (q + kZero) . w) when |w| <= kWeightLevels; kSigned, for wider weights,
+// on |q| and sign(q) w (sums q . w; 2 * 127 * 127 < 2^15 keeps every pair exact).
+template <bool kSigned>
+void avx2_tile(const uint8_t* a, int64_t KB, int64_t mb, const int8_t* b, int32_t* out) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));  // u8 q + 128 -> s8 q
+  for (int64_t g = 0; g < 8; ++g) {
+    __m256i lo[4], hi[4];
+    for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
+    const uint8_t* rows = row_of(a, KB, mb * 32 + g * 4);  // the 4 rows are kTileBytes apart
+    for (int64_t kb = 0; kb < KB; ++kb)
+      for (int64_t c = 0; c < 16; ++c) {
+        const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+            b + kb * kTile + c * 64));
+        const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
+            b + kb * kTile + c * 64 + 32));
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          int32_t quad;
+          memcpy(&quad, rows + kb * kTile + i * kTileBytes + c * 4, 4);
+          const __m256i u = _mm256_set1_epi32(quad);
+          __m256i x = u, y0 = w0, y1 = w1;
+          if (kSigned) {
+            const __m256i q = _mm256_xor_si256(u, flip);
+            x = _mm256_abs_epi8(q);
+            y0 = _mm256_sign_epi8(w0, q);
+            y1 = _mm256_sign_epi8(w1, q);
+          }
+          lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y0), ones));
+          hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y1), ones));
+        }
+      }
+    for (int i = 0; i < 4; ++i) {
+      int32_t* o = out + (g * 4 + i) * kBlockCols;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), lo[i]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 8), hi[i]);
+    }
+  }
+}
+#endif
+
 // acc (32, kBlockCols) int32 = q . W for rows 32 mb .. 32 mb + 31 and the columns of tiles
 // nt .. nt + kBlockTiles - 1 (tiles past col_tiles are skipped, their sums undefined).
-// The products sum (q + kZero) . w on every tier; kZero colsum is taken off when they are
-// stored.
+// The products sum (q + kZero) . w (AVX2's signed loop: q . w); the zero's colsum is taken
+// off when they are stored.
 // An earlier block's epilogue (pending) is finished before this returns.
 void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
                    int64_t col_tiles, int32_t* acc, Pending& pending, const float* row_scale) {
   const int64_t tiles = min64(kBlockTiles, col_tiles - nt);
   const int8_t* b0 = p.w + nt * p.KB * kTile;
+  int32_t zero = kZero;  // the products sum (q + zero) . w
 #if !defined(__AMX_INT8__)
   pending.run(p, row_scale, 32);
 #endif
@@ -193,41 +243,13 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
         _mm512_storeu_si512(acc + (g * 4 + i) * kBlockCols + t * 16, c[i][t]);
   }
 #elif defined(__AVX2__)
-  // 4 rows x 16 columns a pass: a weight row of a tile (64 bytes) is 4 k values of 16
-  // columns, two registers; a row's 4 bytes are broadcast against them. VPMADDUBSW sums
-  // pairs of |q| x sign(q) w to int16 (exact, see kLevels), VPMADDWD with ones the pairs
-  // of pairs to int32.
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (int64_t half = 0; half < tiles; ++half) {
-    const int8_t* b = b0 + half * p.KB * kTile;
-    for (int64_t g = 0; g < 8; ++g) {
-      __m256i lo[4], hi[4];
-      for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
-      const uint8_t* rows[4];
-      for (int i = 0; i < 4; ++i) rows[i] = row_of(a, p.KB, mb * 32 + g * 4 + i);
-      for (int64_t kb = 0; kb < p.KB; ++kb)
-        for (int64_t c = 0; c < 16; ++c) {
-          const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-              b + kb * kTile + c * 64));
-          const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(
-              b + kb * kTile + c * 64 + 32));
-#pragma GCC unroll 4
-          for (int i = 0; i < 4; ++i) {
-            int32_t quad;
-            memcpy(&quad, rows[i] + kb * kTile + c * 4, 4);
-            const __m256i q = _mm256_set1_epi32(quad), magnitude = _mm256_abs_epi8(q);
-            lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(
-                _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w0, q)), ones));
-            hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(
-                _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w1, q)), ones));
-          }
-        }
-      for (int i = 0; i < 4; ++i) {
-        int32_t* out = acc + (g * 4 + i) * kBlockCols + half * 16;
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), lo[i]);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), hi[i]);
-      }
-    }
+  if (p.weight_levels <= kWeightLevels) {
+    for (int64_t half = 0; half < tiles; ++half)
+      avx2_tile<false>(a, p.KB, mb, b0 + half * p.KB * kTile, acc + half * 16);
+  } else {
+    for (int64_t half = 0; half < tiles; ++half)
+      avx2_tile<true>(a, p.KB, mb, b0 + half * p.KB * kTile, acc + half * 16);
+    zero = 0;
   }
 #else
   for (int64_t r = 0; r < 32; ++r) {
@@ -245,11 +267,11 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
     }
   }
 #endif
-  if (kZero != 0) {  // (q + kZero) . w = q . w + kZero colsum
+  if (zero != 0) {  // (q + zero) . w = q . w + zero colsum
     const int64_t n0 = nt * 16, count = min64(tiles * 16, p.N - n0);
     for (int64_t r = 0; r < 32; ++r)
 #pragma omp simd
-      for (int64_t j = 0; j < count; ++j) acc[r * kBlockCols + j] -= kZero * p.colsum[n0 + j];
+      for (int64_t j = 0; j < count; ++j) acc[r * kBlockCols + j] -= zero * p.colsum[n0 + j];
   }
 }
 

@@ -1,17 +1,19 @@
 // int8 dense layer: bortkit_int8_dense (conventions: common.h; loops: dense_kernels.h).
 //
-// bortkit_int8_dense(data, weight, scale, colsum, bias; units) -> out
+// bortkit_int8_dense(data, weight, scale, colsum, bias; units, weight_levels=127) -> out
 //     data   (..., K) float32, quantized here per row: s = max|x| / 127,
 //            q = rint(x * (127 / max|x|)) in [-127, 127], stored as u8 q + 128;
-//     weight (N/16, K/64, 16, 64) int8: the (N, K) per-output-channel int8 weight, padded
-//            with zeros to N % 16 == 0, K % 64 == 0, in AMX's VNNI tile layout:
+//     weight (N/16, K/64, 16, 64) int8: the (N, K) per-output-channel int8 weight,
+//            |W[n][k]| <= weight_levels (1 .. 127), padded with zeros to N % 16 == 0,
+//            K % 64 == 0, in AMX's VNNI tile layout:
 //            weight[n / 16][k / 64][(k % 64) / 4][(n % 16) * 4 + k % 4] = W[n][k]
 //            (bortkit/ops/int8_dense.py packs it);
 //     scale  (N,) float32 weight scales; colsum (N,) int32 = sum_k W[n][k];
 //     bias   (N,) float32.
-//     acc[r][n] = sum_k q[r][k] * W[n][k] in int32 (AMX TDPBUSD or AVX-512 VPDPBUSD on
-//     u8 q + 128, less 128 * colsum[n]; AVX2 VPMADDUBSW on |q| and sign-moved weights;
-//     or a scalar loop: the same sums on every tier), then
+//     acc[r][n] = sum_k q[r][k] * W[n][k] in int32 (AMX TDPBUSD, AVX-512 VPDPBUSD or, for
+//     weight_levels <= 63, AVX2 VPMADDUBSW on u8 q + 128, less 128 * colsum[n]; AVX2
+//     VPMADDUBSW on |q| and sign-moved weights for wider ones; or a scalar loop: the same
+//     sums on every tier), then
 //     out[r][n] = float(acc) * (s[r] * scale[n]) + bias[n]; units = N.
 //     Inference only (its backward fails).
 // bortkit_int8_dense(data, weight, scale, colsum, bias, residual, gamma, beta;
@@ -25,6 +27,8 @@
 //
 // Hand-written: MXNet 1.9.1's oneDNN 2.4.4 has no AMX inner product, and its int8 inner
 // product needs static thresholds and cannot fuse the epilogues.
+#include <cstdlib>
+
 #include "common.h"
 
 using namespace mxnet::ext;
@@ -44,8 +48,23 @@ bool has_gelu(const std::unordered_map<std::string, std::string>& attrs) {
   return it != attrs.end() && it->second == "gelu";
 }
 
+// The weight's levels (attribute weight_levels, default 127); 0 when not 1 .. 127.
+int32_t weight_levels(const std::unordered_map<std::string, std::string>& attrs) {
+  auto it = attrs.find("weight_levels");
+  if (it == attrs.end()) return 127;
+  char* end = nullptr;
+  const long levels = std::strtol(it->second.c_str(), &end, 10);
+  return end != it->second.c_str() && *end == '\0' && levels >= 1 && levels <= 127
+             ? static_cast<int32_t>(levels) : 0;
+}
+
 MXReturnValue dense_parse(const std::unordered_map<std::string, std::string>& attrs,
                           int* num_in, int* num_out) {
+  if (weight_levels(attrs) == 0) {
+    MX_ERROR_MSG << "bortkit_int8_dense: weight_levels must be an integer in 1 .. 127; got '"
+                 << attrs.at("weight_levels") << "'";
+    return MX_FAIL;
+  }
   auto it = attrs.find("activation");
   if (it != attrs.end() && (it->second != "gelu" || has_norm(attrs))) {
     MX_ERROR_MSG << "bortkit_int8_dense: activation must be 'gelu', without norm; got '"
@@ -115,9 +134,9 @@ MXReturnValue dense_forward(const std::unordered_map<std::string, std::string>& 
   DenseArgs p{static_cast<const float*>(data.data_ptr), rows, K,
               static_cast<int64_t>(attr_float(attrs, "units", 0)), KB,
               (*inputs)[1].data<int8_t>(), (*inputs)[2].data<float>(),
-              (*inputs)[3].data<int32_t>(), (*inputs)[4].data<float>(), has_gelu(attrs),
-              nullptr, nullptr, nullptr, attr_float(attrs, "eps", 1e-12f), scratch,
-              (*outputs)[0].data<float>()};
+              (*inputs)[3].data<int32_t>(), weight_levels(attrs), (*inputs)[4].data<float>(),
+              has_gelu(attrs), nullptr, nullptr, nullptr, attr_float(attrs, "eps", 1e-12f),
+              scratch, (*outputs)[0].data<float>()};
   if (inputs->size() == 8) {
     p.residual = (*inputs)[5].data<float>();
     p.gamma = (*inputs)[6].data<float>();

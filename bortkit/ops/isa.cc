@@ -75,6 +75,7 @@ const Kernels& kernels() {
 extern "C" int bortkit_isa_host() { return bortkit_ops::host_tier(); }
 extern "C" int bortkit_isa_active() { return bortkit_ops::active_tier(); }
 extern "C" int bortkit_int8_levels() { return bortkit_ops::kernels().int8_levels; }
+extern "C" int bortkit_weight_levels() { return bortkit_ops::kernels().weight_levels; }
 extern "C" int bortkit_isa_cap(int tier) {
   if (tier < bortkit_ops::kScalar || tier >= bortkit_ops::kTierCount) return -1;
   bortkit_ops::cap.store(tier);

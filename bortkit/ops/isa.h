@@ -18,8 +18,11 @@ int active_tier();
 extern "C" {
 int bortkit_isa_host();
 int bortkit_isa_active();
-// bortkit_int8_dense's input levels at the active tier: 127, or 63 (avx2).
+// bortkit_int8_dense's input levels at the active tier: 127 on every tier.
 int bortkit_int8_levels();
+// The weight levels bortkit_int8_dense's fastest loop at the active tier takes: 63 (avx2)
+// or 127.
+int bortkit_weight_levels();
 // Cap the tier at `tier` (0 scalar .. 3 amx); returns the tier now active, or -1 (nothing
 // changed) when `tier` is not a tier.
 int bortkit_isa_cap(int tier);

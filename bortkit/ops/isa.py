@@ -15,7 +15,8 @@ from typing import Optional
 from ..errors import ConfigError
 from .library import TIERS
 
-__all__ = ["ENV_ISA", "TIERS", "host", "active", "cap", "cap_from_env", "int8_levels"]
+__all__ = ["ENV_ISA", "TIERS", "host", "active", "cap", "cap_from_env", "int8_levels",
+           "weight_levels"]
 
 ENV_ISA = "BORTKIT_ISA"
 _handles: dict = {}  # library path -> ctypes handle (the image MXNet already loaded)
@@ -49,6 +50,15 @@ def int8_levels() -> Optional[int]:
     7-bit AVX2 kernels); None when the fused kernels are not loaded."""
     lib = _handle()
     return None if lib is None else lib.bortkit_int8_levels()
+
+
+def weight_levels() -> Optional[int]:
+    """The weight levels the int8 dense layer's fastest loop takes at the active tier (the
+    default of :func:`bortkit.ops.int8_dense.pack_weight`): 63 (7 bits) at avx2, whose
+    VPMADDUBSW sums products in pairs to int16 (oneDNN's way), else 127; None when the fused
+    kernels are not loaded. A weight packed with other levels still runs, exactly."""
+    lib = _handle()
+    return None if lib is None else lib.bortkit_weight_levels()
 
 
 def _check(tier, where: str) -> int:

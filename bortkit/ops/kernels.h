@@ -5,8 +5,9 @@
 //
 // Tiers, from the lowest: scalar (any x86-64: the build's -march), avx2 (AVX2, FMA, F16C),
 // avx512 (AVX-512 F/BW/DQ/VL and VNNI), amx (avx512 and AMX-TILE/INT8/BF16). The tiers
-// compute the same integer products in the int8 dense layer (8-bit inputs on every tier,
-// dense_kernels.h), so their outputs agree to float rounding in the epilogue.
+// compute the same integer products in the int8 dense layer for the same packed weight
+// (8-bit inputs on every tier, dense_kernels.h), so their outputs agree to float rounding in
+// the epilogue.
 #ifndef BORTKIT_OPS_KERNELS_H_
 #define BORTKIT_OPS_KERNELS_H_
 
@@ -24,6 +25,7 @@ struct DenseArgs {
   const int8_t* w;       // (ceil(N/16), KB, 16, 64) int8, AMX's VNNI tile layout
   const float* scale;    // (N,) weight scales
   const int32_t* colsum; // (N,) sum_k W[n][k]
+  int32_t weight_levels; // |W[n][k]| <= weight_levels (<= 127): which loop is exact (avx2)
   const float* bias;     // (N,)
   bool gelu;
   const float* residual;  // (rows, N) or null; then gamma, beta (N,) and eps
@@ -67,7 +69,8 @@ struct TrainingAttentionArgs {
 
 struct Kernels {
   const char* name;
-  int int8_levels;  // bortkit_int8_dense quantizes its input to [-levels, levels]
+  int int8_levels;    // bortkit_int8_dense quantizes its input to [-levels, levels]
+  int weight_levels;  // the weight levels its fastest loop takes (pack_weight's default)
   void (*layer_norm_forward)(const float* x, const float* gamma, const float* beta,
                              float* y, float* mean, float* rstd, int64_t rows, int64_t cols,
                              float eps);

@@ -56,9 +56,9 @@ void configure_tiles(int count) {
 #define BORTKIT_STR(x) BORTKIT_STR2(x)
 
 const Kernels kTable = {
-    BORTKIT_STR(BORTKIT_TIER), kLevels, layer_norm_forward, layer_norm_backward, mask_scores,
-    softmax_nll_forward, softmax_nll_backward, adamw, int8_dense, self_attention, dropout,
-    sum_squares, attention_training_forward, attention_training_backward};
+    BORTKIT_STR(BORTKIT_TIER), kLevels, kWeightLevels, layer_norm_forward, layer_norm_backward,
+    mask_scores, softmax_nll_forward, softmax_nll_backward, adamw, int8_dense, self_attention,
+    dropout, sum_squares, attention_training_forward, attention_training_backward};
 
 }  // namespace
 

@@ -3,12 +3,13 @@
 :func:`fused_symbol` rewrites the folded fp32 graph (:func:`bortkit.quantize.graph.
 fold_parameters`): every ``FullyConnected`` node named in ``products`` (the query/key/value
 product, the attention output and both FFN products of every layer) becomes a
-``bortkit_int8_dense`` node (:mod:`bortkit.ops.int8_dense`) reading the packed int8 weight,
-its per-channel scales and column sums, and the fp32 bias; the input is quantized per row
-inside the operator (dynamic, so no thresholds). Where such a product feeds only a residual
-add that feeds only a LayerNorm, the operator also does the add and the LayerNorm (one pass
-over the row block while it is in cache); where it feeds only an exact GELU (the FFN's
-first product), the operator applies it.
+``bortkit_int8_dense`` node (:mod:`bortkit.ops.int8_dense`) reading the packed int8 weight
+(the active tier's weight levels: 63 at avx2, else 127), its per-channel scales and column
+sums, and the fp32 bias; the input is quantized per row inside the operator (dynamic, so no
+thresholds). Where such a product feeds only a residual add that feeds only a LayerNorm, the
+operator also does the add and the LayerNorm (one pass over the row block while it is in
+cache); where it feeds only an exact GELU (the FFN's first product), the operator applies
+it.
 
 Each dot-product self-attention (scores, mask, softmax and weighted values, four operators
 around a (B, H, T, T) tensor, or the fused training operator ``bortkit_attention`` the
@@ -33,11 +34,12 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
     """``(symbol, parameters)`` with the ``FullyConnected`` nodes named in ``products``
     on the int8 operator. Raises ``KeyError`` for a name that is not such a node."""
     import mxnet as mx
-    from ..ops.int8_dense import pack_weight
+    from ..ops.int8_dense import default_levels, pack_weight
     graph = json.loads(sym.tojson())
     nodes = graph["nodes"]
     by_name = {node["name"]: i for i, node in enumerate(nodes)}
     new_params = dict(params)
+    levels = default_levels()
     _skip_dropouts(nodes, graph["heads"])
     for name in products:
         node = nodes[by_name[name]]  # KeyError: not in the graph
@@ -46,7 +48,7 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
         weight_name = nodes[node["inputs"][1][0]]["name"]
         weight = params[weight_name].asnumpy()
         units = weight.shape[0]
-        packed, scale, colsum = pack_weight(weight)
+        packed, scale, colsum = pack_weight(weight, levels)
         inputs = node["inputs"][:2]
         extra = {f"{name}_int8_scale": mx.nd.array(scale, dtype="float32"),
                  f"{name}_int8_colsum": mx.nd.array(colsum, dtype="int32")}
@@ -62,7 +64,8 @@ def fused_symbol(sym, params: dict, products: Sequence[str]) -> tuple:
         new_params.update(extra)
         inputs += [[by_name[f"{name}_int8_scale"], 0, 0], [by_name[f"{name}_int8_colsum"], 0, 0],
                    [by_name[bias_name], 0, 0]]
-        node.update(op=OP, attrs={"units": str(units)}, inputs=inputs)
+        node.update(op=OP, attrs={"units": str(units), "weight_levels": str(levels)},
+                    inputs=inputs)
         if not _fuse_gelu(nodes, by_name[name], graph["heads"]):
             _fuse_add_norm(nodes, by_name[name], graph["heads"])
     for index, node in enumerate(nodes):
