@@ -146,6 +146,7 @@ def isa_record() -> dict:
     if not ops.available():
         return {"tier": None, "host": None, "status": ops.status(), **cpuid}
     return {"tier": isa.active(), "host": isa.host(), "int8_levels": isa.int8_levels(),
+            "weight_levels": isa.weight_levels(),
             "capped": isa.active() != isa.host(), **cpuid,
             "variables": {n: os.environ[n] for n in ISA_VARIABLES if n in os.environ}}
 
