@@ -184,17 +184,19 @@ class MultiHeadSelfAttention(HybridBlock):
         """The output at position 0 alone: (T, B, U) states, (B, T) mask -> (1, B, U).
         Keys and values come from every position, the query and the output projection from
         the first only: what a classifier that reads h[:, 0] needs of the last layer."""
-        h, d = self._heads, self._units // self._heads
+        h, d, u = self._heads, self._units // self._heads, self._units
         first = F.slice_axis(x, axis=0, begin=0, end=1)                  # (1, B, U)
-        query = (self.query(first) * (1.0 / math.sqrt(d))).reshape((0, 0, h, d))  # (1, B, H, d)
-        key = self.key(x).reshape((0, 0, h, d))                           # (T, B, H, d)
-        scores = F.sum(F.broadcast_mul(query, key), axis=3)              # (T, B, H)
-        fill = F.expand_dims(F.transpose((1.0 - attention_mask) * MASK_FILL), axis=2)  # (T, B, 1)
-        probs = self.dropout(F.softmax(F.broadcast_add(scores, fill), axis=0))
-        value = self.value(x).reshape((0, 0, h, d))                       # (T, B, H, d)
-        context = F.sum(F.broadcast_mul(F.expand_dims(probs, axis=3), value), axis=0,
-                        keepdims=True)                                    # (1, B, H, d)
-        return self.output(context.reshape((0, 0, -1)))                   # (1, B, U)
+        query = (self.query(first) * (1.0 / math.sqrt(d))).reshape((-1, 1, d))  # (B*H, 1, d)
+
+        def per_head(y):  # (T, B, U) -> (B*H, T, d)
+            return F.transpose(y.reshape((0, -1, d)), axes=(1, 0, 2))
+
+        scores = F.batch_dot(query, per_head(self.key(x)), transpose_b=True)  # (B*H, 1, T)
+        fill = F.expand_dims(F.expand_dims((1.0 - attention_mask) * MASK_FILL, 1), 1)
+        scores = F.broadcast_add(scores.reshape((-4, -1, h, 0, 0)), fill)  # (B, H, 1, T)
+        probs = self.dropout(F.softmax(scores, axis=-1)).reshape((-3, 0, 0))  # (B*H, 1, T)
+        context = F.batch_dot(probs, per_head(self.value(x)))              # (B*H, 1, d)
+        return self.output(context.reshape((1, -1, u)))                   # (1, B, U)
 
 
 ATTENTION_BLOCKS = {"dot_product": MultiHeadSelfAttention}
