@@ -178,6 +178,7 @@ void products(float* c, int64_t ldc, const Value* a, int64_t lda, const Value* b
 #endif
 }
 
+#if defined(BORTKIT_ATTENTION_TILES)
 // One row of scores -> probabilities exp(s - max) rounded to bf16 (zero past T), and the
 // sum of the rounded values (what is multiplied), so that each row sums to 1.
 float softmax_row(float* s, const float* bias, const Attention& a, Value* p, int64_t r) {
@@ -196,6 +197,37 @@ float softmax_row(float* s, const float* bias, const Attention& a, Value* p, int
   }
   return sum;
 }
+#else
+// A block's scores, transposed (st[j * kBlock + r]: key j, query r), -> probabilities
+// exp(s - max) rounded to bf16 at prob_at(r, j) = the same place (zero past T, left as
+// padded), and each query's sum of the rounded values (what is multiplied), so that each
+// row sums to 1. One vector holds the block's 16 queries of one key: the maximum, the sum
+// and the stores run across queries (row by row, the stores to prob_at's columns were
+// scalar and took most of the operator's time at MiniLM's head size, perf).
+void softmax_block(float* st, const float* bias, const Attention& a, Value* p, float* sum) {
+  const int64_t T = a.args.T;
+  float top[kBlock];
+  for (int64_t r = 0; r < kBlock; ++r) top[r] = -INFINITY, sum[r] = 0.0f;
+  for (int64_t j = 0; j < T; ++j) {
+    float* s = st + j * kBlock;
+#pragma omp simd
+    for (int64_t r = 0; r < kBlock; ++r) {
+      s[r] += bias[j];
+      top[r] = s[r] > top[r] ? s[r] : top[r];
+    }
+  }
+  for (int64_t j = 0; j < T; ++j) {
+    const float* s = st + j * kBlock;
+    Value* pj = p + prob_at(a, 0, j);
+#pragma omp simd
+    for (int64_t r = 0; r < kBlock; ++r) {
+      const float rounded = from_bf16(to_bf16(exp_approx(s[r] - top[r])));
+      pj[r] = to_value(rounded);
+      sum[r] += rounded;
+    }
+  }
+}
+#endif
 
 void attend(const Attention& a, int64_t b, int64_t h, Scratch& w) {
   const AttentionArgs& x = a.args;
@@ -204,18 +236,26 @@ void attend(const Attention& a, int64_t b, int64_t h, Scratch& w) {
   for (int64_t j = 0; j < x.T; ++j) w.bias[j] = (1.0f - mask[j]) * x.fill;
   gather(a, b, h, w);
 #if defined(BORTKIT_ATTENTION_TILES)
-  const int64_t q_step = a.depth, p_step = a.keys;  // rows apart
+  const int64_t p_step = a.keys;  // rows apart
 #else
-  const int64_t q_step = a.rows, p_step = kBlock;   // steps of the summed axis apart
+  const int64_t p_step = kBlock;  // steps of the summed axis apart
 #endif
   for (int64_t i0 = 0; i0 < x.T; i0 += kBlock) {
-    products(w.s, a.rows, w.q + query_at(a, i0, 0), q_step, w.k, a.keys, a.depth, a.rows);
     float sum[kBlock];
     const int64_t count = min64(kBlock, x.T - i0);
+#if defined(BORTKIT_ATTENTION_TILES)
+    products(w.s, a.rows, w.q + query_at(a, i0, 0), a.depth, w.k, a.keys, a.depth, a.rows);
     for (int64_t r = 0; r < count; ++r)
       sum[r] = softmax_row(w.s + r * a.rows, w.bias, a, w.p, r);
     for (int64_t r = count; r < kBlock; ++r)  // the last block's rows past T
       for (int64_t j = 0; j < x.T; ++j) w.p[prob_at(a, r, j)] = 0;
+#else
+    // (rows, 16) = k (rows keys, depth) . q (depth, 16 queries): the scores transposed; a
+    // last block's queries past T are zero rows of q, their outputs are not written
+    small_gemm(w.s, kBlock, w.k, a.keys, w.q + query_at(a, i0, 0), a.rows, a.rows, a.depth,
+               kBlock);
+    softmax_block(w.s, w.bias, a, w.p, sum);
+#endif
     products(w.o, a.depth, w.p, p_step, w.v, a.depth, a.keys,
              (x.d + kBlock - 1) / kBlock * kBlock);
     for (int64_t r = 0; r < count; ++r) {
