@@ -214,33 +214,43 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   _tile_stored(3, acc + 528, 128);
 #elif defined(__AVX512VNNI__)
   // 4 rows x 64 columns a pass: 16 accumulators; a weight row of a tile (64 bytes) is 4
-  // k values of 16 columns, a row's 4 bytes are broadcast against 4 of them.
+  // k values of 16 columns, a row's 4 bytes are broadcast against 4 of them. The 8 groups
+  // of 4 rows pass over a chunk of kChunk tiles' weights (16 KB, kept in L1) before the
+  // next chunk, the sums kept in acc between chunks: group by group over all of K, the
+  // weights came from L2 once per group, whose bandwidth held VPDPBUSD to half its peak.
+  constexpr int64_t kChunk = 4;
   const int8_t* b[kBlockTiles];
   for (int64_t t = 0; t < kBlockTiles; ++t) b[t] = b0 + (t < tiles ? t : 0) * p.KB * kTile;
-  for (int64_t g = 0; g < 8; ++g) {
-    __m512i c[4][kBlockTiles];
-    for (int i = 0; i < 4; ++i)
-      for (int t = 0; t < kBlockTiles; ++t) c[i][t] = _mm512_setzero_si512();
-    const uint8_t* rows[4];
-    for (int i = 0; i < 4; ++i) rows[i] = row_of(a, p.KB, mb * 32 + g * 4 + i);
-    for (int64_t kb = 0; kb < p.KB; ++kb)
-      for (int64_t q4 = 0; q4 < 16; ++q4) {
-        __m512i w[kBlockTiles];
-#pragma GCC unroll 4
+  for (int64_t k0 = 0; k0 < p.KB; k0 += kChunk) {
+    const int64_t k1 = min64(p.KB, k0 + kChunk);
+    for (int64_t g = 0; g < 8; ++g) {
+      int32_t* sums = acc + g * 4 * kBlockCols;
+      __m512i c[4][kBlockTiles];
+      for (int i = 0; i < 4; ++i)
         for (int t = 0; t < kBlockTiles; ++t)
-          w[t] = _mm512_loadu_si512(b[t] + kb * kTile + q4 * 64);
+          c[i][t] = k0 == 0 ? _mm512_setzero_si512()
+                            : _mm512_loadu_si512(sums + i * kBlockCols + t * 16);
+      const uint8_t* rows = row_of(a, p.KB, mb * 32 + g * 4);  // the 4 rows are kTileBytes apart
+      for (int64_t kb = k0; kb < k1; ++kb)
+        for (int64_t q4 = 0; q4 < 16; ++q4) {
+          __m512i w[kBlockTiles];
 #pragma GCC unroll 4
-        for (int i = 0; i < 4; ++i) {
-          int32_t quad;
-          memcpy(&quad, rows[i] + kb * kTile + q4 * 4, 4);
-          const __m512i q = _mm512_set1_epi32(quad);
+          for (int t = 0; t < kBlockTiles; ++t)
+            w[t] = _mm512_loadu_si512(b[t] + kb * kTile + q4 * 64);
 #pragma GCC unroll 4
-          for (int t = 0; t < kBlockTiles; ++t) c[i][t] = _mm512_dpbusd_epi32(c[i][t], q, w[t]);
+          for (int i = 0; i < 4; ++i) {
+            int32_t quad;
+            memcpy(&quad, rows + kb * kTile + i * kTileBytes + q4 * 4, 4);
+            const __m512i q = _mm512_set1_epi32(quad);
+#pragma GCC unroll 4
+            for (int t = 0; t < kBlockTiles; ++t)
+              c[i][t] = _mm512_dpbusd_epi32(c[i][t], q, w[t]);
+          }
         }
-      }
-    for (int i = 0; i < 4; ++i)
-      for (int t = 0; t < kBlockTiles; ++t)
-        _mm512_storeu_si512(acc + (g * 4 + i) * kBlockCols + t * 16, c[i][t]);
+      for (int i = 0; i < 4; ++i)
+        for (int t = 0; t < kBlockTiles; ++t)
+          _mm512_storeu_si512(sums + i * kBlockCols + t * 16, c[i][t]);
+    }
   }
 #elif defined(__AVX2__)
   if (p.weight_levels <= kWeightLevels) {
