@@ -231,22 +231,30 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
           c[i][t] = k0 == 0 ? _mm512_setzero_si512()
                             : _mm512_loadu_si512(sums + i * kBlockCols + t * 16);
       const uint8_t* rows = row_of(a, p.KB, mb * 32 + g * 4);  // the 4 rows are kTileBytes apart
-      for (int64_t kb = k0; kb < k1; ++kb)
+      for (int64_t kb = k0; kb < k1; ++kb) {
+        // one base pointer each, constant offsets from it: with an address per row and tile
+        // GCC ran out of registers and moved them through vector registers every step
+        const uint8_t* quads = rows + kb * kTile;
+        const int8_t* w0 = b[0] + kb * kTile;
+        const int8_t* w1 = b[1] + kb * kTile;
+        const int8_t* w2 = b[2] + kb * kTile;
+        const int8_t* w3 = b[3] + kb * kTile;
+#pragma GCC unroll 2
         for (int64_t q4 = 0; q4 < 16; ++q4) {
-          __m512i w[kBlockTiles];
-#pragma GCC unroll 4
-          for (int t = 0; t < kBlockTiles; ++t)
-            w[t] = _mm512_loadu_si512(b[t] + kb * kTile + q4 * 64);
+          const __m512i w[kBlockTiles] = {
+              _mm512_loadu_si512(w0 + q4 * 64), _mm512_loadu_si512(w1 + q4 * 64),
+              _mm512_loadu_si512(w2 + q4 * 64), _mm512_loadu_si512(w3 + q4 * 64)};
 #pragma GCC unroll 4
           for (int i = 0; i < 4; ++i) {
             int32_t quad;
-            memcpy(&quad, rows + kb * kTile + i * kTileBytes + q4 * 4, 4);
+            memcpy(&quad, quads + i * kTileBytes + q4 * 4, 4);
             const __m512i q = _mm512_set1_epi32(quad);
 #pragma GCC unroll 4
             for (int t = 0; t < kBlockTiles; ++t)
               c[i][t] = _mm512_dpbusd_epi32(c[i][t], q, w[t]);
           }
         }
+      }
       for (int i = 0; i < 4; ++i)
         for (int t = 0; t < kBlockTiles; ++t)
           _mm512_storeu_si512(sums + i * kBlockCols + t * 16, c[i][t]);
