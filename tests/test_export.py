@@ -124,7 +124,7 @@ def _with_outputs(graph, names: dict):
 
 
 @pytest.mark.parametrize("name", ["bert", "bort-like", "pre-ln-factorised", "low-rank"])
-def test_cls_head_computes_the_last_layer_for_the_first_token_only(tmp_path, name):
+def test_cls_head_computes_the_last_layer_for_the_first_position_only(tmp_path, name):
     """With a cls head (pooler, or Bort's tanh dense over h[:, 0]) the last layer's keys and
     values are every token's but its query, output projection and FFN run on one row, as ORT
     computes them (padded rows in the batch); the layers before it stay whole."""
@@ -289,7 +289,7 @@ def test_int8_export_keeps_the_sensitive_product_in_fp32(sst2_classifier, sst2_o
 
 
 @pytest.mark.parametrize("name", ["bert", "low-rank"])
-def test_int8_cls_export_quantizes_the_first_token_layer(tmp_path, name):
+def test_int8_cls_export_quantizes_the_first_position_layer(tmp_path, name):
     """The int8 export of a cls classifier: the last layer's query, key and value products
     (each factor of a factored one) are integer ones, its attention (activation by
     activation) stays fp32, the logits stay close to fp32's; a kept-fp32 list naming that

@@ -183,7 +183,7 @@ def _first_rows(g: GraphBuilder, x: str) -> str:
                             g.constant("slice_axis", np.array([1], np.int64))])
 
 
-def _first_token_attention(g: GraphBuilder, x: str, mask: str, prefix: str, config) -> str:
+def _first_position_attention(g: GraphBuilder, x: str, mask: str, prefix: str, config) -> str:
     """(B, T, U) -> the context of position 0 (B, 1, U), before the output projection: the
     query of x[:, 0:1] against the keys and values of every token, masked as ``Attention``.
     The projections are three ``MatMul`` named ``prefix.query``/``key``/``value`` (factored
@@ -194,22 +194,22 @@ def _first_token_attention(g: GraphBuilder, x: str, mask: str, prefix: str, conf
     bias = g.constant(f"{prefix}.qkv.bias", np.concatenate(
         [g.tensors[f"{prefix}.{p}.bias"] for p in ("query", "key", "value")]).astype(np.float32))
     return g.node("MultiHeadAttention", [query, key, value, bias, mask], domain=MS_DOMAIN,
-                  name=f"{prefix}.first_token", num_heads=config.num_heads,
+                  name=f"{prefix}.first_position", num_heads=config.num_heads,
                   mask_filter_value=MASK_FILL)
 
 
 def _layer(g: GraphBuilder, x: str, mask: str, i: int, config,
-           first_token: bool = False) -> str:
-    """Layer ``i``: (B, T, U) -> (B, T, U); with ``first_token`` -> (B, 1, U), position 0
+           first_position: bool = False) -> str:
+    """Layer ``i``: (B, T, U) -> (B, T, U); with ``first_position`` -> (B, 1, U), position 0
     alone (its attention still reads every token's keys and values)."""
     p, eps = f"encoder.{i}", config.layer_norm_eps
 
     def attend(h: str) -> str:
-        if first_token:
-            return _first_token_attention(g, h, mask, f"{p}.attention", config)
+        if first_position:
+            return _first_position_attention(g, h, mask, f"{p}.attention", config)
         return _attention(g, h, mask, f"{p}.attention", config)
 
-    residual = _first_rows(g, x) if first_token else x
+    residual = _first_rows(g, x) if first_position else x
     if config.layer_norm_position == "post":
         attended = g.dense(attend(x), f"{p}.attention.output", bias=False)
         x = _skip_layer_norm(g, attended, residual, f"{p}.attention.output",
@@ -271,9 +271,10 @@ def build_graph(state: State, head: TaskHead | None = None):
     mask = g.node("Cast", ["attention_mask"], to=TensorProto.INT32)             # (B, T)
     # A head that reads h[:, 0] alone needs the last layer for position 0 alone: x is then
     # (B, 1, U) after it.
-    first_token = head is not None and head.pooling == "cls"
+    reads_first = head is not None and head.pooling == "cls"
+    last = config.num_layers - 1
     for i in range(config.num_layers):
-        x = _layer(g, x, mask, i, config, first_token=first_token and i == config.num_layers - 1)
+        x = _layer(g, x, mask, i, config, first_position=reads_first and i == last)
     if config.layer_norm_position == "pre":
         x = _layer_norm(g, x, "final_norm", config.layer_norm_eps)
     pooled = None

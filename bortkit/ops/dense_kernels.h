@@ -219,6 +219,7 @@ void block_product(const DenseArgs& p, const uint8_t* a, int64_t mb, int64_t nt,
   // next chunk, the sums kept in acc between chunks: group by group over all of K, the
   // weights came from L2 once per group, whose bandwidth held VPDPBUSD to half its peak.
   constexpr int64_t kChunk = 4;
+  static_assert(kBlockTiles == 4, "the loop below names its four weight tiles");
   const int8_t* b[kBlockTiles];
   for (int64_t t = 0; t < kBlockTiles; ++t) b[t] = b0 + (t < tiles ? t : 0) * p.KB * kTile;
   for (int64_t k0 = 0; k0 < p.KB; k0 += kChunk) {

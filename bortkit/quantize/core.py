@@ -224,12 +224,13 @@ def _first_position_twin(network):
     alone (:class:`~bortkit.model.SequenceClassifier`), or None where that changes nothing
     (no [CLS] head, or a network that cannot)."""
     from ..model import SequenceClassifier
-    if not isinstance(network, SequenceClassifier) or network.head.pooling != "cls" or \
+    if not isinstance(network, SequenceClassifier) or \
             not network.network.first_position_suffices():
         return None
-    return SequenceClassifier(network.network, network.num_labels, network.head.pooling,
+    twin = SequenceClassifier(network.network, network.num_labels, network.head.pooling,
                               first_position=True, prefix=network.prefix,
                               params=network.collect_params())
+    return twin if twin.first_position else None  # the classifier's rule: a [CLS] head
 
 
 def _operators(network, name: str) -> list:
